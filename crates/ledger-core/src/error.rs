@@ -1,0 +1,160 @@
+//! The store's error type.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{Envelope, ExpectedSeq, Seq, StreamName};
+
+/// An append refused because the stream was not where the writer expected it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Conflict {
+    /// The stream appended to.
+    pub stream: StreamName,
+    /// What the writer expected.
+    pub expected: ExpectedSeq,
+    /// The stream's seq when the append was refused.
+    pub current_seq: Seq,
+    /// Events after the writer's expected seq (oldest first, at most `Limits::max_missed_events`),
+    /// so the writer can fold them and decide again without another read.
+    pub missed: Vec<Envelope>,
+    /// True when more events were missed than `missed` holds.
+    pub missed_truncated: bool,
+}
+
+/// Everything a store operation can fail with; each variant has a stable [`code`](Self::code).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the expected seq.
+    #[error("conflict on {}: expected {}, stream is at {}", .0.stream, .0.expected, .0.current_seq)]
+    Conflict(Box<Conflict>),
+    /// An event id was appended before with other content or at another place.
+    #[error("event id {event_id} was already used for a different event")]
+    EventIdReused {
+        /// The reused id.
+        event_id: Uuid,
+    },
+    /// A stream name does not match `category-id`.
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamName {
+        /// The refused name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An append with no events.
+    #[error("an append needs at least one event")]
+    EmptyBatch,
+    /// An event whose data plus metadata is over the size limit.
+    #[error(
+        "event {index} of the batch is {size} bytes of data and metadata; the limit is {limit}"
+    )]
+    EventTooLarge {
+        /// Its index in the batch (0-based).
+        index: usize,
+        /// Serialized size of data plus metadata.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Metadata that is not a JSON object.
+    #[error("event {index} of the batch has metadata that is not a JSON object")]
+    InvalidMetadata {
+        /// Its index in the batch (0-based).
+        index: usize,
+    },
+    /// Any other malformed input (empty event type, one stream twice in a multi-stream append, ...).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A read resumed after a position that is not in the log.
+    #[error("position {0} is not in the log")]
+    UnknownPosition(u64),
+    /// The database schema is not the version this ledger needs.
+    #[error("{}", schema_message(*.found, *.needed))]
+    SchemaMismatch {
+        /// The database's schema version (0 for an empty database).
+        found: i64,
+        /// The version this ledger needs.
+        needed: i64,
+    },
+    /// The database cannot be reached or is overloaded; retrying later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// An unexpected database failure; the text is for logs, not for clients.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+fn schema_message(found: i64, needed: i64) -> String {
+    if found < needed {
+        format!("database schema is at {found}, this ledger needs {needed}: run `ledger migrate`")
+    } else {
+        format!(
+            "database schema is at {found}, this ledger needs {needed}: the database was migrated by a newer ledger; upgrade this one"
+        )
+    }
+}
+
+impl StoreError {
+    /// A stable snake_case code for this error, used by the CLI and HTTP API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Conflict(_) => "conflict",
+            StoreError::EventIdReused { .. } => "event_id_reused",
+            StoreError::InvalidStreamName { .. } => "invalid_stream_name",
+            StoreError::EmptyBatch => "empty_batch",
+            StoreError::EventTooLarge { .. } => "event_too_large",
+            StoreError::InvalidMetadata { .. } => "invalid_metadata",
+            StoreError::InvalidInput(_) => "invalid_input",
+            StoreError::UnknownPosition(_) => "unknown_position",
+            StoreError::SchemaMismatch { .. } => "schema_mismatch",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Backend(_) => "internal",
+        }
+    }
+
+    /// True for errors caused by the caller's input (as opposed to conflicts or the database).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::EventIdReused { .. }
+                | StoreError::InvalidStreamName { .. }
+                | StoreError::EmptyBatch
+                | StoreError::EventTooLarge { .. }
+                | StoreError::InvalidMetadata { .. }
+                | StoreError::InvalidInput(_)
+                | StoreError::UnknownPosition(_)
+        )
+    }
+
+    /// The conflict, when this is one.
+    pub fn as_conflict(&self) -> Option<&Conflict> {
+        match self {
+            StoreError::Conflict(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_messages_say_what_to_do() {
+        let behind = StoreError::SchemaMismatch {
+            found: 1,
+            needed: 2,
+        };
+        assert_eq!(
+            behind.to_string(),
+            "database schema is at 1, this ledger needs 2: run `ledger migrate`"
+        );
+        let ahead = StoreError::SchemaMismatch {
+            found: 3,
+            needed: 2,
+        };
+        assert!(ahead.to_string().contains("upgrade this one"));
+        assert_eq!(ahead.code(), "schema_mismatch");
+    }
+}

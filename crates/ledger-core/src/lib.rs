@@ -1,0 +1,28 @@
+//! Core vocabulary of the onboarding ledger: stream names, sequences, positions, events,
+//! envelopes, the store traits every backend implements and the store's error type.
+//!
+//! This crate does no I/O and knows no database. Backends (`ledger-postgres`, `ledger-sqlite`,
+//! `ledger-memory`) implement [`EventStore`]; everything above them depends only on this crate.
+
+mod baseline;
+mod error;
+mod event;
+mod expected;
+mod limits;
+mod replay;
+mod seq;
+mod store;
+mod stream;
+
+pub use baseline::{Baseline, BenchRow};
+pub use error::{Conflict, StoreError};
+pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};
+pub use expected::{ExpectedSeq, ParseExpectedSeqError};
+pub use limits::{Limits, validate_appends, validate_batch};
+pub use replay::match_replay;
+pub use seq::{Position, Seq};
+pub use store::{AppendTx, EventStore, EventStream, ReadAll, StoreOptions, TransactionalStore};
+pub use stream::StreamName;
+
+/// A boxed, sendable future, the return type of the store traits' async methods.
+pub type BoxFuture<'a, T> = futures::future::BoxFuture<'a, T>;

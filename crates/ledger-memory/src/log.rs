@@ -1,0 +1,162 @@
+//! The in-memory log and the append planning shared by plain and transactional appends.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use ledger_core::{
+    AppendResult, Conflict, Envelope, ExpectedSeq, Limits, NewEvent, Position, Seq, StoreError,
+    StreamName, match_replay, validate_batch,
+};
+use uuid::Uuid;
+
+/// Every committed event, indexed by stream and by id.
+#[derive(Default)]
+pub(crate) struct Log {
+    /// Events in position order.
+    pub(crate) events: Vec<Envelope>,
+    /// Indexes into `events` per stream, in seq order.
+    pub(crate) streams: HashMap<StreamName, Vec<usize>>,
+    /// Index into `events` per event id.
+    pub(crate) ids: HashMap<Uuid, usize>,
+}
+
+impl Log {
+    /// The stream's seq counting committed and `staged` events.
+    fn seq(&self, staged: &[Envelope], stream: &StreamName) -> Seq {
+        let staged_seq = staged
+            .iter()
+            .rev()
+            .find(|e| &e.stream == stream)
+            .map(|e| e.seq);
+        staged_seq.unwrap_or_else(|| Seq(self.streams.get(stream).map_or(0, |v| v.len() as u64)))
+    }
+
+    /// The stream's committed and staged events with `seq > after`.
+    fn after<'a>(
+        &'a self,
+        staged: &'a [Envelope],
+        stream: &'a StreamName,
+        after: Seq,
+    ) -> impl Iterator<Item = &'a Envelope> + 'a {
+        let committed = self
+            .streams
+            .get(stream)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.events[i]);
+        committed
+            .chain(staged.iter().filter(move |e| &e.stream == stream))
+            .filter(move |e| e.seq > after)
+    }
+
+    /// The next position to assign, counting `staged` events.
+    fn next_position(&self, staged: &[Envelope]) -> u64 {
+        let last = staged.last().or(self.events.last());
+        last.map_or(1, |e| e.position.0 + 1)
+    }
+
+    /// Plans one append on top of the committed log and `staged`: the envelopes to add, or
+    /// the original result of a replay (nothing to add), or the error.
+    pub(crate) fn plan(
+        &self,
+        staged: &[Envelope],
+        stream: &StreamName,
+        expected: ExpectedSeq,
+        events: &[NewEvent],
+        limits: &Limits,
+    ) -> Result<Planned, StoreError> {
+        validate_batch(events, limits)?;
+        let existing: Vec<Envelope> = events
+            .iter()
+            .filter_map(|e| {
+                let committed = self.ids.get(&e.event_id).map(|&i| &self.events[i]);
+                committed.or_else(|| staged.iter().find(|s| s.event_id == e.event_id))
+            })
+            .cloned()
+            .collect();
+        if let Some(replay) = match_replay(stream, events, &existing) {
+            return replay.map(Planned::Replayed);
+        }
+        let current = self.seq(staged, stream);
+        if !expected.admits(current) {
+            let after = expected.missed_after();
+            let missed = self
+                .after(staged, stream, after)
+                .take(limits.max_missed_events + 1)
+                .cloned()
+                .collect();
+            return Err(Conflict::error(
+                stream,
+                expected,
+                current,
+                missed,
+                limits.max_missed_events,
+            ));
+        }
+        let first_position = self.next_position(staged);
+        let now = Utc::now();
+        let envelopes = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Envelope {
+                event_id: e.event_id,
+                stream: stream.clone(),
+                seq: current.plus(i as u64 + 1),
+                position: Position(first_position + i as u64),
+                event_type: e.event_type.clone(),
+                data: e.data.clone(),
+                metadata: e.metadata.clone(),
+                recorded_at: now,
+            })
+            .collect();
+        Ok(Planned::Write(envelopes))
+    }
+
+    /// Adds planned envelopes to the committed log.
+    pub(crate) fn commit(&mut self, envelopes: Vec<Envelope>) {
+        for e in envelopes {
+            let index = self.events.len();
+            self.streams
+                .entry(e.stream.clone())
+                .or_default()
+                .push(index);
+            self.ids.insert(e.event_id, index);
+            self.events.push(e);
+        }
+    }
+}
+
+/// The outcome of planning an append.
+pub(crate) enum Planned {
+    /// New envelopes to write.
+    Write(Vec<Envelope>),
+    /// An idempotent retry: the original result, nothing to write.
+    Replayed(AppendResult),
+}
+
+impl Planned {
+    /// The append result these envelopes (or this replay) answer with.
+    pub(crate) fn result(&self, stream: &StreamName) -> AppendResult {
+        match self {
+            Planned::Replayed(r) => r.clone(),
+            Planned::Write(envs) => {
+                let (first, last) = (&envs[0], &envs[envs.len() - 1]);
+                AppendResult {
+                    stream: stream.clone(),
+                    first_seq: first.seq,
+                    last_seq: last.seq,
+                    position: last.position,
+                    replayed: false,
+                }
+            }
+        }
+    }
+
+    /// The envelopes to write (none for a replay).
+    pub(crate) fn into_envelopes(self) -> Vec<Envelope> {
+        match self {
+            Planned::Write(envs) => envs,
+            Planned::Replayed(_) => Vec::new(),
+        }
+    }
+}
