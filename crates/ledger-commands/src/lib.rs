@@ -1,0 +1,17 @@
+//! Runs onboarding commands against any [`EventStore`](ledger_core::EventStore): load the tenant
+//! stream, fold it, decide, append with the loaded seq as the expectation and, when another
+//! writer got there first, fold the events it missed and decide again.
+//!
+//! This is the imperative shell around the pure `ledger-domain`; the HTTP API and Rust
+//! command handlers both go through it.
+
+mod error;
+mod executor;
+mod idempotency;
+mod load;
+mod register;
+
+pub use error::ExecuteError;
+pub use executor::{Clock, CommandRequest, Executed, Executor};
+pub use idempotency::Idempotency;
+pub use load::{Loaded, tenant_stream};
