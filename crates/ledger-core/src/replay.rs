@@ -126,7 +126,11 @@ mod tests {
             ..a.clone()
         };
         reuse(match_replay(&s, &[renamed], &[stored(&s, 1, &a)]));
-        reuse(match_replay(&s, std::slice::from_ref(&a), &[stored(&other, 1, &a)]));
+        reuse(match_replay(
+            &s,
+            std::slice::from_ref(&a),
+            &[stored(&other, 1, &a)],
+        ));
         let swapped = vec![stored(&s, 1, &b), stored(&s, 2, &a)];
         reuse(match_replay(&s, &[a.clone(), b.clone()], &swapped));
         let fresh = NewEvent::new("C", json!({}));

@@ -131,3 +131,40 @@ pub trait AppendTx: Send {
     /// Discards every staged append.
     fn rollback(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>>;
 }
+
+macro_rules! forward_event_store {
+    ($ptr:path) => {
+        impl<T: EventStore + ?Sized> EventStore for $ptr {
+            fn append(
+                &self,
+                stream: StreamName,
+                expected: ExpectedSeq,
+                events: Vec<NewEvent>,
+            ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
+                (**self).append(stream, expected, events)
+            }
+
+            fn append_multi(
+                &self,
+                appends: Vec<StreamAppend>,
+            ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
+                (**self).append_multi(appends)
+            }
+
+            fn stream_seq(&self, stream: StreamName) -> BoxFuture<'_, Result<Seq, StoreError>> {
+                (**self).stream_seq(stream)
+            }
+
+            fn read_stream(&self, stream: StreamName, from: Seq) -> EventStream {
+                (**self).read_stream(stream, from)
+            }
+
+            fn read_all(&self, query: ReadAll) -> EventStream {
+                (**self).read_all(query)
+            }
+        }
+    };
+}
+
+forward_event_store!(std::sync::Arc<T>);
+forward_event_store!(Box<T>);

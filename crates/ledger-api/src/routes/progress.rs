@@ -1,0 +1,166 @@
+//! `GET /v1/tenants/{id}/progress`: the five onboarding stages as Server-Sent Events.
+//!
+//! The stream first sends every stage already completed, then each one as it completes, and
+//! closes after `completed` (onboarding finished) or `failed` (a step failed). It reads the
+//! tenant's own stream, woken by this server's appends and polling for other servers'.
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use ledger_commands::tenant_stream;
+use ledger_core::Seq;
+use ledger_domain::{DomainError, Phase, Stage, TenantEvent, TenantState, evolve};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::input::{ApiPath, tenant_id};
+use crate::state::AppState;
+
+/// The SSE event of one completed stage.
+fn stage_event(stage: Stage, at: DateTime<Utc>, seq: Seq) -> Event {
+    let index = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0) + 1;
+    Event::default().event("stage").data(
+        json!({
+            "stage": stage,
+            "index": index,
+            "of": Stage::ALL.len(),
+            "completed_at": at,
+            "seq": seq,
+        })
+        .to_string(),
+    )
+}
+
+/// The stage events for stages in `after` that are not in `before`, in stage order.
+fn new_stages(before: &TenantState, after: &TenantState, seq: Seq) -> Vec<Event> {
+    Stage::ALL
+        .iter()
+        .filter(|s| !before.stages.contains_key(s))
+        .filter_map(|s| after.stages.get(s).map(|at| stage_event(*s, *at, seq)))
+        .collect()
+}
+
+/// The closing event, when `state` is finished or failed.
+fn closing(state: &TenantState, seq: Seq) -> Option<Event> {
+    if let Some(at) = state.completed_at {
+        return Some(
+            Event::default()
+                .event("completed")
+                .data(json!({"completed_at": at, "seq": seq}).to_string()),
+        );
+    }
+    state.last_failure.as_ref().map(|f| {
+        Event::default()
+            .event("failed")
+            .data(json!({"stage": f.stage, "code": f.code, "at": f.at, "seq": seq}).to_string())
+    })
+}
+
+/// Waits for an append of this process or the poll interval.
+async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Duration) {
+    let changed = async {
+        let alive = match signal.as_mut() {
+            Some(rx) => rx.changed().await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = changed => {}
+        () = tokio::time::sleep(poll) => {}
+    }
+}
+
+/// The tenant's onboarding stages as they complete, as Server-Sent Events: `stage` (with
+/// `stage`, `index`, `of`, `completed_at`, `seq`) for each completed stage, then `completed`
+/// or `failed`, after which the stream closes.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/progress",
+    tag = "tenants",
+    params(("id" = uuid::Uuid, Path, description = "The tenant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`text/event-stream` of `stage` events, then `completed` or `failed`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_tenant_id`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another tenant's token", body = ErrorBody),
+        (status = 404, description = "`tenant_not_found`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn progress(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&id)?;
+    caller.require_tenant(tenant)?;
+    let loaded = state.executor.load(tenant).await?;
+    if !loaded.state.is_registered() {
+        return Err(DomainError::TenantNotFound.into());
+    }
+    let store = state.store.clone();
+    let poll = state.config.progress_poll;
+    let mut signal = state
+        .projector
+        .as_ref()
+        .and_then(|p| p.signal())
+        .map(|s| s.subscribe());
+    let stream_name = tenant_stream(tenant);
+    let events = async_stream::stream! {
+        let mut current = loaded.state;
+        let mut seq = loaded.seq;
+        for event in new_stages(&TenantState::default(), &current, seq) {
+            yield Ok::<Event, Infallible>(event);
+        }
+        if let Some(end) = closing(&current, seq) {
+            yield Ok(end);
+            return;
+        }
+        loop {
+            wake(&mut signal, poll).await;
+            let mut log = store.read_stream(stream_name.clone(), seq.plus(1));
+            while let Some(next) = log.next().await {
+                let envelope = match next {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "progress stream: reading the tenant failed");
+                        yield Ok(Event::default().event("error").data(json!({"error": e.code()}).to_string()));
+                        return;
+                    }
+                };
+                seq = envelope.seq;
+                let Ok(event) = TenantEvent::from_parts(&envelope.event_type, &envelope.data) else {
+                    continue;
+                };
+                let next_state = evolve(current.clone(), &event);
+                for e in new_stages(&current, &next_state, seq) {
+                    yield Ok(e);
+                }
+                current = next_state;
+                let finished = matches!(
+                    event,
+                    TenantEvent::OnboardingCompleted { .. }
+                        | TenantEvent::OnboardingStepFailed { .. }
+                        | TenantEvent::OnboardingPhaseBackfilled { phase: Phase::Completed, .. }
+                );
+                if finished && let Some(end) = closing(&current, seq) {
+                    yield Ok(end);
+                    return;
+                }
+            }
+        }
+    };
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

@@ -1,0 +1,126 @@
+//! `AppState`: what every handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_commands::{Clock, Executor};
+use ledger_core::{BoxFuture, EventStore, StoreError, StreamName};
+use ledger_domain::Policy;
+use ledger_projections::Projector;
+
+use crate::auth::{TokenCache, sha256};
+use crate::metrics::{MeteredStore, Metrics};
+
+/// A probe `GET /readyz` runs: `Ok` when the database is reachable and its schema is current.
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
+
+/// Tunables of the HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes (larger ones get 413 `payload_too_large`).
+    pub max_body_bytes: usize,
+    /// Events per page of `GET /v1/streams/{stream}/events` when the caller sends no `limit`.
+    pub default_page_size: usize,
+    /// Largest `limit` a caller may ask for.
+    pub max_page_size: usize,
+    /// Lock and API-key durations of the onboarding decisions.
+    pub policy: Policy,
+    /// How often a command is decided again when other writers keep winning.
+    pub max_attempts: u32,
+    /// Longest wait of a query's `min_position` for its projection to catch up (then 503
+    /// `projection_behind`).
+    pub projection_wait: Duration,
+    /// How often a live progress stream looks for new events when this process did not append.
+    pub progress_poll: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            default_page_size: 100,
+            max_page_size: 1000,
+            policy: Policy::default(),
+            max_attempts: 10,
+            projection_wait: Duration::from_secs(5),
+            progress_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The state every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) executor: Executor<Arc<dyn EventStore>>,
+    pub(crate) admin_hash: [u8; 32],
+    pub(crate) tokens: Arc<TokenCache>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) config: Arc<ApiConfig>,
+    pub(crate) ready: ReadyCheck,
+    pub(crate) clock: Clock,
+    pub(crate) projector: Option<Projector>,
+}
+
+impl AppState {
+    /// State over `store`, accepting `admin_token` as the admin's bearer token.
+    pub fn new(store: Arc<dyn EventStore>, admin_token: &str, config: ApiConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let store: Arc<dyn EventStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
+        let clock: Clock = Arc::new(chrono::Utc::now);
+        let executor = Executor::new(store.clone())
+            .with_policy(config.policy)
+            .with_max_attempts(config.max_attempts)
+            .with_clock(clock.clone());
+        let probe_store = store.clone();
+        let ready: ReadyCheck = Arc::new(move || {
+            let store = probe_store.clone();
+            Box::pin(async move {
+                let probe = StreamName::parse("ledger-readyz").expect("a valid stream name");
+                store.stream_seq(probe).await.map(|_| ())
+            })
+        });
+        Self {
+            store,
+            executor,
+            admin_hash: sha256(admin_token.as_bytes()),
+            tokens: Arc::new(TokenCache::default()),
+            metrics,
+            config: Arc::new(config),
+            ready,
+            clock,
+            projector: None,
+        }
+    }
+
+    /// The same state answering the projection queries (`GET /v1/tenants`, `/v1/locks`,
+    /// `/v1/pending-syncs`, `/v1/projections`) from `projector`'s tables; without one they
+    /// answer 503 `projections_unavailable`.
+    pub fn with_projections(mut self, projector: Projector) -> Self {
+        self.projector = Some(projector);
+        self
+    }
+
+    /// The same state deciding with another clock (for tests of expiry).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.executor = self.executor.with_clock(clock.clone());
+        self.clock = clock;
+        self
+    }
+
+    /// The same state with another readiness probe (e.g. a backend's schema version check).
+    pub fn with_ready_check(mut self, ready: ReadyCheck) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// The metrics this state records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store behind the API.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+}

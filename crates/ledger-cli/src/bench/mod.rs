@@ -1,0 +1,132 @@
+//! `ledger bench`: the store measured against plain SQL on the same database.
+//!
+//! Each benchmark prints a human summary, or with `--json` one [`Report`] object.
+
+mod append;
+mod event;
+mod read;
+mod stats;
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::args::BenchCommand;
+use crate::database::Target;
+use crate::output::{CliError, print_json};
+
+/// Runs one benchmark.
+pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError> {
+    let (report, json) = match command {
+        BenchCommand::Append(args) => {
+            let json = args.json;
+            (append::run(target, args).await?, json)
+        }
+        BenchCommand::Read(args) => {
+            let json = args.json;
+            (read::run(target, args).await?, json)
+        }
+    };
+    if json {
+        print_json(&report)
+    } else {
+        print_summary(&report)
+    }
+}
+
+/// What a benchmark measured; `--json` prints it as one object.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `append` or `read`.
+    pub bench: &'static str,
+    /// `postgres` or `sqlite`.
+    pub backend: &'static str,
+    /// Concurrent tasks (1 for `read`).
+    pub writers: u64,
+    /// Events per append (`append`), events per timed page (`read`: 1000).
+    pub batch: u64,
+    /// Duration of each phase (`append`: the requested seconds; `read`: the best ledger read).
+    pub seconds: serde_json::Number,
+    /// Events the ledger appended (`append`) or read (`read`).
+    pub events: u64,
+    /// Ledger throughput.
+    pub ledger_events_per_s: f64,
+    /// Plain-SQL throughput on the same rows.
+    pub baseline_events_per_s: f64,
+    /// `ledger_events_per_s / baseline_events_per_s`.
+    pub ratio: f64,
+    /// Median latency (`append`: one append call; `read`: one 1000-event page), in ms.
+    pub p50_ms: Option<f64>,
+    /// 99th-percentile latency, same unit as `p50_ms`.
+    pub p99_ms: Option<f64>,
+    /// Appends refused by a conflict (and retried); 0 for `read`.
+    pub conflicts: u64,
+    /// Peak resident memory of the process (VmHWM), in bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// `append --contended`: all writers raced on 4 shared streams.
+    pub contended: bool,
+}
+
+/// `ledger / baseline`, 0 when the baseline measured nothing.
+pub(crate) fn ratio(ledger: f64, baseline: f64) -> f64 {
+    if baseline > 0.0 {
+        ledger / baseline
+    } else {
+        0.0
+    }
+}
+
+/// Prints the human summary on stdout.
+fn print_summary(r: &Report) -> Result<(), CliError> {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} ms"));
+    let mib = |v: Option<u64>| {
+        v.map_or("-".to_string(), |v| {
+            format!("{:.1} MiB", v as f64 / 1048576.0)
+        })
+    };
+    let mut text = String::new();
+    if r.bench == "append" {
+        text += &format!(
+            "bench append on {}: {} writers, batch {}, {} s per phase{}\n",
+            r.backend,
+            r.writers,
+            r.batch,
+            r.seconds,
+            if r.contended {
+                ", contended (4 shared streams)"
+            } else {
+                ""
+            }
+        );
+        text += &format!(
+            "  ledger:   {:>12.0} events/s  ({} events, append p50 {}, p99 {}, {} conflicts)\n",
+            r.ledger_events_per_s,
+            r.events,
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            r.conflicts
+        );
+    } else {
+        text += &format!(
+            "bench read on {}: full read of {} events\n",
+            r.backend, r.events
+        );
+        text += &format!(
+            "  ledger:   {:>12.0} events/s  (1000-event page p50 {}, p99 {})\n",
+            r.ledger_events_per_s,
+            ms(r.p50_ms),
+            ms(r.p99_ms)
+        );
+    }
+    text += &format!(
+        "  baseline: {:>12.0} events/s  (plain SQL)\n",
+        r.baseline_events_per_s
+    );
+    text += &format!("  ratio:    {:>12.2}  (ledger / baseline)\n", r.ratio);
+    text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

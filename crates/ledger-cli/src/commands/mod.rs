@@ -1,0 +1,31 @@
+//! One module per subcommand; [`run`] dispatches. A new subcommand is a variant in
+//! `args::Command`, a module here and one line in [`run`].
+
+mod append;
+mod migrate;
+mod read;
+mod serve;
+
+use ledger_core::StoreOptions;
+
+use crate::args::{Cli, Command};
+use crate::database::{self, Database, Target};
+use crate::output::CliError;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let target = database::resolve(&cli.database_url)?;
+    match cli.command {
+        Command::Serve(args) => serve::run(&target, args).await,
+        Command::Migrate => migrate::run(&target).await,
+        Command::Append(args) => append::run(&target, args).await,
+        Command::Read(args) => read::run_stream(&target, args).await,
+        Command::ReadAll(args) => read::run_all(&target, args).await,
+        Command::Bench(bench) => crate::bench::run(&target, bench).await,
+    }
+}
+
+/// Opens the database with default options.
+async fn open(target: &Target) -> Result<Database, CliError> {
+    Ok(database::open(target, StoreOptions::default()).await?)
+}

@@ -1,0 +1,44 @@
+//! `ledger project`: the projection runners alone, as a worker process, until SIGTERM or
+//! SIGINT. Several workers (and `ledger serve` processes) may share a PostgreSQL database:
+//! exactly one applies each projection at a time, the others stand by and take over when it
+//! stops.
+
+use std::sync::Arc;
+
+use ledger_core::EventStore;
+use ledger_projections::{Kind, Projector, ProjectorOptions};
+use serde::Serialize;
+
+use crate::args::ProjectArgs;
+use crate::database::Target;
+use crate::output::{CliError, print_json};
+
+/// What `ledger project` prints once it runs.
+#[derive(Serialize)]
+struct Projecting {
+    projecting: Vec<&'static str>,
+    backend: &'static str,
+    owner: String,
+    pid: u32,
+}
+
+/// Runs the runners until a shutdown signal.
+pub async fn run(target: &Target, args: ProjectArgs) -> Result<(), CliError> {
+    let db = super::open(target).await?;
+    let events: Arc<dyn EventStore> = db.store.clone();
+    let options = ProjectorOptions {
+        batch_size: args.batch_size as usize,
+        ..ProjectorOptions::default()
+    };
+    let owner = options.owner.clone();
+    let projector = Projector::new(events, db.projections.clone()).with_options(options);
+    let shutdown = ledger_api::shutdown_signal();
+    print_json(&Projecting {
+        projecting: Kind::ALL.iter().map(|k| k.name()).collect(),
+        backend: target.backend.name(),
+        owner,
+        pid: std::process::id(),
+    })?;
+    projector.run(&Kind::ALL, shutdown).await;
+    Ok(())
+}

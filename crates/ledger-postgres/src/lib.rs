@@ -1,0 +1,16 @@
+//! The onboarding ledger's event store on PostgreSQL.
+//!
+//! Appends are one conditional `INSERT ... SELECT` per stream that the database arbitrates
+//! (a unique `(stream, seq)` index); the global log is read in `(tx_id, position)` order up
+//! to the oldest running transaction, so no reader skips an event that commits late.
+//! `sqlx` stays inside this crate: every failure surfaces as a [`ledger_core::StoreError`].
+
+mod append;
+mod baseline;
+mod error;
+mod read;
+mod schema;
+mod store;
+mod tx;
+
+pub use store::PgStore;

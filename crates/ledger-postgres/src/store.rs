@@ -1,0 +1,141 @@
+//! The PostgreSQL store: connection pool, schema check and the store traits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_core::{
+    AppendResult, AppendTx, Baseline, BenchRow, BoxFuture, EventStore, EventStream, ExpectedSeq,
+    NewEvent, ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamName, TransactionalStore,
+};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::error::from_sqlx;
+use crate::tx::PgTx;
+use crate::{append, baseline, read, schema};
+
+/// How long an operation waits for a pooled connection before the database counts as
+/// unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An event store in a PostgreSQL database; clones share one connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    /// The connection pool.
+    pool: PgPool,
+    /// Limits, page size, pool size and settle timeout.
+    options: Arc<StoreOptions>,
+}
+
+impl PgStore {
+    /// Connects, checks the schema version (SchemaMismatch{found, needed} when behind or ahead; an empty database is found = 0).
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // No ping before each use: an append stays one round trip. A connection that
+            // died while idle fails its next statement with `Unavailable` and is dropped.
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .map_err(from_sqlx)?;
+        let mut conn = pool.acquire().await.map_err(from_sqlx)?;
+        schema::state(&mut conn).await?.check()?;
+        drop(conn);
+        Ok(PgStore {
+            pool,
+            options: Arc::new(options),
+        })
+    }
+
+    /// Applies pending migrations; returns (version before, version after).
+    pub async fn migrate(url: &str) -> Result<(i64, i64), StoreError> {
+        schema::migrate(url).await
+    }
+
+    /// The schema version this code needs (the highest migration number).
+    pub fn required_schema_version() -> i64 {
+        schema::required_version()
+    }
+
+    /// Events fetched per page by the read streams.
+    fn page_size(&self) -> usize {
+        self.options.read_page_size.max(1)
+    }
+}
+
+impl EventStore for PgStore {
+    fn append(
+        &self,
+        stream: StreamName,
+        expected: ExpectedSeq,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
+        Box::pin(append::append(
+            &self.pool,
+            &self.options.limits,
+            stream,
+            expected,
+            events,
+        ))
+    }
+
+    fn append_multi(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
+        Box::pin(append::append_multi(
+            &self.pool,
+            &self.options.limits,
+            appends,
+        ))
+    }
+
+    fn stream_seq(&self, stream: StreamName) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
+            append::stream_seq(&mut conn, &stream).await
+        })
+    }
+
+    fn read_stream(&self, stream: StreamName, from: Seq) -> EventStream {
+        read::read_stream(self.pool.clone(), self.page_size(), stream, from)
+    }
+
+    fn read_all(&self, query: ReadAll) -> EventStream {
+        read::read_all(
+            self.pool.clone(),
+            self.page_size(),
+            self.options.settle_timeout,
+            query,
+        )
+    }
+}
+
+impl TransactionalStore for PgStore {
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn AppendTx>, StoreError>> {
+        Box::pin(async move {
+            let tx = self.pool.begin().await.map_err(from_sqlx)?;
+            let tx = PgTx::new(tx, self.pool.clone(), self.options.limits);
+            Ok(Box::new(tx) as Box<dyn AppendTx>)
+        })
+    }
+}
+
+impl Baseline for PgStore {
+    fn baseline_reset(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(baseline::reset(&self.pool))
+    }
+
+    fn baseline_insert(&self, rows: Vec<BenchRow>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(baseline::insert(&self.pool, rows))
+    }
+
+    fn baseline_scan(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(baseline::scan(&self.pool))
+    }
+
+    fn log_len(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(baseline::log_len(&self.pool))
+    }
+}

@@ -1,0 +1,603 @@
+//! The runner: reads the global log from a projection's checkpoint in batches and applies each
+//! batch with its new checkpoint in one transaction; catches up, then follows the log live.
+//!
+//! A background task reads and decodes the log (one page ahead) while the applier writes, so
+//! reading and writing overlap. Batches are as large as what has been read and not applied
+//! yet, up to [`ProjectorOptions::batch_size`]: one event when the log is quiet (low latency),
+//! full batches when catching up (high throughput).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use ledger_core::{EventStore, Position, ReadAll, StoreError};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::batch::{Batch, Decoded};
+use crate::error::ProjectionError;
+use crate::signal::Signal;
+use crate::store::{Checkpoint, Lease, ProjectionStore, Target};
+use crate::{Kind, Slot};
+
+/// Lag (in events) from which a live projection reports `catching_up` rather than `live`.
+pub const CATCHING_UP_LAG: u64 = 1000;
+
+/// Tunables of the runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectorOptions {
+    /// Most events applied in one transaction.
+    pub batch_size: usize,
+    /// Who applies: recorded in the checkpoint of each batch (default `pid-<pid>`).
+    pub owner: String,
+    /// How often a standby runner tries to take a projection's lease.
+    pub lease_retry: Duration,
+    /// How often a running runner checks that it still holds its lease.
+    pub lease_check: Duration,
+    /// How long a runner waits after a failure before it starts again.
+    pub retry_delay: Duration,
+}
+
+impl Default for ProjectorOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 2000,
+            owner: format!("pid-{}", std::process::id()),
+            lease_retry: Duration::from_millis(500),
+            lease_check: Duration::from_secs(2),
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How far a projection's live copy is, as `GET /v1/projections` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Applied up to (nearly) the end of the log.
+    Live,
+    /// A rebuild is filling a fresh copy (the live copy keeps serving).
+    Rebuilding,
+    /// The live copy is more than [`CATCHING_UP_LAG`] events behind, or was never created.
+    CatchingUp,
+}
+
+/// A projection's status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProjectionStatus {
+    /// The projection.
+    pub name: Kind,
+    /// The version of its live tables (the code's version when there are none yet).
+    pub version: u32,
+    /// The position of the last event applied to the live tables (0: none).
+    pub checkpoint: u64,
+    /// Events of the log after the checkpoint.
+    pub lag: u64,
+    /// `live`, `rebuilding` or `catching_up`.
+    pub state: State,
+    /// Events applied to the live tables.
+    pub events: u64,
+    /// The runner that applied the last batch.
+    pub owner: Option<String>,
+    /// The rebuild in progress, if any.
+    pub rebuild: Option<RebuildStatus>,
+}
+
+/// A rebuild in progress (or that stopped; it resumes from its checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RebuildStatus {
+    /// The version being built.
+    pub version: u32,
+    /// The position of the last event applied to the rebuild copy.
+    pub checkpoint: u64,
+    /// Events applied to the rebuild copy.
+    pub done: u64,
+    /// Events in the log (done plus what is left).
+    pub total: u64,
+    /// Whether this process is running it right now.
+    pub running: bool,
+    /// Why it stopped, when it failed in this process.
+    pub error: Option<String>,
+}
+
+/// Rebuilds running (true) or failed (with why) in this process, by projection.
+pub(crate) type Rebuilds = BTreeMap<Kind, (bool, Option<String>)>;
+
+/// Runs, rebuilds and reports on projections over one event store and one projection store.
+#[derive(Clone)]
+pub struct Projector {
+    pub(crate) events: Arc<dyn EventStore>,
+    pub(crate) store: Arc<dyn ProjectionStore>,
+    pub(crate) options: ProjectorOptions,
+    signal: Option<Signal>,
+    applied: Arc<watch::Sender<u64>>,
+    pub(crate) rebuilds: Arc<Mutex<Rebuilds>>,
+}
+
+/// Where [`Projector::drive`] stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// When the log has been read to its end once.
+    CaughtUp,
+    /// Right after applying the event at this position.
+    Position(Position),
+    /// Never: follow the log live until stopped.
+    Stopped,
+}
+
+/// Why [`Projector::drive`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The end of the log was reached.
+    CaughtUp,
+    /// The position was reached.
+    Reached,
+    /// The stop future completed.
+    Stopped,
+}
+
+/// What the log reader sends the applier.
+enum Item {
+    Event(Decoded),
+    CaughtUp,
+    Failed(StoreError),
+}
+
+/// Aborts the reader task when the applier is done with it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What wakes a caught-up reader.
+struct Wake {
+    signal: Option<watch::Receiver<u64>>,
+    wakeups: BoxStream<'static, ()>,
+    poll: Duration,
+}
+
+impl Wake {
+    async fn wait(&mut self) {
+        let signal = async {
+            match self.signal.as_mut() {
+                Some(rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = signal => {}
+            Some(()) = self.wakeups.next() => {}
+            () = tokio::time::sleep(self.poll) => {}
+        }
+    }
+}
+
+/// Reads the log after `after`, decoding each event, until the applier goes away; with
+/// `follow`, waits for new events at the end instead of stopping.
+async fn read_log(
+    events: Arc<dyn EventStore>,
+    mut after: Position,
+    follow: Option<Wake>,
+    tx: mpsc::Sender<Item>,
+) {
+    let mut follow = follow;
+    loop {
+        let mut log = events.read_all(ReadAll::after(after));
+        while let Some(next) = log.next().await {
+            match next {
+                Ok(envelope) => {
+                    after = envelope.position;
+                    if tx
+                        .send(Item::Event(Decoded::from_envelope(envelope)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Item::Failed(e)).await;
+                    return;
+                }
+            }
+        }
+        drop(log);
+        if tx.send(Item::CaughtUp).await.is_err() {
+            return;
+        }
+        match follow.as_mut() {
+            Some(wake) => wake.wait().await,
+            None => return,
+        }
+    }
+}
+
+impl Projector {
+    /// A projector over the log of `events` and the tables of `store`.
+    pub fn new(events: Arc<dyn EventStore>, store: Arc<dyn ProjectionStore>) -> Self {
+        Self {
+            events,
+            store,
+            options: ProjectorOptions::default(),
+            signal: None,
+            applied: Arc::new(watch::channel(0).0),
+            rebuilds: Arc::default(),
+        }
+    }
+
+    /// The same projector with other options.
+    pub fn with_options(mut self, options: ProjectorOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The same projector woken by `signal` (appends of this process) as well as by polling.
+    pub fn with_signal(mut self, signal: Signal) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    /// The in-process append signal, if any.
+    pub fn signal(&self) -> Option<&Signal> {
+        self.signal.as_ref()
+    }
+
+    /// The projection store.
+    pub fn store(&self) -> &Arc<dyn ProjectionStore> {
+        &self.store
+    }
+
+    /// The event store.
+    pub fn events(&self) -> &Arc<dyn EventStore> {
+        &self.events
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ProjectorOptions {
+        &self.options
+    }
+
+    fn wake(&self) -> Wake {
+        Wake {
+            signal: self.signal.as_ref().map(Signal::subscribe),
+            wakeups: self.store.wakeups(),
+            poll: self.store.poll_interval(),
+        }
+    }
+
+    /// Applies the log to `targets` (copies at one checkpoint) batch by batch from their
+    /// checkpoint until `until` or `stop`, calling `progress` after each batch.
+    pub(crate) async fn drive(
+        &self,
+        targets: &mut [Target],
+        until: Until,
+        stop: impl Future<Output = ()>,
+        progress: &mut (dyn FnMut(&[Target]) + Send),
+    ) -> Result<Ended, ProjectionError> {
+        let kind = targets[0].kind;
+        let batch_size = self.options.batch_size.max(1);
+        let (tx, mut rx) = mpsc::channel(batch_size * 2);
+        let follow = (until != Until::CaughtUp).then(|| self.wake());
+        let from = targets[0].position;
+        let _reader = AbortOnDrop(tokio::spawn(read_log(
+            self.events.clone(),
+            from,
+            follow,
+            tx,
+        )));
+        let mut stop = pin!(stop);
+        let mut items = Vec::with_capacity(batch_size);
+        loop {
+            let n = tokio::select! {
+                biased;
+                () = &mut stop => return Ok(Ended::Stopped),
+                n = rx.recv_many(&mut items, batch_size) => n,
+            };
+            if n == 0 {
+                return Err(ProjectionError::ReaderGone { kind });
+            }
+            let mut batch = Batch::new();
+            for item in items.drain(..) {
+                match item {
+                    Item::Event(decoded) => {
+                        let position = decoded.position;
+                        batch.push(decoded);
+                        if until == Until::Position(position) {
+                            self.apply(targets, &batch, progress).await?;
+                            return Ok(Ended::Reached);
+                        }
+                    }
+                    Item::CaughtUp => {
+                        self.apply(targets, &batch, progress).await?;
+                        batch = Batch::new();
+                        match until {
+                            Until::CaughtUp => return Ok(Ended::CaughtUp),
+                            Until::Position(p) => return Err(ProjectionError::NotInLog(p)),
+                            Until::Stopped => {}
+                        }
+                    }
+                    Item::Failed(e) => {
+                        self.apply(targets, &batch, progress).await?;
+                        return Err(e.into());
+                    }
+                }
+            }
+            self.apply(targets, &batch, progress).await?;
+        }
+    }
+
+    /// Applies one batch to every target and moves their checkpoints.
+    async fn apply(
+        &self,
+        targets: &mut [Target],
+        batch: &Batch,
+        progress: &mut (dyn FnMut(&[Target]) + Send),
+    ) -> Result<(), ProjectionError> {
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        if !self
+            .store
+            .apply(targets, batch, &self.options.owner)
+            .await?
+        {
+            return Err(ProjectionError::Moved {
+                kind: targets[0].kind,
+            });
+        }
+        for t in targets.iter_mut() {
+            t.position = last;
+            t.events += batch.len();
+        }
+        if targets[0].slot == Slot::Live {
+            self.applied.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        progress(targets);
+        Ok(())
+    }
+
+    /// Runs the live runners of `kinds` until `shutdown` completes: each takes its projection's
+    /// lease (standing by while another runner holds it), creates the projection or rebuilds it
+    /// when its version changed, then applies the log as it grows. Failures are logged and
+    /// retried; this returns only at shutdown.
+    pub async fn run(&self, kinds: &[Kind], shutdown: impl Future<Output = ()> + Send) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let runners = kinds.iter().map(|&kind| {
+            let mut stop = stop_rx.clone();
+            async move {
+                self.run_one(kind, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+            }
+        });
+        let all = futures::future::join_all(runners);
+        let mut all = pin!(all);
+        tokio::select! {
+            _ = &mut all => {}
+            () = shutdown => {
+                let _ = stop_tx.send(true);
+                all.await;
+            }
+        }
+    }
+
+    /// One projection's runner: lease, then apply; on failure or a lost lease, start over.
+    async fn run_one(&self, kind: Kind, shutdown: impl Future<Output = ()> + Send) {
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let lease = tokio::select! {
+                () = &mut shutdown => return,
+                lease = self.take_lease(kind) => lease,
+            };
+            tracing::info!(projection = %kind, owner = %self.options.owner, "applying");
+            let outcome = tokio::select! {
+                () = &mut shutdown => return,
+                outcome = self.serve(kind, lease) => outcome,
+            };
+            match outcome {
+                Ok(()) => {
+                    tracing::warn!(projection = %kind, "lost the projection lease; standing by")
+                }
+                Err(e) => {
+                    tracing::warn!(projection = %kind, error = %e, "the projection runner failed; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(self.options.retry_delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until this runner holds `kind`'s lease.
+    async fn take_lease(&self, kind: Kind) -> Box<dyn Lease> {
+        loop {
+            match self.store.lease(kind).await {
+                Ok(Some(lease)) => return lease,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(projection = %kind, error = %e, "cannot ask for the projection lease")
+                }
+            }
+            tokio::time::sleep(self.options.lease_retry).await;
+        }
+    }
+
+    /// Applies `kind` live while `lease` holds; returns `Ok` when the lease is lost.
+    async fn serve(&self, kind: Kind, mut lease: Box<dyn Lease>) -> Result<(), ProjectionError> {
+        loop {
+            let checkpoint = self.live_checkpoint(kind).await?;
+            let mut targets = [checkpoint.target()];
+            let check = self.options.lease_check;
+            let lost = async {
+                loop {
+                    tokio::time::sleep(check).await;
+                    if !lease.alive().await {
+                        return;
+                    }
+                }
+            };
+            match self
+                .drive(&mut targets, Until::Stopped, lost, &mut |_| {})
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(ProjectionError::Moved { .. }) => {
+                    tracing::info!(projection = %kind, "the live checkpoint moved (a rebuild was swapped in); reloading it");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Applies the log to the live copy of `kind` until it has read the log to its end, as a
+    /// runner would (creating the projection, or rebuilding it when its version changed) but
+    /// without taking the lease; returns the new live checkpoint.
+    pub async fn catch_up(&self, kind: Kind) -> Result<Checkpoint, ProjectionError> {
+        let checkpoint = self.live_checkpoint(kind).await?;
+        let mut targets = [checkpoint.target()];
+        self.drive(
+            &mut targets,
+            Until::CaughtUp,
+            std::future::pending(),
+            &mut |_| {},
+        )
+        .await?;
+        self.store
+            .checkpoint(kind, Slot::Live)
+            .await?
+            .ok_or(ProjectionError::Moved { kind })
+    }
+
+    /// The live checkpoint of `kind`, creating the projection when it does not exist and
+    /// rebuilding it when its tables are of another version.
+    async fn live_checkpoint(&self, kind: Kind) -> Result<Checkpoint, ProjectionError> {
+        match self.store.checkpoint(kind, Slot::Live).await? {
+            None => Ok(self.store.create(kind, Slot::Live).await?),
+            Some(cp) if cp.version != kind.version() => {
+                tracing::warn!(
+                    projection = %kind,
+                    from = cp.version,
+                    to = kind.version(),
+                    "the projection's version changed: rebuilding it"
+                );
+                self.rebuild(&[kind], &mut |_| {}).await?;
+                self.store
+                    .checkpoint(kind, Slot::Live)
+                    .await?
+                    .ok_or(ProjectionError::Moved { kind })
+            }
+            Some(cp) => Ok(cp),
+        }
+    }
+
+    /// Waits until the live copy of `kind` has applied the event at `position`, at most
+    /// `timeout`; `Behind` with the current checkpoint when it has not.
+    pub async fn wait_for(
+        &self,
+        kind: Kind,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
+        let deadline = Instant::now() + timeout;
+        let mut applied = self.applied.subscribe();
+        loop {
+            let checkpoint = self
+                .store
+                .checkpoint(kind, Slot::Live)
+                .await?
+                .map_or(Position::START, |c| c.position);
+            if self.store.covers(checkpoint, position).await? {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ProjectionError::Behind {
+                    kind,
+                    wanted: position,
+                    checkpoint,
+                });
+            }
+            // Woken by this process's runners, or polling for runners of other processes.
+            let pause = (deadline - now).min(Duration::from_millis(10));
+            let _ = tokio::time::timeout(pause, applied.changed()).await;
+        }
+    }
+
+    /// The status of every projection.
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let checkpoints = self.store.checkpoints().await?;
+        let running = self
+            .rebuilds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut all = Vec::new();
+        for kind in Kind::ALL {
+            let find = |slot| {
+                checkpoints
+                    .iter()
+                    .find(|c| c.kind == kind && c.slot == slot)
+                    .cloned()
+            };
+            let live = find(Slot::Live);
+            let position = live.as_ref().map_or(Position::START, |c| c.position);
+            let lag = self.store.events_after(position).await?;
+            let (running_here, error) = running.get(&kind).cloned().unwrap_or((false, None));
+            let rebuild = match find(Slot::Rebuild) {
+                Some(r) => Some(RebuildStatus {
+                    version: r.version,
+                    checkpoint: r.position.0,
+                    done: r.events,
+                    total: r.events + self.store.events_after(r.position).await?,
+                    running: running_here,
+                    error,
+                }),
+                None if running_here || error.is_some() => Some(RebuildStatus {
+                    version: kind.version(),
+                    checkpoint: 0,
+                    done: 0,
+                    total: self.store.events_after(Position::START).await?,
+                    running: running_here,
+                    error,
+                }),
+                None => None,
+            };
+            let state = if rebuild
+                .as_ref()
+                .is_some_and(|r| r.running || r.error.is_none())
+            {
+                State::Rebuilding
+            } else if live.is_none() || lag > CATCHING_UP_LAG {
+                State::CatchingUp
+            } else {
+                State::Live
+            };
+            all.push(ProjectionStatus {
+                name: kind,
+                version: live.as_ref().map_or(kind.version(), |c| c.version),
+                checkpoint: position.0,
+                lag,
+                state,
+                events: live.as_ref().map_or(0, |c| c.events),
+                owner: live.and_then(|c| c.owner),
+                rebuild,
+            });
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,139 @@
+//! The runner, rebuilds and verification on the memory backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use futures::TryStreamExt;
+use ledger_core::{EventStore, Position, ReadAll};
+use ledger_memory::MemoryStore;
+use ledger_projections::generate::{Append, history, random_steps};
+use ledger_projections::{
+    Decoded, Kind, MemoryProjections, ProjectionStore, Projector, ProjectorOptions, Query, RowKey,
+    Rows, Signal, SignalingStore, Slot, reference,
+};
+use tokio::sync::oneshot;
+
+async fn append_all(store: &dyn EventStore, appends: Vec<Append>) -> Position {
+    let mut last = Position::START;
+    for a in appends {
+        last = store
+            .append(a.stream, a.expected, a.events)
+            .await
+            .unwrap()
+            .position;
+    }
+    last
+}
+
+/// Every row of one live projection.
+async fn live_rows(store: &dyn ProjectionStore, kind: Kind) -> Rows {
+    store
+        .query(&Query::page(kind, Slot::Live, None, usize::MAX))
+        .await
+        .unwrap()
+}
+
+/// What the log says the rows must be.
+async fn expected(store: &dyn EventStore, kind: Kind) -> Rows {
+    let all: Vec<_> = store
+        .read_all(ReadAll::from_start())
+        .try_collect()
+        .await
+        .unwrap();
+    let changes: Vec<_> = all
+        .into_iter()
+        .filter_map(|e| Decoded::from_envelope(e).change)
+        .collect();
+    reference(kind, &changes)
+}
+
+fn setup(batch_size: usize) -> (Arc<dyn EventStore>, Arc<MemoryProjections>, Projector) {
+    let signal = Signal::new();
+    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(memory, signal.clone()));
+    let projections = Arc::new(MemoryProjections::new(store.clone()));
+    let projector = Projector::new(store.clone(), projections.clone())
+        .with_options(ProjectorOptions {
+            batch_size,
+            ..ProjectorOptions::default()
+        })
+        .with_signal(signal);
+    (store, projections, projector)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_catches_up_and_follows() {
+    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
+    let (store, projections, projector) = setup(7);
+    append_all(&*store, history(1, 10, &random_steps(1, 10, 400), start)).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runner = {
+        let projector = projector.clone();
+        tokio::spawn(async move {
+            projector
+                .run(&Kind::ALL, async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+    let last = append_all(&*store, history(2, 10, &random_steps(2, 10, 400), start)).await;
+    for kind in Kind::ALL {
+        projector
+            .wait_for(kind, last, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            live_rows(&*projections, kind).await,
+            expected(&*store, kind).await
+        );
+    }
+    let status = projector.status().await.unwrap();
+    assert!(
+        status.iter().all(|s| s.lag == 0 && s.events > 0),
+        "{status:?}"
+    );
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_tampering() {
+    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
+    let (store, projections, projector) = setup(13);
+    append_all(&*store, history(3, 6, &random_steps(3, 6, 300), start)).await;
+    let report = projector.rebuild(&Kind::ALL, &mut |_| {}).await.unwrap();
+    assert!(report.events > 0);
+    for kind in Kind::ALL {
+        assert_eq!(
+            live_rows(&*projections, kind).await,
+            expected(&*store, kind).await
+        );
+        let verified = projector.verify(kind, &mut |_| {}).await.unwrap();
+        assert!(verified.is_clean(), "{verified:?}");
+    }
+    let Rows::TenantPhase(rows) = live_rows(&*projections, Kind::TenantPhase).await else {
+        unreachable!()
+    };
+    let mut altered = serde_json::to_value(&rows[0]).unwrap();
+    altered["name"] = "tampered by hand".into();
+    projections.tamper(
+        Kind::TenantPhase,
+        RowKey::tenant(&rows[0].tenant_id),
+        altered,
+    );
+    let verified = projector
+        .verify(Kind::TenantPhase, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(verified.differences, 1, "{verified:?}");
+    assert_eq!(verified.listed[0].key, RowKey::tenant(&rows[0].tenant_id));
+    assert!(
+        projections
+            .checkpoint(Kind::TenantPhase, Slot::Rebuild)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,18 @@
+//! The onboarding ledger's event store in one SQLite file.
+//!
+//! Every write goes through a single writer connection (WAL, `synchronous = NORMAL`), so
+//! in-process writers queue in its pool and positions follow commit order; reads use a separate
+//! pool. A single-stream append is one conditional `INSERT ... SELECT` statement that computes
+//! the stream's head, admits the expectation and inserts at `head + i`; only a refused append
+//! reads, to tell an idempotent retry, a reused event id and a conflict apart. Nothing of sqlx
+//! crosses the [`ledger_core`] traits.
+
+mod append;
+mod baseline;
+mod error;
+mod read;
+mod schema;
+mod store;
+mod tx;
+
+pub use store::SqliteStore;

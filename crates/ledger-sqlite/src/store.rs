@@ -1,0 +1,218 @@
+//! The store: connection settings, the writer and reader pools, opening and migrating.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ledger_core::{
+    AppendResult, AppendTx, BoxFuture, EventStore, EventStream, ExpectedSeq, NewEvent, ReadAll,
+    Seq, StoreError, StoreOptions, StreamAppend, StreamName, TransactionalStore, validate_appends,
+    validate_batch,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::append::Batch;
+use crate::error::store_err;
+use crate::schema;
+use crate::tx::SqliteTx;
+use crate::{append, read};
+
+/// How long a statement waits for another process's write lock before it reports `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// WAL pages after which a commit checkpoints the WAL into the database file. Each checkpoint
+/// costs two fsyncs on the committing writer's path, and an append writes three pages (the
+/// row and two indexes), so SQLite's default of 1000 pages makes checkpoints a large share
+/// of small appends.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// Size the WAL file is truncated back to after a checkpoint resets it.
+const JOURNAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How long a writer waits for the writer connection (held by other writers and open
+/// transactions of this process).
+const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a reader waits for a reader connection.
+const READER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An event store in one SQLite file; clones share the same connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The pools and settings shared by clones, streams and transactions.
+pub(crate) struct Inner {
+    /// The single writer connection: every write goes through it, so in-process writers queue
+    /// here instead of spinning in SQLite's busy handler.
+    pub(crate) writer: SqlitePool,
+    /// Connections for reads.
+    pub(crate) reader: SqlitePool,
+    /// Limits and page size.
+    pub(crate) options: StoreOptions,
+}
+
+impl SqliteStore {
+    /// Opens the database at `url` (`sqlite://path`, `sqlite:path`, or a plain file path): a missing file is
+    /// created and migrated; an existing database with no ledger tables (schema version 0) is migrated too;
+    /// otherwise the schema version is checked (SchemaMismatch{found, needed} when behind or ahead).
+    pub async fn open(url: &str, options: StoreOptions) -> Result<SqliteStore, StoreError> {
+        let connect = connect_options(url)?;
+        let writer = writer_pool(connect.clone()).await?;
+        {
+            let mut conn = writer.acquire().await.map_err(store_err)?;
+            let state = schema::schema_state(&mut conn).await?;
+            if state.found == 0 && !state.ahead && state.dirty.is_none() {
+                schema::migrate(&mut conn).await?;
+            } else {
+                state.check()?;
+            }
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(READER_ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await
+            .map_err(store_err)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                options,
+            }),
+        })
+    }
+
+    /// Applies pending migrations; returns (version before, version after).
+    pub async fn migrate(url: &str) -> Result<(i64, i64), StoreError> {
+        let writer = writer_pool(connect_options(url)?).await?;
+        let result = async {
+            let mut conn = writer.acquire().await.map_err(store_err)?;
+            schema::migrate(&mut conn).await
+        }
+        .await;
+        writer.close().await;
+        result
+    }
+
+    /// The schema version this code needs (the highest migration number).
+    pub fn required_schema_version() -> i64 {
+        schema::required_version()
+    }
+}
+
+/// Connection settings for `url`: WAL, `synchronous = NORMAL`, a busy timeout, foreign keys,
+/// and the file created when missing.
+fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    let base = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidInput(format!("invalid SQLite URL {url:?}: {e}")))?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    Ok(base
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+        .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES.to_string()))
+}
+
+/// The pool of exactly one connection that every write goes through, kept open for good so
+/// its prepared statements stay cached.
+async fn writer_pool(connect: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
+        .connect_with(connect)
+        .await
+        .map_err(store_err)
+}
+
+impl EventStore for SqliteStore {
+    fn append(
+        &self,
+        stream: StreamName,
+        expected: ExpectedSeq,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
+        Box::pin(async move {
+            let limits = &self.inner.options.limits;
+            validate_batch(&events, limits)?;
+            let batch = Batch::encode(&stream, expected, &events)?;
+            let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
+            append::append_autocommit(&mut conn, &batch, limits).await
+        })
+    }
+
+    fn append_multi(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
+        Box::pin(async move {
+            let limits = &self.inner.options.limits;
+            validate_appends(&appends, limits)?;
+            let batches = appends
+                .iter()
+                .map(|a| Batch::encode(&a.stream, a.expected, &a.events))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut tx = self
+                .inner
+                .writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(store_err)?;
+            let mut results = Vec::with_capacity(appends.len());
+            for batch in &batches {
+                match append::append_in_tx(&mut tx, batch, limits).await {
+                    Ok(result) => results.push(result),
+                    Err(error) => {
+                        // The answer is already known; a failed rollback changes nothing in it
+                        // (dropping the transaction rolls back too).
+                        let _ = tx.rollback().await;
+                        return Err(error);
+                    }
+                }
+            }
+            tx.commit().await.map_err(store_err)?;
+            Ok(results)
+        })
+    }
+
+    fn stream_seq(&self, stream: StreamName) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        Box::pin(async move { read::stream_seq(&self.inner.reader, &stream).await })
+    }
+
+    fn read_stream(&self, stream: StreamName, from: Seq) -> EventStream {
+        read::read_stream(self.inner.clone(), stream, from).boxed()
+    }
+
+    fn read_all(&self, query: ReadAll) -> EventStream {
+        read::read_all(self.inner.clone(), query).boxed()
+    }
+}
+
+impl TransactionalStore for SqliteStore {
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn AppendTx>, StoreError>> {
+        Box::pin(async move {
+            let tx = self
+                .inner
+                .writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(store_err)?;
+            Ok(Box::new(SqliteTx::new(tx, self.inner.options.limits)) as Box<dyn AppendTx>)
+        })
+    }
+}

@@ -1,0 +1,47 @@
+//! Write transactions held open by the caller, on the writer connection.
+
+use ledger_core::{
+    AppendResult, AppendTx, BoxFuture, ExpectedSeq, Limits, NewEvent, StoreError, StreamName,
+    validate_batch,
+};
+use sqlx::{Sqlite, Transaction};
+
+use crate::append::{self, Batch};
+use crate::error::store_err;
+
+/// An open `BEGIN IMMEDIATE` transaction on the writer connection; other writers of this
+/// process wait for the connection until it ends.
+pub(crate) struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    limits: Limits,
+}
+
+impl SqliteTx {
+    /// Wraps an open write transaction.
+    pub(crate) fn new(tx: Transaction<'static, Sqlite>, limits: Limits) -> Self {
+        Self { tx, limits }
+    }
+}
+
+impl AppendTx for SqliteTx {
+    fn append(
+        &mut self,
+        stream: StreamName,
+        expected: ExpectedSeq,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
+        Box::pin(async move {
+            validate_batch(&events, &self.limits)?;
+            let batch = Batch::encode(&stream, expected, &events)?;
+            append::append_in_tx(&mut self.tx, &batch, &self.limits).await
+        })
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move { self.tx.commit().await.map_err(store_err) })
+    }
+
+    fn rollback(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move { self.tx.rollback().await.map_err(store_err) })
+    }
+}

@@ -1,0 +1,38 @@
+//! The ledger's test suite, one binary: every conformance case is written once and stamped out
+//! per backend (memory, SQLite, PostgreSQL) by `store_test!`; see `macros.rs`.
+//!
+//! PostgreSQL cases need a server (`LEDGER_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each case gets its own throwaway database.
+
+// The macro that stamps a case out per backend.
+#[macro_use]
+mod macros;
+
+// The architecture invariants of ARCHITECTURE.md, checked against the source tree.
+mod architecture;
+// Expected seqs: every variant succeeding and failing, and what a conflict carries.
+mod expected;
+// One stream: atomic batches, consecutive seqs, reads from a seq across pages, stream_seq.
+mod streams;
+// The global log: after a position, filtered by category and type, across pages, bad positions.
+mod read_all;
+// Many tasks racing for one stream with the same expectation: one wins, the rest conflict.
+mod races;
+// Idempotent retries return the original result; reused event ids are refused.
+mod idempotency;
+// Multi-stream appends commit together or not at all.
+mod multi;
+// No reader skips an event whose transaction commits after later events.
+mod gap_free;
+// Refused input: each limit gives its code and writes nothing.
+mod bad_input;
+// The database itself (no memory backend): append-only triggers, schema versions, files.
+mod database;
+// Other processes: `ledger` CLI processes racing for a stream, its errors and its output.
+mod cli;
+// The HTTP API's suite, written once in crates/ledger-api/tests/suite, on every backend in process.
+#[path = "../../crates/ledger-api/tests/suite/mod.rs"]
+mod api_suite;
+mod http;
+// Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
+mod serve;

@@ -1,0 +1,280 @@
+//! Real `ledger serve` processes (the `ledger-under-test` binary of this package): startup and
+//! its JSON line, the API over TCP, the admin token file, graceful shutdown with a request in
+//! flight, and the three races with three servers sharing one PostgreSQL database.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ledger_tests::backend::{Db, Kind};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::timeout;
+
+use crate::api_suite::client::{Api, Reply};
+use crate::api_suite::commands::cmd;
+use crate::api_suite::races;
+
+/// The admin token the servers get through `LEDGER_ADMIN_TOKEN`.
+const ADMIN: &str = "serve-test-admin-token-0123456789";
+
+/// How long a server may take to start or to stop.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `ledger serve`.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    startup: Value,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// The `ledger serve` command on `db` (port 0), isolated from the caller's environment.
+fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-under-test"));
+    cmd.arg("--database-url")
+        .arg(&db.url)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("LEDGER_DATABASE_URL")
+        .env_remove("LEDGER_ADMIN_TOKEN")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(admin) = admin {
+        cmd.env("LEDGER_ADMIN_TOKEN", admin);
+    }
+    cmd
+}
+
+/// Starts `ledger serve` and waits for its startup line.
+async fn serve(db: &Db, admin: Option<&str>) -> Served {
+    let mut child = serve_command(db, admin, &[])
+        .spawn()
+        .expect("cannot start ledger serve");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = match timeout(PATIENCE, stdout.next_line()).await {
+        Ok(Ok(Some(line))) => line,
+        other => {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = timeout(Duration::from_secs(2), e.read_to_string(&mut err)).await;
+            }
+            panic!("ledger serve did not start ({other:?}): {err}");
+        }
+    };
+    let startup: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("the startup line is not JSON ({e}): {line}"));
+    let addr = startup["listening"].as_str().unwrap().parse().unwrap();
+    Served {
+        child,
+        addr,
+        startup,
+        _stdout: stdout,
+    }
+}
+
+impl Served {
+    /// Sends SIGTERM.
+    async fn terminate(&self) {
+        let pid = self.child.id().expect("the server is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    async fn stop(mut self) {
+        self.terminate().await;
+        let status = timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the server did not stop after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "ledger serve exited with {status}");
+    }
+}
+
+/// An API client for servers at `addrs`, with a store on `db` for checks behind their back.
+async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
+    let store = db.open(ledger_tests::options()).await.unwrap();
+    Api::tcp(addrs, ADMIN.to_string(), store)
+}
+
+store_test!(databases: serve_over_http, |db| async move {
+    db.migrate().await.unwrap();
+    let server = serve(&db, Some(ADMIN)).await;
+    assert_eq!(server.startup["admin_token"], "env");
+    assert_eq!(
+        server.startup["backend"],
+        if db.kind == Kind::Sqlite { "sqlite" } else { "postgres" }
+    );
+    let api = client(&db, vec![server.addr]).await;
+    api.req("GET", "/healthz").send().await.expect(200);
+    api.req("GET", "/readyz").send().await.expect(200);
+    let doc = api.req("GET", "/openapi.json").send().await;
+    doc.expect(200);
+    assert!(doc.body["paths"]["/v1/tenants/{id}/commands/{name}"]["post"].is_object());
+
+    let a = api.register("served-a").await;
+    let b = api.register("served-b").await;
+    let r = api
+        .req("POST", cmd(a, "verify-payment"))
+        .admin()
+        .header("x-request-id", "served-1")
+        .json(json!({"checkout_session_id": "cs"}))
+        .send()
+        .await;
+    r.expect(200);
+    assert_eq!(r.header("x-request-id"), Some("served-1"));
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    let token = api.tenant_token(a).await;
+    api.req("GET", format!("/v1/tenants/{b}")).token(&token).send().await.expect_error(403, "forbidden");
+    api.req("GET", format!("/v1/tenants/{a}")).send().await.expect_error(401, "unauthorized");
+    let r = api
+        .req("POST", cmd(a, "create-organization"))
+        .admin()
+        .header("if-match", "\"1\"")
+        .send()
+        .await;
+    r.expect_error(409, "conflict");
+    assert_eq!(r.body["current_seq"], 2);
+    api.req("POST", "/v1/streams/order-1/events")
+        .admin()
+        .json(json!({"events": [{"type": "A", "data": {}}]}))
+        .send()
+        .await
+        .expect_error(428, "expected_seq_required");
+    api.req("POST", cmd(a, "acquire-lock"))
+        .admin()
+        .raw("{\"holder\":")
+        .send()
+        .await
+        .expect_error(400, "invalid_json");
+    let metrics = api.req("GET", "/metrics").send().await;
+    metrics.expect(200);
+    assert!(metrics.text.contains("ledger_http_requests_total{route=\"/v1/tenants\",method=\"POST\",status=\"201\"} 2"));
+    server.stop().await;
+});
+
+store_test!(databases: serve_finishes_requests_in_flight, |db| async move {
+    db.migrate().await.unwrap();
+    let server = serve(&db, Some(ADMIN)).await;
+    let body = serde_json::to_vec(&json!({"expected_seq": "no_stream", "events": [{"type": "Slow", "data": {"x": 1}}]})).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/streams/slow-1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "the server still accepts connections after SIGTERM"
+    );
+    conn.write_all(&body[10..]).await.unwrap();
+    let mut raw = String::new();
+    timeout(PATIENCE, conn.read_to_string(&mut raw)).await.unwrap().unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "the request in flight did not finish: {raw}");
+    let mut child = server.child;
+    let status = timeout(PATIENCE, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    let store = db.open(ledger_tests::options()).await.unwrap();
+    let seq = store.stream_seq(ledger_core::StreamName::parse("slow-1").unwrap()).await.unwrap();
+    assert_eq!(seq.0, 1);
+});
+
+/// Without `LEDGER_ADMIN_TOKEN`, `serve` generates a token into a 0600 file beside the SQLite
+/// database, says where, and reuses it on the next start; a token file and the variable together
+/// are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_generates_an_admin_token() {
+    ledger_tests::backend::sqlite_db(|db| async move {
+        let server = serve(&db, None).await;
+        assert_eq!(server.startup["admin_token"], "generated");
+        let path = std::path::PathBuf::from(server.startup["admin_token_file"].as_str().unwrap());
+        let expected = format!("{}.admin-token", db.sqlite_path().unwrap().display());
+        assert_eq!(path, std::path::PathBuf::from(expected));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
+        let store = db.open(ledger_tests::options()).await.unwrap();
+        let api = Api::tcp(vec![server.addr], token.clone(), store);
+        api.get("/v1/streams/any-1/events").await.expect(200);
+        api.req("GET", "/v1/streams/any-1/events")
+            .token(ADMIN)
+            .send()
+            .await
+            .expect_error(401, "unauthorized");
+        server.stop().await;
+
+        let again = serve(&db, None).await;
+        assert_eq!(again.startup["admin_token"], "file");
+        assert_eq!(
+            again.startup["admin_token_file"],
+            path.display().to_string()
+        );
+        again.stop().await;
+
+        let path_text = path.display().to_string();
+        let out = serve_command(&db, Some(ADMIN), &["--admin-token-file", &path_text])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err: Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stderr).lines().last().unwrap())
+                .unwrap();
+        assert_eq!(err["error"], "conflicting_admin_token");
+    })
+    .await;
+}
+
+/// Three servers on one PostgreSQL database, requests spread over them in turn.
+mod three_servers {
+    use super::*;
+
+    /// The three races, each across three `ledger serve` processes sharing one database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        ledger_tests::backend::postgres_db(|db| async move {
+            db.migrate().await.unwrap();
+            let mut servers = Vec::new();
+            for _ in 0..3 {
+                servers.push(serve(&db, Some(ADMIN)).await);
+            }
+            let api = client(&db, servers.iter().map(|s| s.addr).collect()).await;
+            races::race_acquire_lock_on(&api, 2).await;
+            races::race_acquire_lock_on(&api, 50).await;
+            races::race_complete_onboarding_on(&api, 50).await;
+            races::race_register_slug_on(&api, 50).await;
+            // A token issued through one server works on the others.
+            let t = api.register("three-servers").await;
+            let token = api.tenant_token(t).await;
+            for _ in 0..3 {
+                let r: Reply = api
+                    .req("GET", format!("/v1/tenants/{t}"))
+                    .token(&token)
+                    .send()
+                    .await;
+                r.expect(200);
+            }
+            for s in servers {
+                s.stop().await;
+            }
+        })
+        .await;
+    }
+}
