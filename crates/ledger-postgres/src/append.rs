@@ -37,6 +37,23 @@ ORDER BY e.ord
 RETURNING position, seq
 "#;
 
+/// [`APPEND_SQL`] for the common batch of one event: `$3..$6` are its id, type, data and
+/// metadata as scalars, which spares the arrays and the UNNEST.
+const APPEND_ONE_SQL: &str = r#"
+WITH head AS (
+    SELECT coalesce(max(seq), 0) AS seq FROM events WHERE stream = $1::text
+)
+INSERT INTO events (event_id, stream, seq, event_type, data, metadata)
+SELECT $3::uuid, $1::text, head.seq + 1, $4::text, $5::jsonb, $6::jsonb
+FROM head
+WHERE CASE $2::bigint
+          WHEN -1 THEN true
+          WHEN -2 THEN head.seq > 0
+          ELSE head.seq = $2::bigint
+      END
+RETURNING position, seq
+"#;
+
 /// [`APPEND_SQL`] that also inserts nothing when one of the batch's ids is already visible,
 /// so a replay inside an open transaction does not abort it with a unique violation.
 const APPEND_IN_TX_SQL: &str = r#"
@@ -124,23 +141,33 @@ pub(crate) async fn try_insert<'c, E: PgExecutor<'c>>(
     expected: ExpectedSeq,
     events: &[NewEvent],
 ) -> AttemptResult {
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-    let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
-    let sql = match mode {
-        Mode::Plain => APPEND_SQL,
-        Mode::InTx => APPEND_IN_TX_SQL,
+    let query = match (mode, events) {
+        (Mode::Plain, [one]) => sqlx::query_as(APPEND_ONE_SQL)
+            .bind(stream.as_str())
+            .bind(expectation_code(expected))
+            .bind(one.event_id)
+            .bind(one.event_type.as_str())
+            .bind(&one.data)
+            .bind(&one.metadata),
+        _ => {
+            let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+            let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+            let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
+            let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
+            let sql = match mode {
+                Mode::Plain => APPEND_SQL,
+                Mode::InTx => APPEND_IN_TX_SQL,
+            };
+            sqlx::query_as(sql)
+                .bind(stream.as_str())
+                .bind(expectation_code(expected))
+                .bind(ids)
+                .bind(types)
+                .bind(data)
+                .bind(metadata)
+        }
     };
-    let rows: Result<Vec<(i64, i64)>, sqlx::Error> = sqlx::query_as(sql)
-        .bind(stream.as_str())
-        .bind(expectation_code(expected))
-        .bind(ids)
-        .bind(types)
-        .bind(data)
-        .bind(metadata)
-        .fetch_all(exec)
-        .await;
+    let rows: Result<Vec<(i64, i64)>, sqlx::Error> = query.fetch_all(exec).await;
     let rows = match rows {
         Ok(rows) => rows,
         Err(err) => {

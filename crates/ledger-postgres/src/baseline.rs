@@ -30,6 +30,10 @@ const INSERT_SQL: &str = "INSERT INTO bench_baseline \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], \
      $6::jsonb[])";
 
+/// One plain single-row insert into the baseline table.
+const INSERT_ONE_SQL: &str = "INSERT INTO bench_baseline \
+     (event_id, stream, seq, event_type, data, metadata) VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// The plain ordered scan of the event log.
 const SCAN_SQL: &str = "SELECT event_id, stream, seq, position, event_type, data, metadata, \
      recorded_at FROM events ORDER BY position";
@@ -52,6 +56,19 @@ pub(crate) async fn reset(pool: &PgPool) -> Result<(), StoreError> {
 
 /// Inserts `rows` with one plain statement.
 pub(crate) async fn insert(pool: &PgPool, rows: Vec<BenchRow>) -> Result<(), StoreError> {
+    if let [one] = rows.as_slice() {
+        sqlx::query(INSERT_ONE_SQL)
+            .bind(one.event.event_id)
+            .bind(one.stream.as_str())
+            .bind(one.seq.0 as i64)
+            .bind(one.event.event_type.as_str())
+            .bind(&one.event.data)
+            .bind(&one.event.metadata)
+            .execute(pool)
+            .await
+            .map_err(from_sqlx)?;
+        return Ok(());
+    }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.event.event_id).collect();
     let streams: Vec<&str> = rows.iter().map(|r| r.stream.as_str()).collect();
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq.0 as i64).collect();
