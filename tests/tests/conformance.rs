@@ -36,3 +36,6 @@ mod api_suite;
 mod http;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
+// Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
+// under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
+mod projections;

@@ -50,15 +50,21 @@ impl Env {
 
 /// Opens a store and its projections on a fresh database (migrating it).
 async fn open(db: &Db) -> (Store, Arc<dyn ProjectionStore>) {
-    db.migrate().await.unwrap_or_else(|e| panic!("migrating {db}: {e}"));
+    db.migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrating {db}: {e}"));
     match db.kind {
         Backend::Sqlite => {
-            let s = SqliteStore::open(&db.url, ledger_tests::options()).await.unwrap();
+            let s = SqliteStore::open(&db.url, ledger_tests::options())
+                .await
+                .unwrap();
             let p = Arc::new(s.projections());
             (Arc::new(s), p)
         }
         Backend::Postgres => {
-            let s = PgStore::connect(&db.url, ledger_tests::options()).await.unwrap();
+            let s = PgStore::connect(&db.url, ledger_tests::options())
+                .await
+                .unwrap();
             let p = Arc::new(s.projections());
             (Arc::new(s), p)
         }
@@ -155,7 +161,11 @@ async fn assert_projected(env: &Env) {
     let log = whole_log(&*env.store).await.len() as u64;
     for kind in Kind::ALL {
         let cp = live(&*env.projections, kind).await;
-        assert_eq!(cp.events, log, "{kind}: applied {} of {log} events", cp.events);
+        assert_eq!(
+            cp.events, log,
+            "{kind}: applied {} of {log} events",
+            cp.events
+        );
         assert_eq!(
             live_rows(&*env.projections, kind).await,
             expected(&*env.store, kind).await,
@@ -186,68 +196,89 @@ fn run_in_background(projector: &Projector) -> (oneshot::Sender<()>, tokio::task
     (stop, task)
 }
 
-projection_test!(random_batches_equal_rebuild_equal_fold, |env: Env| async move {
-    let mut rng = Rng::new(42);
-    let appends = history(1, 12, &random_steps(42, 12, 700), start());
-    let chunk = appends.len().div_ceil(4);
-    for part in appends.chunks(chunk) {
-        append_all(&*env.store, part.to_vec()).await;
+projection_test!(
+    random_batches_equal_rebuild_equal_fold,
+    |env: Env| async move {
+        let mut rng = Rng::new(42);
+        let appends = history(1, 12, &random_steps(42, 12, 700), start());
+        let chunk = appends.len().div_ceil(4);
+        for part in appends.chunks(chunk) {
+            append_all(&*env.store, part.to_vec()).await;
+            for kind in Kind::ALL {
+                let batch = 1 + rng.below(40) as usize;
+                env.projector(batch).catch_up(kind).await.unwrap();
+            }
+        }
+        assert_projected(&env).await;
+        let incremental: Vec<Rows> =
+            futures::future::join_all(Kind::ALL.map(|k| live_rows(&*env.projections, k))).await;
+        let report = env
+            .projector(17)
+            .rebuild(&Kind::ALL, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(report.events, whole_log(&*env.store).await.len() as u64);
+        assert_projected(&env).await;
+        for (kind, before) in Kind::ALL.into_iter().zip(incremental) {
+            assert_eq!(live_rows(&*env.projections, kind).await, before, "{kind}");
+            let verified = env.projector(64).verify(kind, &mut |_| {}).await.unwrap();
+            assert!(verified.is_clean(), "{verified:?}");
+        }
+    }
+);
+
+projection_test!(
+    late_commit_reaches_every_projection,
+    |env: Env| async move {
+        let signal = Signal::new();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SignalingStore::new(env.events(), signal.clone()));
+        let projector = env.projector(5).with_signal(signal);
+        let (stop, runner) = run_in_background(&projector);
+        let mut positions =
+            vec![append_all(&*store, history(1, 3, &random_steps(1, 3, 60), start())).await];
+
+        // A transaction appends a tenant's events and holds them while others append and commit.
+        let late = history(2, 1, &random_steps(2, 1, 30), start());
+        let mut tx = env.store.begin().await.unwrap();
+        for a in late.into_iter().filter(|a| a.stream.category() == "tenant") {
+            positions.push(
+                tx.append(a.stream, a.expected, a.events)
+                    .await
+                    .unwrap()
+                    .position,
+            );
+        }
+        let others = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                append_all(&*store, history(3, 3, &random_steps(3, 3, 60), start())).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+        positions.push(others.await.unwrap());
         for kind in Kind::ALL {
-            let batch = 1 + rng.below(40) as usize;
-            env.projector(batch).catch_up(kind).await.unwrap();
+            for p in &positions {
+                projector
+                    .wait_for(kind, *p, Duration::from_secs(60))
+                    .await
+                    .unwrap();
+            }
         }
-    }
-    assert_projected(&env).await;
-    let incremental: Vec<Rows> = futures::future::join_all(
-        Kind::ALL.map(|k| live_rows(&*env.projections, k)),
-    )
-    .await;
-    let report = env.projector(17).rebuild(&Kind::ALL, &mut |_| {}).await.unwrap();
-    assert_eq!(report.events, whole_log(&*env.store).await.len() as u64);
-    assert_projected(&env).await;
-    for (kind, before) in Kind::ALL.into_iter().zip(incremental) {
-        assert_eq!(live_rows(&*env.projections, kind).await, before, "{kind}");
-        let verified = env.projector(64).verify(kind, &mut |_| {}).await.unwrap();
-        assert!(verified.is_clean(), "{verified:?}");
-    }
-});
-
-projection_test!(late_commit_reaches_every_projection, |env: Env| async move {
-    let signal = Signal::new();
-    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(env.events(), signal.clone()));
-    let projector = env.projector(5).with_signal(signal);
-    let (stop, runner) = run_in_background(&projector);
-    let mut positions = vec![append_all(&*store, history(1, 3, &random_steps(1, 3, 60), start())).await];
-
-    // A transaction appends a tenant's events and holds them while others append and commit.
-    let late = history(2, 1, &random_steps(2, 1, 30), start());
-    let mut tx = env.store.begin().await.unwrap();
-    for a in late.into_iter().filter(|a| a.stream.category() == "tenant") {
-        positions.push(tx.append(a.stream, a.expected, a.events).await.unwrap().position);
-    }
-    let others = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            append_all(&*store, history(3, 3, &random_steps(3, 3, 60), start())).await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tx.commit().await.unwrap();
-    positions.push(others.await.unwrap());
-    for kind in Kind::ALL {
-        for p in &positions {
-            projector.wait_for(kind, *p, Duration::from_secs(60)).await.unwrap();
+        // Let the runners settle on the end of the log, then compare.
+        let end = append_all(&*store, history(4, 1, &random_steps(4, 1, 3), start())).await;
+        for kind in Kind::ALL {
+            projector
+                .wait_for(kind, end, Duration::from_secs(60))
+                .await
+                .unwrap();
         }
+        stop.send(()).unwrap();
+        runner.await.unwrap();
+        assert_projected(&env).await;
     }
-    // Let the runners settle on the end of the log, then compare.
-    let end = append_all(&*store, history(4, 1, &random_steps(4, 1, 3), start())).await;
-    for kind in Kind::ALL {
-        projector.wait_for(kind, end, Duration::from_secs(60)).await.unwrap();
-    }
-    stop.send(()).unwrap();
-    runner.await.unwrap();
-    assert_projected(&env).await;
-});
+);
 
 projection_test!(rebuild_while_writers_append, |env: Env| async move {
     let signal = Signal::new();
@@ -264,7 +295,8 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
                 let mut round = 0;
                 while writing.load(Ordering::SeqCst) || round < 2 {
                     let run = 100 + w * 1000 + round;
-                    last = append_all(&*store, history(run, 2, &random_steps(run, 2, 12), start())).await;
+                    last = append_all(&*store, history(run, 2, &random_steps(run, 2, 12), start()))
+                        .await;
                     round += 1;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -281,7 +313,10 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
     }
     for kind in Kind::ALL {
         for end in &ends {
-            projector.wait_for(kind, *end, Duration::from_secs(60)).await.unwrap();
+            projector
+                .wait_for(kind, *end, Duration::from_secs(60))
+                .await
+                .unwrap();
         }
     }
     stop.send(()).unwrap();
@@ -335,12 +370,20 @@ macro_rules! database_test {
 }
 
 database_test!(a_version_bump_rebuilds_on_start, |env: Env| async move {
-    append_all(&*env.store, history(1, 5, &random_steps(5, 5, 200), start())).await;
+    append_all(
+        &*env.store,
+        history(1, 5, &random_steps(5, 5, 200), start()),
+    )
+    .await;
     for kind in Kind::ALL {
         env.projector(50).catch_up(kind).await.unwrap();
     }
     // Tables of an older version, with a row nobody would derive from the log.
-    sql(&env, "UPDATE projection_checkpoints SET version = 0 WHERE name = 'tenant_phase'").await;
+    sql(
+        &env,
+        "UPDATE projection_checkpoints SET version = 0 WHERE name = 'tenant_phase'",
+    )
+    .await;
     assert_eq!(sql(&env, "UPDATE tenant_phase SET name = 'stale'").await, 5);
     let cp = env.projector(50).catch_up(Kind::TenantPhase).await.unwrap();
     assert_eq!(cp.version, Kind::TenantPhase.version());
@@ -385,7 +428,11 @@ async fn project(db: &Db, batch: usize) -> (Child, String) {
         .unwrap()
         .expect("a startup line");
     let startup: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(startup["projecting"].as_array().unwrap().len(), 3, "{startup}");
+    assert_eq!(
+        startup["projecting"].as_array().unwrap().len(),
+        3,
+        "{startup}"
+    );
     let owner = startup["owner"].as_str().unwrap().to_string();
     (child, owner)
 }
@@ -416,9 +463,16 @@ async fn seed(store: &dyn EventStore, run: u128, tenants: usize) {
         let stream = StreamName::from_parts("tenant", &id.to_string()).unwrap();
         let at = start() + chrono::Duration::seconds(i as i64);
         let events = ledger_projections::generate::bench_tenant(at, i);
-        appends.push(ledger_core::StreamAppend::new(stream, ExpectedSeq::NoStream, events));
+        appends.push(ledger_core::StreamAppend::new(
+            stream,
+            ExpectedSeq::NoStream,
+            events,
+        ));
         if appends.len() == 20 {
-            store.append_multi(std::mem::take(&mut appends)).await.unwrap();
+            store
+                .append_multi(std::mem::take(&mut appends))
+                .await
+                .unwrap();
         }
     }
     if !appends.is_empty() {
@@ -428,12 +482,19 @@ async fn seed(store: &dyn EventStore, run: u128, tenants: usize) {
 
 database_test!(verify_finds_a_hand_altered_row, |env: Env| async move {
     let db = env.db.clone().unwrap();
-    append_all(&*env.store, history(1, 6, &random_steps(9, 6, 200), start())).await;
+    append_all(
+        &*env.store,
+        history(1, 6, &random_steps(9, 6, 200), start()),
+    )
+    .await;
     let (code, out, err) = run(&db, &["rebuild", "all"]).await;
     assert_eq!(code, 0, "{out} {err}");
     let rebuilt: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(rebuilt["rebuilt"].as_array().unwrap().len(), 3);
-    assert!(err.contains("rebuild tenant_phase,onboarding_locks,pending_syncs:"), "{err}");
+    assert!(
+        err.contains("rebuild tenant_phase,onboarding_locks,pending_syncs:"),
+        "{err}"
+    );
     assert_projected(&env).await;
     let (code, out, err) = run(&db, &["rebuild", "all", "--verify"]).await;
     assert_eq!(code, 0, "{out} {err}");
@@ -474,13 +535,12 @@ database_test!(a_killed_runner_resumes_exactly, |env: Env| async move {
         child.start_kill().unwrap();
         child.wait().await.unwrap();
     }
-    let applied: u64 = futures::future::join_all(
-        Kind::ALL.map(|k| env.projections.checkpoint(k, Slot::Live)),
-    )
-    .await
-    .into_iter()
-    .map(|c| c.unwrap().map_or(0, |c| c.events))
-    .sum();
+    let applied: u64 =
+        futures::future::join_all(Kind::ALL.map(|k| env.projections.checkpoint(k, Slot::Live)))
+            .await
+            .into_iter()
+            .map(|c| c.unwrap().map_or(0, |c| c.events))
+            .sum();
     assert!(applied > 0, "the killed runners applied nothing");
     let (child, _) = project(&db, 7).await;
     caught_up(&env).await;
@@ -492,7 +552,12 @@ database_test!(a_killed_runner_resumes_exactly, |env: Env| async move {
 async fn owners(env: &Env) -> Vec<String> {
     let mut all = Vec::new();
     for kind in Kind::ALL {
-        all.push(live(&*env.projections, kind).await.owner.unwrap_or_default());
+        all.push(
+            live(&*env.projections, kind)
+                .await
+                .owner
+                .unwrap_or_default(),
+        );
     }
     all
 }
@@ -513,7 +578,10 @@ async fn two_runner_processes_on_postgres() {
         seed(&*env.store, 11 << 64, 100).await;
         caught_up(&env).await;
         let first = owners(&env).await;
-        assert!(first.iter().all(|o| *o == owner_a || *o == owner_b), "{first:?}");
+        assert!(
+            first.iter().all(|o| *o == owner_a || *o == owner_b),
+            "{first:?}"
+        );
         let leases = db
             .scalar(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
@@ -523,16 +591,28 @@ async fn two_runner_processes_on_postgres() {
         assert_eq!(leases, 3, "one lease per projection");
         seed(&*env.store, 12 << 64, 50).await;
         caught_up(&env).await;
-        assert_eq!(owners(&env).await, first, "one runner keeps applying each projection");
+        assert_eq!(
+            owners(&env).await,
+            first,
+            "one runner keeps applying each projection"
+        );
 
         // Kill the runner of tenant_phase: the other takes over.
         let (mut killed, survivor) = if first[0] == owner_a { (a, b) } else { (b, a) };
-        let surviving = if first[0] == owner_a { owner_b } else { owner_a };
+        let surviving = if first[0] == owner_a {
+            owner_b
+        } else {
+            owner_a
+        };
         killed.start_kill().unwrap();
         killed.wait().await.unwrap();
         seed(&*env.store, 13 << 64, 50).await;
         caught_up(&env).await;
-        assert!(owners(&env).await.iter().all(|o| *o == surviving), "{:?}", owners(&env).await);
+        assert!(
+            owners(&env).await.iter().all(|o| *o == surviving),
+            "{:?}",
+            owners(&env).await
+        );
         assert_projected(&env).await;
         drop(survivor);
     })

@@ -41,6 +41,33 @@ pub enum Command {
     /// Measures the store against plain SQL on the same database.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Rebuilds projections (`tenant_phase`, `onboarding_locks`, `pending_syncs` or `all`) into
+    /// fresh tables and swaps them in; `--verify` prints a diff against the live tables instead.
+    Rebuild(RebuildArgs),
+    /// Runs the projection runners alone (a worker process) until SIGTERM or SIGINT.
+    Project(ProjectArgs),
+}
+
+/// Arguments of `ledger rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// `tenant_phase`, `onboarding_locks`, `pending_syncs` or `all`.
+    pub projection: String,
+    /// Rebuild into shadow tables up to the live checkpoint and print a row-level diff against
+    /// the live tables, without swapping; exit 1 when they differ.
+    #[arg(long)]
+    pub verify: bool,
+    /// Most events applied per transaction.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+}
+
+/// Arguments of `ledger project`.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Most events applied per transaction.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
 }
 
 /// Arguments of `ledger serve`.
@@ -56,6 +83,10 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// Do not run the projection runners in this process (the queries still read the
+    /// projection tables, kept by `ledger project` or another server).
+    #[arg(long)]
+    pub no_projections: bool,
 }
 
 /// Arguments of `ledger append`.
@@ -111,6 +142,38 @@ pub enum BenchCommand {
     Append(BenchAppendArgs),
     /// A full read of the global log vs one plain SELECT of the same rows.
     Read(BenchReadArgs),
+    /// A rebuild of every projection from a generated history vs a raw scan of the same log.
+    Rebuild(BenchRebuildArgs),
+    /// The projections' live lag (append to visible) at a steady append rate.
+    Lag(BenchLagArgs),
+}
+
+/// Arguments of `ledger bench rebuild`.
+#[derive(Debug, Args)]
+pub struct BenchRebuildArgs {
+    /// Generated tenants (ten events each) the log must hold; missing ones are appended first.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tenants: u64,
+    /// Most events applied per transaction.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ledger bench lag`.
+#[derive(Debug, Args)]
+pub struct BenchLagArgs {
+    /// Appends per second.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub rate: u64,
+    /// How long to append, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `ledger bench append`.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ledger_core::{Baseline, EventStore, StoreError, StoreOptions};
 use ledger_postgres::PgStore;
+use ledger_projections::ProjectionStore;
 use ledger_sqlite::SqliteStore;
 
 use crate::output::CliError;
@@ -98,18 +99,30 @@ pub struct Database {
     pub backend: Backend,
     /// The store.
     pub store: Arc<dyn LedgerStore>,
+    /// The projections' tables in the same database.
+    pub projections: Arc<dyn ProjectionStore>,
 }
 
 /// Opens the store `target` names (SQLite creates and migrates a missing file; both check
 /// the schema version).
 pub async fn open(target: &Target, options: StoreOptions) -> Result<Database, StoreError> {
-    let store: Arc<dyn LedgerStore> = match target.backend {
-        Backend::Postgres => Arc::new(PgStore::connect(&target.url, options).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::open(&target.url, options).await?),
-    };
+    let (store, projections): (Arc<dyn LedgerStore>, Arc<dyn ProjectionStore>) =
+        match target.backend {
+            Backend::Postgres => {
+                let store = PgStore::connect(&target.url, options).await?;
+                let projections = Arc::new(store.projections());
+                (Arc::new(store), projections)
+            }
+            Backend::Sqlite => {
+                let store = SqliteStore::open(&target.url, options).await?;
+                let projections = Arc::new(store.projections());
+                (Arc::new(store), projections)
+            }
+        };
     Ok(Database {
         backend: target.backend,
         store,
+        projections,
     })
 }
 

@@ -30,6 +30,14 @@ pub enum CliError {
     },
     /// Anything else (I/O on stdout, a crashed task, ...).
     Internal(anyhow::Error),
+    /// A command that ran but found a failure it reports with a code (exit 1), e.g.
+    /// `projection_differs`.
+    Failed {
+        /// Stable snake_case code.
+        code: &'static str,
+        /// What was found and what to do.
+        message: String,
+    },
 }
 
 impl CliError {
@@ -50,6 +58,7 @@ impl CliError {
             CliError::Store(_) => EXIT_FAILURE,
             CliError::BadInput { .. } => EXIT_BAD_INPUT,
             CliError::Internal(_) => EXIT_FAILURE,
+            CliError::Failed { .. } => EXIT_FAILURE,
         }
     }
 
@@ -70,10 +79,12 @@ impl CliError {
                 error: e.code(),
                 message: e.to_string(),
             },
-            CliError::BadInput { code, message } => ErrorBody::Plain {
-                error: code,
-                message: message.clone(),
-            },
+            CliError::BadInput { code, message } | CliError::Failed { code, message } => {
+                ErrorBody::Plain {
+                    error: code,
+                    message: message.clone(),
+                }
+            }
             CliError::Internal(e) => ErrorBody::Plain {
                 error: "internal",
                 message: format!("{e:#}"),

@@ -8,9 +8,11 @@
 mod append;
 mod baseline;
 mod error;
+mod projection;
 mod read;
 mod schema;
 mod store;
 mod tx;
 
+pub use projection::PgProjections;
 pub use store::PgStore;

@@ -22,7 +22,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PgStore {
     /// The connection pool.
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Limits, page size, pool size and settle timeout.
     options: Arc<StoreOptions>,
 }

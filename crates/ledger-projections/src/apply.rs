@@ -14,6 +14,27 @@ use crate::Kind;
 use crate::batch::{Batch, Change};
 use crate::rows::{LockRow, PendingSyncRow, RowKey, Rows, TenantPhaseRow};
 
+/// Whether an event changes rows of `kind`.
+pub fn concerns(kind: Kind, event: &TenantEvent) -> bool {
+    use TenantEvent::*;
+    match kind {
+        Kind::TenantPhase => true,
+        Kind::OnboardingLocks => {
+            matches!(
+                event,
+                OnboardingLockAcquired { .. } | OnboardingLockReleased { .. }
+            )
+        }
+        Kind::PendingSyncs => matches!(
+            event,
+            BackendSyncFailed { .. }
+                | BackendSyncRetried { .. }
+                | BackendSynced { .. }
+                | BackendSyncAbandoned { .. }
+        ),
+    }
+}
+
 /// The row of `kind` that `change` applies to, or `None` when the event does not concern it.
 pub fn key_of(kind: Kind, change: &Change) -> Option<RowKey> {
     use TenantEvent::*;

@@ -1,8 +1,12 @@
 //! Events of the log decoded once for every projection, and batches of them.
 
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
+
 use ledger_core::{Envelope, Position};
 use ledger_domain::TenantEvent;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::rows::micros;
 
@@ -31,6 +35,51 @@ pub struct Change {
 }
 
 impl Decoded {
+    /// Decodes an event from its stored parts: `data` is the payload's JSON text, which only
+    /// a `tenant-*` event needs (other streams may pass `None`). Parses the payload straight
+    /// into its variant, with no intermediate JSON value.
+    pub fn from_parts(
+        position: Position,
+        stream: &str,
+        seq: u64,
+        event_type: &str,
+        data: Option<&str>,
+    ) -> Decoded {
+        let tenant = stream
+            .strip_prefix(TENANT_CATEGORY)
+            .and_then(|rest| rest.strip_prefix('-'));
+        let (Some(tenant_id), Some(data)) = (tenant, data) else {
+            return Decoded {
+                position,
+                change: None,
+            };
+        };
+        let type_json = Value::String(event_type.to_string()).to_string();
+        let mut tagged = String::with_capacity(data.len() + type_json.len() + 20);
+        tagged.push_str("{\"type\":");
+        tagged.push_str(&type_json);
+        tagged.push_str(",\"data\":");
+        tagged.push_str(data);
+        tagged.push('}');
+        let change = match serde_json::from_str::<TenantEvent>(&tagged) {
+            Ok(event) => Some(Change {
+                tenant_id: tenant_id.to_string(),
+                seq,
+                event: normalize(event),
+            }),
+            Err(e) => {
+                tracing::warn!(
+                    stream,
+                    seq,
+                    error = %e,
+                    "the projections skip an event of a tenant stream that is not an onboarding event"
+                );
+                None
+            }
+        };
+        Decoded { position, change }
+    }
+
     /// Decodes an envelope (taking its payload, so nothing is copied).
     pub fn from_envelope(envelope: Envelope) -> Decoded {
         let position = envelope.position;
@@ -42,10 +91,7 @@ impl Decoded {
         }
         let tenant_id = envelope.stream.id().to_string();
         let seq = envelope.seq.0;
-        let mut tagged = Map::with_capacity(2);
-        tagged.insert("type".into(), Value::String(envelope.event_type));
-        tagged.insert("data".into(), envelope.data);
-        let change = match serde_json::from_value::<TenantEvent>(Value::Object(tagged)) {
+        let change = match decode(envelope.event_type, envelope.data) {
             Ok(event) => Some(Change {
                 tenant_id,
                 seq,
@@ -63,6 +109,18 @@ impl Decoded {
         };
         Decoded { position, change }
     }
+}
+
+/// Decodes a stored type and payload into an onboarding event, the type first so the payload
+/// deserializes straight into its variant (the same as `TenantEvent::from_parts`, faster).
+fn decode(event_type: String, data: Value) -> Result<TenantEvent, serde_json::Error> {
+    use serde::Deserialize;
+    let entries = [
+        (Value::String("type".into()), Value::String(event_type)),
+        (Value::String("data".into()), data),
+    ];
+    let map = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(entries.into_iter());
+    TenantEvent::deserialize(map)
 }
 
 /// The event with every time truncated to microseconds, the precision the tables keep, so that
@@ -150,6 +208,9 @@ pub struct Batch {
     changes: Vec<Change>,
     events: u64,
     last: Option<Position>,
+    /// Tenants known to have no row yet in the copies this batch goes to (see
+    /// [`Batch::mark_new`]): their rows need no loading.
+    new_tenants: BTreeSet<String>,
 }
 
 impl Batch {
@@ -187,18 +248,39 @@ impl Batch {
         &self.changes
     }
 
-    /// The tenants whose rows of `kind` the batch may change, sorted and without repeats:
-    /// the rows a backend loads before folding the batch.
+    /// The tenants whose rows of `kind` the batch may change and which may have rows already,
+    /// sorted and without repeats: the rows a backend loads before folding the batch.
     pub fn tenant_ids(&self, kind: crate::Kind) -> Vec<String> {
         let mut ids: Vec<&str> = self
             .changes
             .iter()
-            .filter(|c| crate::apply::key_of(kind, c).is_some())
+            .filter(|c| crate::apply::concerns(kind, &c.event))
             .map(|c| c.tenant_id.as_str())
+            .filter(|t| !self.new_tenants.contains(*t))
             .collect();
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter().map(str::to_string).collect()
+    }
+
+    /// Records which tenants of the batch certainly have no rows yet, given `seen`: hashes of
+    /// every tenant applied to the (initially empty) copies so far; adds the batch's tenants
+    /// to it. A replay from an empty table then loads only the rows it may have written,
+    /// instead of every tenant's. (A hash collision only costs a needless load.)
+    pub fn mark_new(&mut self, seen: &mut HashSet<u64>) {
+        for c in &self.changes {
+            let mut h = DefaultHasher::new();
+            c.tenant_id.hash(&mut h);
+            let hash = h.finish();
+            if !seen.contains(&hash) {
+                self.new_tenants.insert(c.tenant_id.clone());
+            }
+        }
+        for t in &self.new_tenants {
+            let mut h = DefaultHasher::new();
+            t.hash(&mut h);
+            seen.insert(h.finish());
+        }
     }
 }
 
@@ -252,6 +334,18 @@ mod tests {
         assert_eq!(other.change, None);
         let bad = Decoded::from_envelope(envelope("tenant-abc", 4, 12, "Nope", json!({})));
         assert_eq!(bad.change, None);
+        let parts = Decoded::from_parts(
+            Position(10),
+            "tenant-abc",
+            3,
+            "OrganizationCreated",
+            Some(&json!({ "at": at }).to_string()),
+        );
+        assert_eq!(parts, ok);
+        let bad_parts = Decoded::from_parts(Position(12), "tenant-abc", 4, "Nope", Some("{}"));
+        assert_eq!(bad_parts.change, None);
+        let no_data = Decoded::from_parts(Position(11), "slug-abc", 1, "SlugClaimed", None);
+        assert_eq!(no_data.change, None);
         let batch: Batch = [ok.clone(), other, bad].into_iter().collect();
         assert_eq!((batch.len(), batch.last()), (3, Some(Position(12))));
         assert_eq!(batch.changes().len(), 1);

@@ -38,5 +38,6 @@ pub use runner::{
 };
 pub use signal::{Signal, SignalingStore};
 pub use store::{
-    Checkpoint, Filter, Lease, LocalLease, ProjectionStore, Query, Snapshot, Swapped, Target,
+    Checkpoint, Filter, Lease, LocalLease, LogPage, ProjectionStore, Query, Snapshot, Swapped,
+    Target,
 };

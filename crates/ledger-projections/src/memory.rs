@@ -12,10 +12,11 @@ use ledger_core::{BoxFuture, EventStore, Position, ReadAll, StoreError};
 use serde_json::Value;
 
 use crate::apply::Table;
-use crate::batch::Batch;
+use crate::batch::{Batch, Decoded};
 use crate::rows::{RowKey, Rows, time_text};
 use crate::store::{
-    Checkpoint, Filter, Lease, LocalLease, ProjectionStore, Query, Snapshot, Swapped, Target,
+    Checkpoint, Filter, Lease, LocalLease, LogPage, ProjectionStore, Query, Snapshot, Swapped,
+    Target,
 };
 use crate::{Kind, Slot};
 
@@ -81,6 +82,31 @@ fn passes(filter: &Filter, row: &Value) -> bool {
 }
 
 impl ProjectionStore for MemoryProjections {
+    fn read_log(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<LogPage, StoreError>> {
+        Box::pin(async move {
+            let mut log = self.events.read_all(ReadAll::after(after));
+            let mut events = Vec::new();
+            while events.len() < limit {
+                match log.next().await {
+                    Some(e) => events.push(Decoded::from_envelope(e?)),
+                    None => break,
+                }
+            }
+            Ok(LogPage {
+                events,
+                horizon: u64::MAX,
+            })
+        })
+    }
+
+    fn log_mark(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+
     fn checkpoints(&self) -> BoxFuture<'_, Result<Vec<Checkpoint>, StoreError>> {
         let all = self.lock().values().map(|c| c.checkpoint.clone()).collect();
         Box::pin(async move { Ok(all) })

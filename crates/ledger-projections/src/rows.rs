@@ -21,7 +21,7 @@ pub mod time_text {
 
     /// The fixed-width text of a time.
     pub fn format(t: &DateTime<Utc>) -> String {
-        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     }
 
     /// Parses RFC 3339 text (any offset, any precision) into UTC.
@@ -153,6 +153,15 @@ pub struct PendingSyncRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The text a sync status is stored as (`pending_sync`, `synced`, `failed`).
+pub fn status_text(status: SyncStatus) -> &'static str {
+    match status {
+        SyncStatus::PendingSync => "pending_sync",
+        SyncStatus::Synced => "synced",
+        SyncStatus::Failed => "failed",
+    }
+}
+
 /// The key of a row: the tenant, and for `pending_syncs` the target too. Keys order rows in
 /// tables and pages (byte order of the texts).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -180,6 +189,24 @@ impl RowKey {
             target: Some(target.into()),
         }
     }
+}
+
+/// The values of one column of a set of rows, typed (for backends that bind arrays).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    /// Text values.
+    Text(Vec<Option<String>>),
+    /// Times.
+    Time(Vec<Option<DateTime<Utc>>>),
+    /// Integers.
+    Int(Vec<i64>),
+}
+
+/// Builds the columns of `rows` from per-column accessors.
+macro_rules! columns {
+    ($rows:expr, $( $name:literal => $kind:ident($get:expr) ),* $(,)?) => {
+        vec![ $( ($name, Column::$kind($rows.iter().map($get).collect())) ),* ]
+    };
 }
 
 /// Rows of one projection.
@@ -269,6 +296,45 @@ impl Rows {
         }
     }
 
+    /// The rows as typed columns, in table order, named as the tables name them.
+    pub fn columns(&self) -> Vec<(&'static str, Column)> {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        match self {
+            Rows::TenantPhase(r) => columns!(r,
+                "tenant_id" => Text(|r: &TenantPhaseRow| Some(r.tenant_id.clone())),
+                "slug" => Text(|r: &TenantPhaseRow| r.slug.clone()),
+                "name" => Text(|r: &TenantPhaseRow| r.name.clone()),
+                "phase" => Text(|r: &TenantPhaseRow| Some(r.phase.to_string())),
+                "verifying_payment_at" => Time(|r: &TenantPhaseRow| r.verifying_payment_at),
+                "creating_organization_at" => Time(|r: &TenantPhaseRow| r.creating_organization_at),
+                "setting_up_workspace_at" => Time(|r: &TenantPhaseRow| r.setting_up_workspace_at),
+                "generating_api_key_at" => Time(|r: &TenantPhaseRow| r.generating_api_key_at),
+                "finalizing_at" => Time(|r: &TenantPhaseRow| r.finalizing_at),
+                "completed_at" => Time(|r: &TenantPhaseRow| r.completed_at),
+                "last_seq" => Int(|r: &TenantPhaseRow| int(r.last_seq)),
+                "updated_at" => Time(|r: &TenantPhaseRow| Some(r.updated_at)),
+            ),
+            Rows::OnboardingLocks(r) => columns!(r,
+                "tenant_id" => Text(|r: &LockRow| Some(r.tenant_id.clone())),
+                "holder" => Text(|r: &LockRow| Some(r.holder.clone())),
+                "acquired_at" => Time(|r: &LockRow| Some(r.acquired_at)),
+                "expires_at" => Time(|r: &LockRow| Some(r.expires_at)),
+                "released_at" => Time(|r: &LockRow| r.released_at),
+                "release_reason" => Text(|r: &LockRow| r.release_reason.clone()),
+            ),
+            Rows::PendingSyncs(r) => columns!(r,
+                "tenant_id" => Text(|r: &PendingSyncRow| Some(r.tenant_id.clone())),
+                "target" => Text(|r: &PendingSyncRow| Some(r.target.clone())),
+                "status" => Text(|r: &PendingSyncRow| Some(status_text(r.status).to_string())),
+                "attempts" => Int(|r: &PendingSyncRow| i64::from(r.attempts)),
+                "retry_count" => Int(|r: &PendingSyncRow| i64::from(r.retry_count)),
+                "last_error" => Text(|r: &PendingSyncRow| r.last_error.clone()),
+                "first_failed_at" => Time(|r: &PendingSyncRow| r.first_failed_at),
+                "updated_at" => Time(|r: &PendingSyncRow| Some(r.updated_at)),
+            ),
+        }
+    }
+
     /// The rows as one JSON array of objects (how the backends bind a batch of rows).
     pub fn to_json_array(&self) -> String {
         match self {
@@ -310,6 +376,49 @@ mod tests {
             "released_at": null, "release_reason": null,
         });
         assert_eq!(serde_json::from_value::<LockRow>(pg).unwrap(), row);
+    }
+
+    #[test]
+    fn columns_follow_the_json_field_names() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
+        let rows = [
+            Rows::TenantPhase(vec![TenantPhaseRow::new("t", t)]),
+            Rows::OnboardingLocks(vec![LockRow {
+                tenant_id: "t".into(),
+                holder: "h".into(),
+                acquired_at: t,
+                expires_at: t,
+                released_at: None,
+                release_reason: None,
+            }]),
+            Rows::PendingSyncs(vec![PendingSyncRow {
+                tenant_id: "t".into(),
+                target: "crm".into(),
+                status: SyncStatus::PendingSync,
+                attempts: 1,
+                retry_count: 0,
+                last_error: None,
+                first_failed_at: None,
+                updated_at: t,
+            }]),
+        ];
+        for r in rows {
+            let names: Vec<&str> = r.columns().iter().map(|(n, _)| *n).collect();
+            let json = r.keyed_json().remove(0).1;
+            let fields: Vec<&str> = json
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, fields, "{:?}", r.kind());
+        }
+        assert_eq!(
+            serde_json::to_value(SyncStatus::PendingSync).unwrap(),
+            status_text(SyncStatus::PendingSync)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! yet, up to [`ProjectorOptions::batch_size`]: one event when the log is quiet (low latency),
 //! full batches when catching up (high throughput).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use ledger_core::{EventStore, Position, ReadAll, StoreError};
+use ledger_core::{EventStore, Position, StoreError};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -25,6 +25,9 @@ use crate::error::ProjectionError;
 use crate::signal::Signal;
 use crate::store::{Checkpoint, Lease, ProjectionStore, Target};
 use crate::{Kind, Slot};
+
+/// Longest wait for more events to fill a batch while the reader is in the middle of the log.
+const FILL_WAIT: Duration = Duration::from_millis(20);
 
 /// Lag (in events) from which a live projection reports `catching_up` rather than `live`.
 pub const CATCHING_UP_LAG: u64 = 1000;
@@ -144,7 +147,7 @@ pub(crate) enum Ended {
 
 /// What the log reader sends the applier.
 enum Item {
-    Event(Decoded),
+    Events(Vec<Decoded>),
     CaughtUp,
     Failed(StoreError),
 }
@@ -185,36 +188,63 @@ impl Wake {
     }
 }
 
-/// Reads the log after `after`, decoding each event, until the applier goes away; with
-/// `follow`, waits for new events at the end instead of stopping.
+/// How long a reader that must reach the end of the log waits for transactions that were in
+/// flight when it started (then it reports the end it has, and a later read resumes).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest pause between two reads while waiting for in-flight transactions.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// Reads the log after `after` page by page (`page` events), until the applier goes away.
+/// With `follow` it waits for new events at the end; without, it stops at the end, having
+/// first waited for the transactions in flight when it started (so "caught up" includes them).
+/// The next page is read while the applier writes the previous one.
 async fn read_log(
-    events: Arc<dyn EventStore>,
+    store: Arc<dyn ProjectionStore>,
     mut after: Position,
+    page: usize,
     follow: Option<Wake>,
     tx: mpsc::Sender<Item>,
 ) {
     let mut follow = follow;
-    loop {
-        let mut log = events.read_all(ReadAll::after(after));
-        while let Some(next) = log.next().await {
-            match next {
-                Ok(envelope) => {
-                    after = envelope.position;
-                    if tx
-                        .send(Item::Event(Decoded::from_envelope(envelope)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Item::Failed(e)).await;
-                    return;
-                }
+    let mut mark = None;
+    if follow.is_none() {
+        match store.log_mark().await {
+            Ok(m) => mark = Some(m),
+            Err(e) => {
+                let _ = tx.send(Item::Failed(e)).await;
+                return;
             }
         }
-        drop(log);
+    }
+    let (mut waited, mut pause) = (Duration::ZERO, Duration::from_millis(1));
+    loop {
+        let read = match store.read_log(after, page).await {
+            Ok(read) => read,
+            Err(e) => {
+                let _ = tx.send(Item::Failed(e)).await;
+                return;
+            }
+        };
+        let short = read.events.len() < page;
+        if let Some(last) = read.events.last() {
+            after = last.position;
+            if tx.send(Item::Events(read.events)).await.is_err() {
+                return;
+            }
+        }
+        if !short {
+            continue;
+        }
+        if let Some(mark) = mark
+            && read.horizon < mark
+            && waited < SETTLE_TIMEOUT
+        {
+            tokio::time::sleep(pause).await;
+            waited += pause;
+            pause = (pause * 2).min(SETTLE_POLL);
+            continue;
+        }
         if tx.send(Item::CaughtUp).await.is_err() {
             return;
         }
@@ -289,53 +319,91 @@ impl Projector {
     ) -> Result<Ended, ProjectionError> {
         let kind = targets[0].kind;
         let batch_size = self.options.batch_size.max(1);
-        let (tx, mut rx) = mpsc::channel(batch_size * 2);
-        let follow = (until != Until::CaughtUp).then(|| self.wake());
+        let (tx, mut rx) = mpsc::channel(2);
+        let follow = (until == Until::Stopped).then(|| self.wake());
         let from = targets[0].position;
         let _reader = AbortOnDrop(tokio::spawn(read_log(
-            self.events.clone(),
+            self.store.clone(),
             from,
+            batch_size,
             follow,
             tx,
         )));
         let mut stop = pin!(stop);
-        let mut items = Vec::with_capacity(batch_size);
+        let mut batch = Batch::new();
+        let mut deadline = Instant::now();
+        // Copies filled from empty in this pass: tenants never seen have no rows to load.
+        let mut seen = (from == Position::START).then(HashSet::new);
         loop {
-            let n = tokio::select! {
-                biased;
-                () = &mut stop => return Ok(Ended::Stopped),
-                n = rx.recv_many(&mut items, batch_size) => n,
+            // Between batches, stop when told to; within one, wait a little for the reader to
+            // fill it while it is in the middle of the log (one transaction per handful of
+            // events would be slow). At the end of the log apply at once, for low latency.
+            let item = if batch.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = &mut stop => return Ok(Ended::Stopped),
+                    item = rx.recv() => item,
+                }
+            } else {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        self.apply(
+                            targets,
+                            &mut std::mem::take(&mut batch),
+                            &mut seen,
+                            progress,
+                        )
+                        .await?;
+                        continue;
+                    }
+                }
             };
-            if n == 0 {
+            let Some(item) = item else {
                 return Err(ProjectionError::ReaderGone { kind });
-            }
-            let mut batch = Batch::new();
-            for item in items.drain(..) {
-                match item {
-                    Item::Event(decoded) => {
+            };
+            match item {
+                Item::Events(events) => {
+                    if batch.is_empty() {
+                        deadline = Instant::now() + FILL_WAIT;
+                    }
+                    for decoded in events {
                         let position = decoded.position;
                         batch.push(decoded);
                         if until == Until::Position(position) {
-                            self.apply(targets, &batch, progress).await?;
+                            self.apply(targets, &mut batch, &mut seen, progress).await?;
                             return Ok(Ended::Reached);
                         }
                     }
-                    Item::CaughtUp => {
-                        self.apply(targets, &batch, progress).await?;
-                        batch = Batch::new();
-                        match until {
-                            Until::CaughtUp => return Ok(Ended::CaughtUp),
-                            Until::Position(p) => return Err(ProjectionError::NotInLog(p)),
-                            Until::Stopped => {}
-                        }
-                    }
-                    Item::Failed(e) => {
-                        self.apply(targets, &batch, progress).await?;
-                        return Err(e.into());
+                    if batch.len() >= batch_size as u64 {
+                        self.apply(
+                            targets,
+                            &mut std::mem::take(&mut batch),
+                            &mut seen,
+                            progress,
+                        )
+                        .await?;
                     }
                 }
+                Item::CaughtUp => {
+                    self.apply(
+                        targets,
+                        &mut std::mem::take(&mut batch),
+                        &mut seen,
+                        progress,
+                    )
+                    .await?;
+                    match until {
+                        Until::CaughtUp => return Ok(Ended::CaughtUp),
+                        Until::Position(p) => return Err(ProjectionError::NotInLog(p)),
+                        Until::Stopped => {}
+                    }
+                }
+                Item::Failed(e) => {
+                    self.apply(targets, &mut batch, &mut seen, progress).await?;
+                    return Err(e.into());
+                }
             }
-            self.apply(targets, &batch, progress).await?;
         }
     }
 
@@ -343,12 +411,16 @@ impl Projector {
     async fn apply(
         &self,
         targets: &mut [Target],
-        batch: &Batch,
+        batch: &mut Batch,
+        seen: &mut Option<HashSet<u64>>,
         progress: &mut (dyn FnMut(&[Target]) + Send),
     ) -> Result<(), ProjectionError> {
         let Some(last) = batch.last() else {
             return Ok(());
         };
+        if let Some(seen) = seen.as_mut() {
+            batch.mark_new(seen);
+        }
         if !self
             .store
             .apply(targets, batch, &self.options.owner)

@@ -12,7 +12,7 @@ use ledger_core::{BoxFuture, Position, StoreError};
 use ledger_domain::{Phase, SyncStatus};
 use serde::Serialize;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Decoded};
 use crate::rows::{RowKey, Rows};
 use crate::{Kind, Slot};
 
@@ -116,6 +116,16 @@ pub trait Lease: Send {
     fn alive(&mut self) -> BoxFuture<'_, bool>;
 }
 
+/// A page of the log read for the projections.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogPage {
+    /// The events, in read order.
+    pub events: Vec<Decoded>,
+    /// Every transaction below this id had ended when the page was read (`u64::MAX` where
+    /// commits are serial): compare with [`ProjectionStore::log_mark`].
+    pub horizon: u64,
+}
+
 /// A consistent view of a projection's live copy: its checkpoint and rows as of one moment,
 /// while appliers keep writing.
 pub trait Snapshot: Send {
@@ -141,6 +151,19 @@ pub enum Swapped {
 
 /// The tables, checkpoints, leases and queries of the projections on one database.
 pub trait ProjectionStore: Send + Sync {
+    /// Up to `limit` events of the log after `after`, in the log's read order, decoded for the
+    /// projections (only `tenant-*` payloads are read). Like `EventStore::read_all` it never
+    /// skips an event that commits later: on PostgreSQL it reads only transactions older than
+    /// every running one. It does not wait for transactions in flight; fewer than `limit`
+    /// events means "nothing more for now", and the page's horizon tells how far that holds.
+    fn read_log(&self, after: Position, limit: usize)
+    -> BoxFuture<'_, Result<LogPage, StoreError>>;
+
+    /// The log's end as of now: once a page's [`LogPage::horizon`] reaches this mark, every
+    /// transaction that was running when the mark was taken has ended (PostgreSQL: the next
+    /// transaction id; 0 where commits are serial).
+    fn log_mark(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// Every checkpoint row (live and rebuild copies).
     fn checkpoints(&self) -> BoxFuture<'_, Result<Vec<Checkpoint>, StoreError>>;
 

@@ -10,9 +10,11 @@
 mod append;
 mod baseline;
 mod error;
+mod projection;
 mod read;
 mod schema;
 mod store;
 mod tx;
 
+pub use projection::SqliteProjections;
 pub use store::SqliteStore;

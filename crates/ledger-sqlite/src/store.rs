@@ -39,6 +39,9 @@ const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a reader waits for a reader connection.
 const READER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long opening a database keeps retrying while the file is locked by another opener.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
 /// An event store in one SQLite file; clones share the same connections.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -62,6 +65,27 @@ impl SqliteStore {
     /// otherwise the schema version is checked (SchemaMismatch{found, needed} when behind or ahead).
     pub async fn open(url: &str, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect = connect_options(url)?;
+        // Several processes creating one new file at once can find it locked while another
+        // switches it to WAL or migrates it; SQLite answers that without waiting in its busy
+        // handler, so the open itself is retried for a while.
+        let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match Self::open_once(connect.clone(), options.clone()).await {
+                Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt of [`Self::open`].
+    async fn open_once(
+        connect: SqliteConnectOptions,
+        options: StoreOptions,
+    ) -> Result<SqliteStore, StoreError> {
         let writer = writer_pool(connect.clone()).await?;
         {
             let mut conn = writer.acquire().await.map_err(store_err)?;

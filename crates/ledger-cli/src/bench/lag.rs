@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use ledger_core::{EventStore, ExpectedSeq, StoreOptions, StreamName};
+use ledger_domain::TenantEvent;
 use ledger_projections::generate::to_new_event;
 use ledger_projections::{Kind, Projector, Signal, SignalingStore};
-use ledger_domain::TenantEvent;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;

@@ -4,7 +4,9 @@
 
 mod append;
 mod event;
+mod lag;
 mod read;
+mod rebuild;
 mod stats;
 
 use std::io::Write;
@@ -26,6 +28,14 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
             let json = args.json;
             (read::run(target, args).await?, json)
         }
+        BenchCommand::Rebuild(args) => {
+            let json = args.json;
+            (rebuild::run(target, args).await?, json)
+        }
+        BenchCommand::Lag(args) => {
+            let json = args.json;
+            (lag::run(target, args).await?, json)
+        }
     };
     if json {
         print_json(&report)
@@ -37,7 +47,7 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
 /// What a benchmark measured; `--json` prints it as one object.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    /// `append` or `read`.
+    /// `append`, `read`, `rebuild` or `lag`.
     pub bench: &'static str,
     /// `postgres` or `sqlite`.
     pub backend: &'static str,
@@ -106,6 +116,34 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             ms(r.p99_ms),
             r.conflicts
         );
+    } else if r.bench == "rebuild" {
+        text += &format!(
+            "bench rebuild on {}: every projection from {} events, batch {}\n",
+            r.backend, r.events, r.batch
+        );
+        text += &format!(
+            "  rebuild:  {:>12.0} events/s  ({} s)\n",
+            r.ledger_events_per_s, r.seconds
+        );
+        text += &format!(
+            "  raw scan: {:>12.0} events/s  (plain SQL over the same log)\n",
+            r.baseline_events_per_s
+        );
+        text += &format!("  ratio:    {:>12.2}  (rebuild / raw scan)\n", r.ratio);
+        text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+        return write_out(&text);
+    } else if r.bench == "lag" {
+        text += &format!(
+            "bench lag on {}: {} appends at {:.0}/s for {} s, runners in process\n",
+            r.backend, r.events, r.baseline_events_per_s, r.seconds
+        );
+        text += &format!(
+            "  lag (append to visible in every projection): p50 {}, p99 {}\n",
+            ms(r.p50_ms),
+            ms(r.p99_ms)
+        );
+        text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+        return write_out(&text);
     } else {
         text += &format!(
             "bench read on {}: full read of {} events\n",
@@ -124,6 +162,11 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
     );
     text += &format!("  ratio:    {:>12.2}  (ledger / baseline)\n", r.ratio);
     text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+    write_out(&text)
+}
+
+/// Writes the summary on stdout; a closed pipe is not an error.
+fn write_out(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),

@@ -92,7 +92,10 @@ async fn seed(db: &Database, tenants: u64) -> Result<(), CliError> {
     tracing::info!(tenants, "bench rebuild: seeding the log");
     let bar = progress_bar(tenants * EVENTS_PER_TENANT);
     let run = Uuid::now_v7().as_u128();
-    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now);
+    let start = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
     let chunks = tenants.div_ceil(TENANTS_PER_APPEND);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
@@ -112,7 +115,11 @@ async fn seed(db: &Database, tenants: u64) -> Result<(), CliError> {
                         let stream = StreamName::from_parts("tenant", &id.to_string())
                             .expect("a uuid is a valid stream id");
                         let at = start + chrono::Duration::seconds(i as i64);
-                        StreamAppend::new(stream, ExpectedSeq::NoStream, bench_tenant(at, i as usize))
+                        StreamAppend::new(
+                            stream,
+                            ExpectedSeq::NoStream,
+                            bench_tenant(at, i as usize),
+                        )
                     })
                     .collect();
                 store.append_multi(appends).await?;

@@ -3,7 +3,9 @@
 
 mod append;
 mod migrate;
+mod project;
 mod read;
+pub(crate) mod rebuild;
 mod serve;
 
 use ledger_core::StoreOptions;
@@ -22,6 +24,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Read(args) => read::run_stream(&target, args).await,
         Command::ReadAll(args) => read::run_all(&target, args).await,
         Command::Bench(bench) => crate::bench::run(&target, bench).await,
+        Command::Rebuild(args) => rebuild::run(&target, args).await,
+        Command::Project(args) => project::run(&target, args).await,
     }
 }
 

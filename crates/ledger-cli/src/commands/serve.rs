@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ledger_api::{ApiConfig, AppState, Server};
 use ledger_core::{EventStore, StoreOptions};
+use ledger_projections::{Kind, Projector, Signal, SignalingStore};
 use serde::Serialize;
 
 use crate::args::ServeArgs;
@@ -25,18 +26,24 @@ struct Listening {
     admin_token: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_token_file: Option<String>,
+    /// `in_process` (runners run here) or `external` (`--no-projections`).
+    projections: &'static str,
 }
 
 /// Opens the store, resolves the admin token, listens and serves until a shutdown signal.
 pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let db = database::open(target, StoreOptions::default()).await?;
     let (admin_token, source, file) = admin_token(target, &args)?;
-    let store: Arc<dyn EventStore> = db.store;
+    // This process's appends wake its projection runners at once.
+    let signal = Signal::new();
+    let inner: Arc<dyn EventStore> = db.store;
+    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal.clone()));
+    let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
         ..ApiConfig::default()
     };
-    let state = AppState::new(store, &admin_token, config);
+    let state = AppState::new(store, &admin_token, config).with_projections(projector.clone());
     let server = Server::bind(args.listen, state)
         .await
         .map_err(|e| CliError::bad_input("cannot_listen", e.to_string()))?;
@@ -47,11 +54,32 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         backend: target.backend.name(),
         admin_token: source,
         admin_token_file: file.map(|f| f.display().to_string()),
+        projections: if args.no_projections {
+            "external"
+        } else {
+            "in_process"
+        },
     })?;
-    server
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runners = (!args.no_projections).then(|| {
+        let mut stopped = stopped;
+        tokio::spawn(async move {
+            projector
+                .run(&Kind::ALL, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    });
+    let served = server
         .run(shutdown)
         .await
-        .map_err(|e| CliError::Internal(anyhow::Error::new(e)))
+        .map_err(|e| CliError::Internal(anyhow::Error::new(e)));
+    let _ = stop.send(true);
+    if let Some(runners) = runners {
+        let _ = runners.await;
+    }
+    served
 }
 
 /// The admin token, where it came from (`env`, `file`, `generated`) and its file.
