@@ -456,8 +456,6 @@ impl ProjectionStore for PgProjections {
             let mut ddl = format!("DROP TABLE IF EXISTS {table};\n{create}");
             if slot == Slot::Live {
                 ddl += &indexes;
-            } else {
-                ddl = ddl.replace("CREATE TABLE", "CREATE UNLOGGED TABLE");
             }
             let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
             sqlx::raw_sql(AssertSqlSafe(ddl))
@@ -559,7 +557,6 @@ impl ProjectionStore for PgProjections {
             let (_, indexes) = definition_parts(definition(kind), live);
             let ddl = format!(
                 "DROP TABLE IF EXISTS {live};\n\
-                 ALTER TABLE {shadow} SET LOGGED;\n\
                  ALTER TABLE {shadow} RENAME TO {live};\n\
                  ALTER TABLE {live} RENAME CONSTRAINT {shadow}_pkey TO {live}_pkey;\n\
                  {indexes}"

@@ -421,18 +421,25 @@ impl Projector {
         if let Some(seen) = seen.as_mut() {
             batch.mark_new(seen);
         }
-        if !self
-            .store
-            .apply(targets, batch, &self.options.owner)
-            .await?
-        {
-            return Err(ProjectionError::Moved {
-                kind: targets[0].kind,
-            });
+        // Each copy commits on its own connection, concurrently: the copies are independent,
+        // and the database applies their statements in parallel.
+        let batch: &Batch = batch;
+        let applied = futures::future::join_all(targets.iter().map(|t| {
+            self.store
+                .apply(std::slice::from_ref(t), batch, &self.options.owner)
+        }))
+        .await;
+        let mut moved = None;
+        for (t, result) in targets.iter_mut().zip(applied) {
+            if result? {
+                t.position = last;
+                t.events += batch.len();
+            } else {
+                moved = Some(t.kind);
+            }
         }
-        for t in targets.iter_mut() {
-            t.position = last;
-            t.events += batch.len();
+        if let Some(kind) = moved {
+            return Err(ProjectionError::Moved { kind });
         }
         if targets[0].slot == Slot::Live {
             self.applied.send_modify(|n| *n = n.wrapping_add(1));
