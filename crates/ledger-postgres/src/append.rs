@@ -14,66 +14,48 @@ use crate::read::{EnvelopeRow, envelope};
 /// How often an append retries after losing a race it is allowed to retry.
 pub(crate) const MAX_TRIES: usize = 100;
 
+/// The head of stream `$1` and whether it admits the expectation `$2` (see
+/// [`expectation_code`]): the part every conditional insert shares.
+macro_rules! conditional_insert {
+    ($select:literal, $from:literal, $($tail:literal),*) => {
+        concat!(
+            "WITH head AS (SELECT coalesce(max(seq), 0) AS seq FROM events WHERE stream = $1::text) ",
+            "INSERT INTO events (event_id, stream, seq, event_type, data, metadata) ",
+            $select, " ", $from, " ",
+            "WHERE CASE $2::bigint WHEN -1 THEN true WHEN -2 THEN head.seq > 0 ",
+            "ELSE head.seq = $2::bigint END ",
+            $($tail, " "),*
+        )
+    };
+}
+
 /// Appends a batch to one stream if the stream's head admits the expectation.
 ///
 /// `$1` stream, `$2` expectation (see [`expectation_code`]), `$3..$6` the batch's ids, types,
 /// data and metadata. The head is computed in the statement; a concurrent writer that took
 /// the same seqs makes it fail on `events_stream_seq_key`.
-const APPEND_SQL: &str = r#"
-WITH head AS (
-    SELECT coalesce(max(seq), 0) AS seq FROM events WHERE stream = $1::text
-)
-INSERT INTO events (event_id, stream, seq, event_type, data, metadata)
-SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata
-FROM head,
-     UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[])
-         WITH ORDINALITY AS e(event_id, event_type, data, metadata, ord)
-WHERE CASE $2::bigint
-          WHEN -1 THEN true
-          WHEN -2 THEN head.seq > 0
-          ELSE head.seq = $2::bigint
-      END
-ORDER BY e.ord
-RETURNING position, seq
-"#;
+const APPEND_SQL: &str = conditional_insert!(
+    "SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata",
+    "FROM head, UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(event_id, event_type, data, metadata, ord)",
+    "ORDER BY e.ord RETURNING position, seq"
+);
 
 /// [`APPEND_SQL`] for the common batch of one event: `$3..$6` are its id, type, data and
 /// metadata as scalars, which spares the arrays and the UNNEST.
-const APPEND_ONE_SQL: &str = r#"
-WITH head AS (
-    SELECT coalesce(max(seq), 0) AS seq FROM events WHERE stream = $1::text
-)
-INSERT INTO events (event_id, stream, seq, event_type, data, metadata)
-SELECT $3::uuid, $1::text, head.seq + 1, $4::text, $5::jsonb, $6::jsonb
-FROM head
-WHERE CASE $2::bigint
-          WHEN -1 THEN true
-          WHEN -2 THEN head.seq > 0
-          ELSE head.seq = $2::bigint
-      END
-RETURNING position, seq
-"#;
+const APPEND_ONE_SQL: &str = conditional_insert!(
+    "SELECT $3::uuid, $1::text, head.seq + 1, $4::text, $5::jsonb, $6::jsonb",
+    "FROM head",
+    "RETURNING position, seq"
+);
 
 /// [`APPEND_SQL`] that also inserts nothing when one of the batch's ids is already visible,
 /// so a replay inside an open transaction does not abort it with a unique violation.
-const APPEND_IN_TX_SQL: &str = r#"
-WITH head AS (
-    SELECT coalesce(max(seq), 0) AS seq FROM events WHERE stream = $1::text
-)
-INSERT INTO events (event_id, stream, seq, event_type, data, metadata)
-SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata
-FROM head,
-     UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[])
-         WITH ORDINALITY AS e(event_id, event_type, data, metadata, ord)
-WHERE CASE $2::bigint
-          WHEN -1 THEN true
-          WHEN -2 THEN head.seq > 0
-          ELSE head.seq = $2::bigint
-      END
-  AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($3::uuid[]))
-ORDER BY e.ord
-RETURNING position, seq
-"#;
+const APPEND_IN_TX_SQL: &str = conditional_insert!(
+    "SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata",
+    "FROM head, UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(event_id, event_type, data, metadata, ord)",
+    "AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($3::uuid[]))",
+    "ORDER BY e.ord RETURNING position, seq"
+);
 
 /// Takes transaction-scoped advisory locks on the keys `$1`, in array order.
 const LOCK_STREAMS_SQL: &str =

@@ -9,7 +9,11 @@ mod read;
 mod rebuild;
 mod stats;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ledger_core::StoreError;
+use tokio::task::JoinSet;
 
 use serde::Serialize;
 
@@ -172,4 +176,36 @@ fn write_out(text: &str) -> Result<(), CliError> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// A seeding progress bar on stderr, hidden when stderr is not a terminal.
+pub(crate) fn seed_progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(
+        "seeding {bar:40} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Waits for every seeding task, then clears the bar; the first failure is the answer.
+pub(crate) async fn join_seeders(
+    mut tasks: JoinSet<Result<(), StoreError>>,
+    bar: ProgressBar,
+) -> Result<(), CliError> {
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined
+            .map_err(|e| CliError::from(anyhow::anyhow!("a seeding task failed: {e}")))
+            .and_then(|r| r.map_err(CliError::from));
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
+    bar.finish_and_clear();
+    result
 }

@@ -4,13 +4,11 @@
 //! at the default page size). Events are counted, never collected, so peak RSS stays flat
 //! whatever the log's length; the peak is reset after seeding where Linux allows it.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use ledger_core::{ExpectedSeq, ReadAll, StoreError, StoreOptions, StreamName};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -18,7 +16,7 @@ use uuid::Uuid;
 
 use super::event::payment_verified;
 use super::stats::{Histogram, peak_rss_bytes, reset_peak_rss};
-use super::{Report, ratio};
+use super::{Report, join_seeders, ratio, seed_progress_bar};
 use crate::args::BenchReadArgs;
 use crate::database::{self, LedgerStore, Target};
 use crate::output::CliError;
@@ -137,7 +135,7 @@ async fn time_baseline(store: &dyn LedgerStore) -> Result<Timed, StoreError> {
 /// concurrent tasks, with a progress bar on stderr when it is a terminal.
 async fn seed(store: &Arc<dyn LedgerStore>, missing: u64) -> Result<(), CliError> {
     tracing::info!(missing, "bench read: seeding the log");
-    let bar = progress_bar(missing);
+    let bar = seed_progress_bar(missing);
     let run = Uuid::now_v7();
     let batches = missing.div_ceil(PAGE);
     let next = Arc::new(AtomicU64::new(0));
@@ -165,31 +163,7 @@ async fn seed(store: &Arc<dyn LedgerStore>, missing: u64) -> Result<(), CliError
             }
         });
     }
-    let mut result = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        let outcome = joined
-            .map_err(|e| CliError::from(anyhow::anyhow!("a seeding task failed: {e}")))
-            .and_then(|r| r.map_err(CliError::from));
-        if result.is_ok() {
-            result = outcome;
-        }
-    }
-    bar.finish_and_clear();
-    result
-}
-
-/// A progress bar on stderr, hidden when stderr is not a terminal.
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(
-        "seeding {bar:40} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
+    join_seeders(tasks, bar).await
 }
 
 #[cfg(test)]

@@ -5,12 +5,10 @@
 //! The peak RSS is reset after seeding, so it is the peak of the scan and the rebuild: batches
 //! are bounded, so it stays flat whatever the log's length.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{TimeZone, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
 use ledger_core::{EventStore, ExpectedSeq, StoreError, StoreOptions, StreamAppend, StreamName};
 use ledger_projections::generate::bench_tenant;
 use ledger_projections::{Kind, Projector, ProjectorOptions};
@@ -19,7 +17,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::stats::{peak_rss_bytes, reset_peak_rss};
-use super::{Report, ratio};
+use super::{Report, join_seeders, ratio, seed_progress_bar};
 use crate::args::BenchRebuildArgs;
 use crate::commands::rebuild::{projection_error, rate};
 use crate::database::{self, Database, Target};
@@ -90,7 +88,7 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
 /// a hundred tenants per atomic multi-stream append, from a few concurrent tasks.
 async fn seed(db: &Database, tenants: u64) -> Result<(), CliError> {
     tracing::info!(tenants, "bench rebuild: seeding the log");
-    let bar = progress_bar(tenants * EVENTS_PER_TENANT);
+    let bar = seed_progress_bar(tenants * EVENTS_PER_TENANT);
     let run = Uuid::now_v7().as_u128();
     let start = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
@@ -127,29 +125,5 @@ async fn seed(db: &Database, tenants: u64) -> Result<(), CliError> {
             }
         });
     }
-    let mut result = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        let outcome = joined
-            .map_err(|e| CliError::from(anyhow::anyhow!("a seeding task failed: {e}")))
-            .and_then(|r| r.map_err(CliError::from));
-        if result.is_ok() {
-            result = outcome;
-        }
-    }
-    bar.finish_and_clear();
-    result
-}
-
-/// A progress bar on stderr, hidden when stderr is not a terminal.
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(
-        "seeding {bar:40} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
+    join_seeders(tasks, bar).await
 }
