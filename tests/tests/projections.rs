@@ -43,6 +43,7 @@ impl Env {
     fn projector(&self, batch_size: usize) -> Projector {
         Projector::new(self.events(), self.projections.clone()).with_options(ProjectorOptions {
             batch_size,
+            rebuild_batch_size: batch_size,
             ..ProjectorOptions::default()
         })
     }

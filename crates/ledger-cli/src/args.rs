@@ -58,7 +58,7 @@ pub struct RebuildArgs {
     #[arg(long)]
     pub verify: bool,
     /// Most events applied per transaction.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
 }
 
@@ -155,8 +155,11 @@ pub struct BenchRebuildArgs {
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub tenants: u64,
     /// Most events applied per transaction.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
+    /// Rounds of (raw scan, rebuild); the figures printed are medians over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub rounds: u64,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,

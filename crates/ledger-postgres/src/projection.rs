@@ -3,8 +3,9 @@
 //!
 //! A batch is one transaction: the conditional checkpoint update first (it locks the checkpoint
 //! row, so concurrent appliers and swaps queue behind it), then one `SELECT` of the rows the
-//! batch touches per table, the pure fold, and one `INSERT ... ON CONFLICT DO UPDATE` per table
-//! fed by a JSON array of rows. Checkpoints are positions compared in the log's read order
+//! batch touches per table, the pure fold, and one statement writing the rows, fed by typed
+//! arrays: a plain `INSERT` of the rows of tenants new to the copy (a replay into an empty
+//! copy) and an `INSERT ... ON CONFLICT DO UPDATE` of the others. Checkpoints are positions compared in the log's read order
 //! `(tx_id, position)`, never as numbers. One runner per projection holds a session advisory
 //! lock; new events wake runners through `LISTEN ledger_events` (a statement trigger notifies).
 
@@ -305,21 +306,29 @@ async fn fold_rows(
     Ok(fold(target.kind, loaded, batch))
 }
 
-/// Writes the changed rows of every target in one statement (one data-modifying CTE per
-/// table), each table's rows bound as typed arrays, one per column.
-async fn upsert_all(tx: &mut PgConnection, changes: &[(&Target, Rows)]) -> Result<(), StoreError> {
-    let changed: Vec<(&Target, Vec<(&'static str, Column)>)> = changes
+/// Rows to write to one copy: inserted plainly when they are known to be new (a replay into an
+/// empty copy), else upserted.
+struct Write<'a> {
+    target: &'a Target,
+    rows: Rows,
+    new: bool,
+}
+
+/// Writes the changed rows of every copy in one statement (one data-modifying CTE per write),
+/// each write's rows bound as typed arrays, one per column.
+async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), StoreError> {
+    let changed: Vec<(&Write, Vec<(&'static str, Column)>)> = writes
         .iter()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(t, rows)| (*t, rows.columns()))
+        .filter(|w| !w.rows.is_empty())
+        .map(|w| (w, w.rows.columns()))
         .collect();
     if changed.is_empty() {
         return Ok(());
     }
     let mut statements = Vec::new();
     let mut n = 0;
-    for (t, cols) in &changed {
-        let key = key(t.kind);
+    for (w, cols) in &changed {
+        let key = key(w.target.kind);
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
         let params: Vec<String> = cols
             .iter()
@@ -333,25 +342,30 @@ async fn upsert_all(tx: &mut PgConnection, changes: &[(&Target, Rows)]) -> Resul
                 format!("${n}::{ty}")
             })
             .collect();
-        let updates: Vec<String> = names
-            .iter()
-            .filter(|c| !key.contains(c))
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect();
-        statements.push(format!(
-            "INSERT INTO {table} ({names}) SELECT * FROM unnest({params}) \
-             ON CONFLICT ({key}) DO UPDATE SET {updates}",
-            table = t.kind.table(t.slot),
+        let mut statement = format!(
+            "INSERT INTO {table} ({names}) SELECT * FROM unnest({params})",
+            table = w.target.kind.table(w.target.slot),
             names = names.join(", "),
             params = params.join(", "),
-            key = key.join(", "),
-            updates = updates.join(", "),
-        ));
+        );
+        if !w.new {
+            let updates: Vec<String> = names
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            statement += &format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key.join(", "),
+                updates.join(", ")
+            );
+        }
+        statements.push(statement);
     }
-    let last = statements.pop().expect("at least one table changed");
+    let last = statements.pop().expect("at least one write has rows");
     let mut sql = String::new();
     for (i, s) in statements.iter().enumerate() {
-        sql += &format!("{}u{i} AS ({s}) ", if i == 0 { "WITH " } else { ", " });
+        sql += &format!("{}w{i} AS ({s}) ", if i == 0 { "WITH " } else { ", " });
     }
     sql += &last;
     let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
@@ -529,11 +543,23 @@ impl ProjectionStore for PgProjections {
                 let _ = tx.rollback().await;
                 return Ok(false);
             }
-            let mut changes = Vec::with_capacity(targets.len());
-            for t in targets {
-                changes.push((t, fold_rows(&mut tx, t, batch).await?));
+            let mut writes = Vec::with_capacity(2 * targets.len());
+            for target in targets {
+                let (new, rest) = fold_rows(&mut tx, target, batch)
+                    .await?
+                    .partition(|tenant| batch.is_new(tenant));
+                writes.push(Write {
+                    target,
+                    rows: new,
+                    new: true,
+                });
+                writes.push(Write {
+                    target,
+                    rows: rest,
+                    new: false,
+                });
             }
-            upsert_all(&mut tx, &changes).await?;
+            write_all(&mut tx, &writes).await?;
             tx.commit().await.map_err(from_sqlx)?;
             Ok(true)
         })

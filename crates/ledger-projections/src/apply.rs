@@ -5,7 +5,7 @@
 //! the part of the state each table shows. Only event times are used, never the clock, so
 //! replaying the same log always gives the same rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use ledger_domain::{Phase, Stage, SyncStatus, TenantEvent, TenantState};
@@ -315,25 +315,25 @@ fn fold_rows<R>(
     batch: &Batch,
     apply: impl Fn(&mut Option<R>, &Change),
 ) -> Vec<R> {
-    let mut rows: BTreeMap<RowKey, Option<R>> = BTreeMap::new();
+    // Each row's latest state and whether the batch changed it, by key.
+    let mut rows: HashMap<RowKey, (Option<R>, bool)> = HashMap::with_capacity(loaded.len());
     for row in loaded {
-        rows.insert(key(&row), Some(row));
+        rows.insert(key(&row), (Some(row), false));
     }
-    let mut touched: BTreeSet<RowKey> = BTreeSet::new();
     for change in batch.changes() {
         let Some(k) = key_of(kind, change) else {
             continue;
         };
-        let slot = rows.entry(k.clone()).or_insert(None);
+        let (slot, touched) = rows.entry(k).or_insert((None, false));
         apply(slot, change);
-        if slot.is_some() {
-            touched.insert(k);
-        }
+        *touched |= slot.is_some();
     }
-    touched
+    let mut changed: Vec<(RowKey, R)> = rows
         .into_iter()
-        .filter_map(|k| rows.remove(&k).flatten())
-        .collect()
+        .filter_map(|(k, (row, touched))| row.filter(|_| touched).map(|r| (k, r)))
+        .collect();
+    changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    changed.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The rows of `kind` for one tenant whose whole stream is `events` (seq, event), by the

@@ -1,7 +1,7 @@
 //! Events of the log decoded once for every projection, and batches of them.
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 
 use ledger_core::{Envelope, Position};
@@ -210,7 +210,7 @@ pub struct Batch {
     last: Option<Position>,
     /// Tenants known to have no row yet in the copies this batch goes to (see
     /// [`Batch::mark_new`]): their rows need no loading.
-    new_tenants: BTreeSet<String>,
+    new_tenants: HashSet<String>,
 }
 
 impl Batch {
@@ -261,6 +261,12 @@ impl Batch {
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter().map(str::to_string).collect()
+    }
+
+    /// Whether `tenant_id` is known to have no rows yet in the copies this batch goes to
+    /// (see [`Batch::mark_new`]): its rows can be inserted without looking for existing ones.
+    pub fn is_new(&self, tenant_id: &str) -> bool {
+        self.new_tenants.contains(tenant_id)
     }
 
     /// Records which tenants of the batch certainly have no rows yet, given `seen`: hashes of

@@ -335,6 +335,24 @@ impl Rows {
         }
     }
 
+    /// Splits the rows into those whose tenant satisfies `pred` and the others, keeping order.
+    pub fn partition(self, pred: impl Fn(&str) -> bool) -> (Rows, Rows) {
+        match self {
+            Rows::TenantPhase(r) => {
+                let (a, b) = r.into_iter().partition(|r| pred(&r.tenant_id));
+                (Rows::TenantPhase(a), Rows::TenantPhase(b))
+            }
+            Rows::OnboardingLocks(r) => {
+                let (a, b) = r.into_iter().partition(|r| pred(&r.tenant_id));
+                (Rows::OnboardingLocks(a), Rows::OnboardingLocks(b))
+            }
+            Rows::PendingSyncs(r) => {
+                let (a, b) = r.into_iter().partition(|r| pred(&r.tenant_id));
+                (Rows::PendingSyncs(a), Rows::PendingSyncs(b))
+            }
+        }
+    }
+
     /// The rows as one JSON array of objects (how the backends bind a batch of rows).
     pub fn to_json_array(&self) -> String {
         match self {
@@ -419,6 +437,23 @@ mod tests {
             serde_json::to_value(SyncStatus::PendingSync).unwrap(),
             status_text(SyncStatus::PendingSync)
         );
+    }
+
+    #[test]
+    fn partition_splits_by_tenant_in_order() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
+        let rows = Rows::TenantPhase(
+            ["a", "b", "c", "d"]
+                .into_iter()
+                .map(|id| TenantPhaseRow::new(id, t))
+                .collect(),
+        );
+        let (yes, no) = rows.partition(|id| id == "b" || id == "d");
+        assert_eq!(yes.keys(), [RowKey::tenant("b"), RowKey::tenant("d")]);
+        assert_eq!(no.keys(), [RowKey::tenant("a"), RowKey::tenant("c")]);
+        let (yes, no) = Rows::empty(Kind::PendingSyncs).partition(|_| true);
+        assert!(yes.is_empty() && no.is_empty());
+        assert_eq!(yes.kind(), Kind::PendingSyncs);
     }
 
     #[test]

@@ -35,8 +35,11 @@ pub const CATCHING_UP_LAG: u64 = 1000;
 /// Tunables of the runner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProjectorOptions {
-    /// Most events applied in one transaction.
+    /// Most events applied to a live copy in one transaction.
     pub batch_size: usize,
+    /// Most events applied to a rebuild copy in one transaction (rebuilds and verifications
+    /// replay the whole log: larger transactions, fewer of them).
+    pub rebuild_batch_size: usize,
     /// Who applies: recorded in the checkpoint of each batch (default `pid-<pid>`).
     pub owner: String,
     /// How often a standby runner tries to take a projection's lease.
@@ -51,6 +54,7 @@ impl Default for ProjectorOptions {
     fn default() -> Self {
         Self {
             batch_size: 2000,
+            rebuild_batch_size: 10_000,
             owner: format!("pid-{}", std::process::id()),
             lease_retry: Duration::from_millis(500),
             lease_check: Duration::from_secs(2),
@@ -318,7 +322,11 @@ impl Projector {
         progress: &mut (dyn FnMut(&[Target]) + Send),
     ) -> Result<Ended, ProjectionError> {
         let kind = targets[0].kind;
-        let batch_size = self.options.batch_size.max(1);
+        let batch_size = match targets[0].slot {
+            Slot::Live => self.options.batch_size,
+            Slot::Rebuild => self.options.rebuild_batch_size,
+        }
+        .max(1);
         let (tx, mut rx) = mpsc::channel(2);
         let follow = (until == Until::Stopped).then(|| self.wake());
         let from = targets[0].position;

@@ -56,6 +56,7 @@ fn setup(batch_size: usize) -> (Arc<dyn EventStore>, Arc<MemoryProjections>, Pro
     let projector = Projector::new(store.clone(), projections.clone())
         .with_options(ProjectorOptions {
             batch_size,
+            rebuild_batch_size: batch_size,
             ..ProjectorOptions::default()
         })
         .with_signal(signal);

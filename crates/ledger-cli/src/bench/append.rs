@@ -110,6 +110,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         conflicts: ledger.conflicts,
         peak_rss_bytes: peak_rss_bytes(),
         contended: args.contended,
+        rounds: 1,
     })
 }
 

@@ -112,6 +112,7 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
         conflicts: 0,
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,
+        rounds: 1,
     })
 }
 

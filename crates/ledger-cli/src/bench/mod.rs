@@ -79,6 +79,8 @@ pub struct Report {
     pub peak_rss_bytes: Option<u64>,
     /// `append --contended`: all writers raced on 4 shared streams.
     pub contended: bool,
+    /// Rounds measured (`rebuild`: the figures are medians over them; 1 otherwise).
+    pub rounds: u64,
 }
 
 /// `ledger / baseline`, 0 when the baseline measured nothing.
@@ -122,8 +124,8 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
         );
     } else if r.bench == "rebuild" {
         text += &format!(
-            "bench rebuild on {}: every projection from {} events, batch {}\n",
-            r.backend, r.events, r.batch
+            "bench rebuild on {}: every projection from {} events, batch {}, median of {} rounds\n",
+            r.backend, r.events, r.batch, r.rounds
         );
         text += &format!(
             "  rebuild:  {:>12.0} events/s  ({} s)\n",
@@ -133,7 +135,10 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             "  raw scan: {:>12.0} events/s  (plain SQL over the same log)\n",
             r.baseline_events_per_s
         );
-        text += &format!("  ratio:    {:>12.2}  (rebuild / raw scan)\n", r.ratio);
+        text += &format!(
+            "  ratio:    {:>12.2}  (rebuild / raw scan, each round's pair)\n",
+            r.ratio
+        );
         text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
         return write_out(&text);
     } else if r.bench == "lag" {

@@ -67,6 +67,7 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
         conflicts: 0,
         peak_rss_bytes: peak,
         contended: false,
+        rounds: 1,
     })
 }
 

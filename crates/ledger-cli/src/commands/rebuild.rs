@@ -32,7 +32,7 @@ pub async fn run(target: &Target, args: RebuildArgs) -> Result<(), CliError> {
     let db = super::open(target).await?;
     let events: Arc<dyn EventStore> = db.store.clone();
     let projector = Projector::new(events, db.projections.clone()).with_options(ProjectorOptions {
-        batch_size: args.batch_size as usize,
+        rebuild_batch_size: args.batch_size as usize,
         ..ProjectorOptions::default()
     });
     let mut meter = Meter::new();
