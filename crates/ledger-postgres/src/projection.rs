@@ -97,6 +97,12 @@ const CURSOR_AND_HORIZON: &str = "SELECT (SELECT tx_id::text::bigint FROM events
 /// running now has ended.
 const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
 
+/// Opens the transaction a page of the log is read in. The page must come from the
+/// `(tx_id, position)` index in order: right after a bulk append the planner's statistics
+/// still see a small table and would sort every remaining event for each page instead.
+const BEGIN_READ_LOG: &str =
+    "BEGIN READ ONLY; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off";
+
 /// A page of the log for the projections, after the cursor (`$1` tx, `$2` position), below the
 /// horizon `$3`, at most `$4` events, in `(tx_id, position)` order; only `tenant-*` payloads.
 const READ_LOG: &str = "SELECT stream, seq, position, event_type, \
@@ -405,7 +411,11 @@ impl ProjectionStore for PgProjections {
         limit: usize,
     ) -> BoxFuture<'_, Result<LogPage, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
+            let mut conn = self
+                .pool
+                .begin_with(BEGIN_READ_LOG)
+                .await
+                .map_err(from_sqlx)?;
             let (tx, horizon): (Option<i64>, i64) = sqlx::query_as(CURSOR_AND_HORIZON)
                 .bind(int(after.0))
                 .fetch_one(&mut *conn)
@@ -425,6 +435,7 @@ impl ProjectionStore for PgProjections {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(from_sqlx)?;
+            conn.commit().await.map_err(from_sqlx)?;
             Ok(LogPage {
                 events,
                 horizon: horizon.max(0) as u64,
