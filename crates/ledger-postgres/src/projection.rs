@@ -5,9 +5,10 @@
 //! row, so concurrent appliers and swaps queue behind it), then one `SELECT` of the rows the
 //! batch touches per table, the pure fold, and one statement writing the rows, fed by typed
 //! arrays: a plain `INSERT` of the rows of tenants new to the copy (a replay into an empty
-//! copy) and an `INSERT ... ON CONFLICT DO UPDATE` of the others. Checkpoints are positions compared in the log's read order
-//! `(tx_id, position)`, never as numbers. One runner per projection holds a session advisory
-//! lock; new events wake runners through `LISTEN ledger_events` (a statement trigger notifies).
+//! copy) and an `INSERT ... ON CONFLICT DO UPDATE` of the others. Checkpoints are positions
+//! compared in the log's read order `(tx_id, position)`, never as numbers. One runner per
+//! projection holds a session advisory lock; new events wake runners through
+//! `LISTEN ledger_events` (a statement trigger notifies).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

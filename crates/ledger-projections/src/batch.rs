@@ -256,7 +256,7 @@ impl Batch {
             .iter()
             .filter(|c| crate::apply::concerns(kind, &c.event))
             .map(|c| c.tenant_id.as_str())
-            .filter(|t| !self.new_tenants.contains(*t))
+            .filter(|t| !self.is_new(t))
             .collect();
         ids.sort_unstable();
         ids.dedup();

@@ -68,11 +68,12 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
             .await
             .map_err(projection_error)?;
         let rebuild_rate = rate(report.events, report.elapsed);
+        let round_ratio = ratio(rebuild_rate, scan_rate);
         tracing::info!(
             round,
             rebuild = rebuild_rate,
             scan = scan_rate,
-            ratio = ratio(rebuild_rate, scan_rate),
+            ratio = round_ratio,
             "bench rebuild: round done"
         );
         rounds.push(Round {
@@ -80,7 +81,7 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
             seconds: report.elapsed.as_secs_f64(),
             rebuild: rebuild_rate,
             scan: scan_rate,
-            ratio: ratio(rebuild_rate, scan_rate),
+            ratio: round_ratio,
         });
     }
     let median = |f: fn(&Round) -> f64| -> f64 {
