@@ -9,18 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use ledger_core::{EventStore, ExpectedSeq, Position, StreamName};
+use ledger_core::{EventStore, ExpectedSeq, Position, StoreOptions, StreamName};
 use ledger_memory::MemoryStore;
 use ledger_postgres::PgStore;
 use ledger_projections::generate::{Append, Rng, history, random_steps};
 use ledger_projections::{
-    Checkpoint, Decoded, Kind, MemoryProjections, ProjectionStore, Projector, ProjectorOptions,
-    Query, Rows, Signal, SignalingStore, Slot, reference,
+    Batch, Checkpoint, Decoded, Kind, MemoryProjections, ProjectionStore, Projector,
+    ProjectorOptions, Query, Rows, Signal, SignalingStore, Slot, reference,
 };
 use ledger_sqlite::SqliteStore;
 use ledger_tests::Store;
 use ledger_tests::backend::{Db, Kind as Backend};
-use ledger_tests::fixtures::whole_log;
+use ledger_tests::fixtures::{evs, seq_of, whole_log};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -616,6 +616,61 @@ async fn two_runner_processes_on_postgres() {
         );
         assert_projected(&env).await;
         drop(survivor);
+    })
+    .await;
+}
+
+/// Projection work cancelled at any point (an aborted log reader, a dropped applier) leaves no
+/// pooled connection inside its transaction: with one connection in the pool, every append
+/// after a cancelled read or apply must run outside it (a connection left inside a read-only
+/// transaction refuses the append; one left inside an apply would swallow it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_projection_work_leaves_no_open_transaction() {
+    ledger_tests::backend::postgres_db(|db| async move {
+        // Another pool, to see only what is committed.
+        let (committed, _) = open(&db).await;
+        let options = StoreOptions {
+            max_connections: 1,
+            ..ledger_tests::options()
+        };
+        let store = Arc::new(PgStore::connect(&db.url, options).await.unwrap());
+        let projections: Arc<dyn ProjectionStore> = Arc::new(store.projections());
+        append_all(&*store, history(5, 20, &random_steps(5, 20, 200), start())).await;
+        let target = projections
+            .create(Kind::TenantPhase, Slot::Rebuild)
+            .await
+            .unwrap()
+            .target();
+        let page = projections.read_log(Position::START, 50).await.unwrap();
+        let batch: Batch = page.events.into_iter().collect();
+        let batch = Arc::new(batch);
+        for i in 0..200u64 {
+            let (p, b, t) = (projections.clone(), batch.clone(), target.clone());
+            let work = tokio::spawn(async move {
+                if i % 2 == 0 {
+                    let _ = p.read_log(Position::START, 100).await;
+                } else {
+                    let _ = p.apply(std::slice::from_ref(&t), &b, "cancelled").await;
+                }
+            });
+            // Cancel it somewhere in its first few hundred microseconds.
+            let until = Instant::now() + Duration::from_micros(i * 7 % 400);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            work.abort();
+            let _ = work.await;
+            let s = StreamName::parse(format!("after-{i}")).unwrap();
+            store
+                .append(s.clone(), ExpectedSeq::NoStream, evs("Fact", 1))
+                .await
+                .unwrap_or_else(|e| panic!("the append after cancelled work {i}: {e}"));
+            assert_eq!(
+                seq_of(&*committed, &s).await,
+                1,
+                "the append after cancelled work {i} is committed"
+            );
+        }
     })
     .await;
 }

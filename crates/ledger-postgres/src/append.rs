@@ -326,7 +326,7 @@ pub(crate) async fn append_multi(
     // Replays found on the slow path are final: those streams are not written again.
     let mut results: Vec<Option<AppendResult>> = vec![None; appends.len()];
     for _ in 0..MAX_TRIES {
-        let mut tx = pool.begin().await.map_err(from_sqlx)?;
+        let mut tx = crate::tx::begin(pool, None).await?;
         let pending: Vec<&StreamName> = appends
             .iter()
             .zip(&results)

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::error::from_sqlx;
 use crate::store::PgStore;
+use crate::tx::begin;
 
 /// The channel the events trigger notifies on commit.
 const CHANNEL: &str = "ledger_events";
@@ -118,6 +119,9 @@ const EVENTS_AFTER: &str = "SELECT count(*) FROM events \
 
 /// Every event.
 const EVENTS: &str = "SELECT count(*) FROM events";
+
+/// Opens the transaction a verification reads the live table in.
+const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
 /// Takes a lease if free.
 const TRY_LOCK: &str = "SELECT pg_try_advisory_lock($1)";
@@ -412,11 +416,7 @@ impl ProjectionStore for PgProjections {
         limit: usize,
     ) -> BoxFuture<'_, Result<LogPage, StoreError>> {
         Box::pin(async move {
-            let mut conn = self
-                .pool
-                .begin_with(BEGIN_READ_LOG)
-                .await
-                .map_err(from_sqlx)?;
+            let mut conn = begin(&self.pool, Some(BEGIN_READ_LOG)).await?;
             let (tx, horizon): (Option<i64>, i64) = sqlx::query_as(CURSOR_AND_HORIZON)
                 .bind(int(after.0))
                 .fetch_one(&mut *conn)
@@ -483,7 +483,7 @@ impl ProjectionStore for PgProjections {
             if slot == Slot::Live {
                 ddl += &indexes;
             }
-            let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+            let mut tx = begin(&self.pool, None).await?;
             sqlx::raw_sql(AssertSqlSafe(ddl))
                 .execute(&mut *tx)
                 .await
@@ -507,7 +507,7 @@ impl ProjectionStore for PgProjections {
 
     fn drop_rebuild(&self, kind: Kind) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+            let mut tx = begin(&self.pool, None).await?;
             let ddl = format!("DROP TABLE IF EXISTS {}", kind.table(Slot::Rebuild));
             sqlx::raw_sql(AssertSqlSafe(ddl))
                 .execute(&mut *tx)
@@ -533,7 +533,7 @@ impl ProjectionStore for PgProjections {
             let Some(last) = batch.last() else {
                 return Ok(true);
             };
-            let mut tx = self.pool.begin_with(BEGIN_APPLY).await.map_err(from_sqlx)?;
+            let mut tx = begin(&self.pool, Some(BEGIN_APPLY)).await?;
             let names: Vec<&str> = targets.iter().map(|t| t.kind.name()).collect();
             let slots: Vec<&str> = targets.iter().map(|t| t.slot.name()).collect();
             let generations: Vec<i64> = targets.iter().map(|t| t.generation).collect();
@@ -580,7 +580,7 @@ impl ProjectionStore for PgProjections {
     fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>> {
         Box::pin(async move {
             let kind = rebuilt.kind;
-            let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+            let mut tx = begin(&self.pool, None).await?;
             let current = read_checkpoint(&mut tx, LOCK_CHECKPOINT, kind, Slot::Rebuild).await?;
             let still = current.as_ref().is_some_and(|c| {
                 c.generation == rebuilt.generation && c.position == rebuilt.position
@@ -627,11 +627,7 @@ impl ProjectionStore for PgProjections {
 
     fn snapshot(&self, kind: Kind) -> BoxFuture<'_, Result<Box<dyn Snapshot>, StoreError>> {
         Box::pin(async move {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .await
-                .map_err(from_sqlx)?;
+            let mut tx = begin(&self.pool, Some(BEGIN_SNAPSHOT)).await?;
             let checkpoint = read_checkpoint(&mut tx, CHECKPOINT, kind, Slot::Live).await?;
             Ok(Box::new(PgSnapshot {
                 tx,

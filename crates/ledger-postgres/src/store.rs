@@ -115,7 +115,7 @@ impl EventStore for PgStore {
 impl TransactionalStore for PgStore {
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn AppendTx>, StoreError>> {
         Box::pin(async move {
-            let tx = self.pool.begin().await.map_err(from_sqlx)?;
+            let tx = crate::tx::begin(&self.pool, None).await?;
             let tx = PgTx::new(tx, self.pool.clone(), self.options.limits);
             Ok(Box::new(tx) as Box<dyn AppendTx>)
         })

@@ -1,4 +1,5 @@
-//! Write transactions that stage appends and commit later.
+//! Write transactions that stage appends and commit later, and how every transaction of
+//! this crate is opened.
 
 use ledger_core::{
     AppendResult, AppendTx, BoxFuture, ExpectedSeq, Limits, NewEvent, StoreError, StreamName,
@@ -10,6 +11,33 @@ use crate::append::{
     Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, explain, stream_seq, try_insert,
 };
 use crate::error::from_sqlx;
+
+/// Opens a transaction on a pooled connection with `BEGIN`, or with `statement` (a `BEGIN`
+/// with options or settings), such that a caller dropped meanwhile cannot leave the
+/// connection inside it.
+///
+/// sqlx 0.9.0 counts a transaction as open only once its `BEGIN` has answered, and rolls back
+/// only counted ones when dropped (transact-rs/sqlx#4393): a future dropped while `BEGIN` is in
+/// flight (an aborted log reader, a timeout, a client gone) returned its connection to the pool
+/// inside the transaction, and the next user's statements ran in it. So the `BEGIN` runs on a
+/// task of its own, which finishes even when its caller is gone; the transaction it opened is
+/// then dropped, and rolled back, like any other.
+pub(crate) async fn begin(
+    pool: &PgPool,
+    statement: Option<&'static str>,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let pool = pool.clone();
+    let opening = tokio::spawn(async move {
+        match statement {
+            Some(statement) => pool.begin_with(statement).await,
+            None => pool.begin().await,
+        }
+    });
+    opening
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening a transaction failed: {e}")))?
+        .map_err(from_sqlx)
+}
 
 /// An open PostgreSQL write transaction.
 pub(crate) struct PgTx {
