@@ -17,6 +17,7 @@ pub enum TenantEvent {
         /// Display name.
         name: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The checkout was paid.
@@ -24,6 +25,7 @@ pub enum TenantEvent {
         /// The payment provider's checkout session.
         checkout_session_id: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A holder (a tab, a job) took or renewed the onboarding lock.
@@ -31,8 +33,10 @@ pub enum TenantEvent {
         /// Who holds it.
         holder: String,
         /// When it was taken.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
         /// When it lapses unless renewed.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         expires_at: DateTime<Utc>,
     },
     /// The holder gave the lock up.
@@ -42,16 +46,19 @@ pub enum TenantEvent {
         /// Why.
         reason: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The organisation was created.
     OrganizationCreated {
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// The workspace was provisioned.
     WorkspaceProvisioned {
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// An API key was issued; only its fingerprint is recorded, never the key.
@@ -59,8 +66,10 @@ pub enum TenantEvent {
         /// Fingerprint of the key (e.g. a hash prefix).
         fingerprint: String,
         /// Until when the key may be shown to the user.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         reveal_expires_at: DateTime<Utc>,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A stage failed; the same step may be retried.
@@ -70,6 +79,7 @@ pub enum TenantEvent {
         /// A machine-readable failure code.
         code: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A downstream sync failed and awaits compensation.
@@ -81,6 +91,7 @@ pub enum TenantEvent {
         /// The last error text.
         last_error: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A failed sync is being retried.
@@ -88,6 +99,7 @@ pub enum TenantEvent {
         /// The downstream system.
         target: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A downstream sync succeeded.
@@ -95,6 +107,7 @@ pub enum TenantEvent {
         /// The downstream system.
         target: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A failed sync was given up on.
@@ -104,6 +117,7 @@ pub enum TenantEvent {
         /// Why.
         reason: String,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// A phase reached outside the normal flow was recorded (e.g. by a migration script).
@@ -111,11 +125,13 @@ pub enum TenantEvent {
         /// The phase the tenant is known to have reached.
         phase: Phase,
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
     /// Onboarding finished.
     OnboardingCompleted {
         /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
 }

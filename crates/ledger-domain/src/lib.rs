@@ -13,6 +13,7 @@ mod policy;
 mod state;
 #[cfg(test)]
 mod tests;
+mod time;
 
 pub use command::Command;
 pub use decide::{Decision, decide};

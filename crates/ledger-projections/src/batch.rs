@@ -54,14 +54,7 @@ impl Decoded {
                 change: None,
             };
         };
-        let type_json = Value::String(event_type.to_string()).to_string();
-        let mut tagged = String::with_capacity(data.len() + type_json.len() + 20);
-        tagged.push_str("{\"type\":");
-        tagged.push_str(&type_json);
-        tagged.push_str(",\"data\":");
-        tagged.push_str(data);
-        tagged.push('}');
-        let change = match serde_json::from_str::<TenantEvent>(&tagged) {
+        let change = match decode_text(event_type, data) {
             Ok(event) => Some(Change {
                 tenant_id: tenant_id.to_string(),
                 seq,
@@ -121,6 +114,56 @@ fn decode(event_type: String, data: Value) -> Result<TenantEvent, serde_json::Er
     ];
     let map = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(entries.into_iter());
     TenantEvent::deserialize(map)
+}
+
+/// Decodes a stored type and payload text into an onboarding event: the payload is parsed
+/// straight into its variant, without building the tagged document first.
+fn decode_text(event_type: &str, data: &str) -> Result<TenantEvent, serde_json::Error> {
+    use serde::Deserialize;
+    use serde::de::value::MapAccessDeserializer;
+    TenantEvent::deserialize(MapAccessDeserializer::new(Parts {
+        event_type: Some(event_type),
+        data: Some(data),
+    }))
+}
+
+/// The stored parts of an event seen as the map `{"type": .., "data": ..}`, type first.
+struct Parts<'a> {
+    event_type: Option<&'a str>,
+    data: Option<&'a str>,
+}
+
+impl<'de> serde::de::MapAccess<'de> for Parts<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        use serde::de::value::BorrowedStrDeserializer;
+        let key = match (self.event_type, self.data) {
+            (Some(_), _) => "type",
+            (None, Some(_)) => "data",
+            (None, None) => return Ok(None),
+        };
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::value::BorrowedStrDeserializer;
+        if let Some(event_type) = self.event_type.take() {
+            return seed.deserialize(BorrowedStrDeserializer::new(event_type));
+        }
+        let data = self.data.take().unwrap_or("null");
+        let mut json = serde_json::Deserializer::from_str(data);
+        let value = seed.deserialize(&mut json)?;
+        json.end()?;
+        Ok(value)
+    }
 }
 
 /// The event with every time truncated to microseconds, the precision the tables keep, so that
@@ -357,5 +400,39 @@ mod tests {
         assert_eq!(batch.changes().len(), 1);
         assert_eq!(batch.tenant_ids(crate::Kind::TenantPhase), ["abc"]);
         assert!(batch.tenant_ids(crate::Kind::OnboardingLocks).is_empty());
+    }
+
+    #[test]
+    fn decoding_the_payload_text_equals_the_domain_decoding() {
+        use crate::generate::{bench_tenant, history, random_steps};
+        let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let mut events: Vec<_> = history(3, 40, &random_steps(11, 40, 2000), start)
+            .into_iter()
+            .flat_map(|a| a.events)
+            .collect();
+        events.extend(bench_tenant(start, 7));
+        assert!(events.len() > 300, "{} events", events.len());
+        for e in events {
+            let text = e.data.to_string();
+            let got = Decoded::from_parts(Position(1), "tenant-t", 1, &e.event_type, Some(&text));
+            let want = TenantEvent::from_parts(&e.event_type, &e.data)
+                .ok()
+                .map(normalize);
+            assert_eq!(got.change.map(|c| c.event), want, "{} {text}", e.event_type);
+        }
+        // A payload that is not the event's, or not JSON, or followed by more text.
+        for (ty, text) in [
+            (
+                "OrganizationCreated",
+                r#"{"at":"2026-01-20T09:00:00Z","x":1}"#,
+            ),
+            ("OrganizationCreated", r#"{"at":"2026-01-20T09:00:00Z"} {}"#),
+            ("OrganizationCreated", "{"),
+            ("TenantRegistered", r#"{"at":"2026-01-20T09:00:00Z"}"#),
+        ] {
+            let got = Decoded::from_parts(Position(1), "tenant-t", 1, ty, Some(text));
+            assert_eq!(got.change, None, "{ty} {text}");
+        }
     }
 }

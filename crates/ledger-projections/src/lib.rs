@@ -14,6 +14,7 @@
 //! table against a fresh rebuild. Rows depend only on event times, never on the clock, so
 //! replaying the log always gives the same rows.
 
+mod appliers;
 pub mod apply;
 mod batch;
 mod error;

@@ -1,10 +1,11 @@
 //! The runner: reads the global log from a projection's checkpoint in batches and applies each
 //! batch with its new checkpoint in one transaction; catches up, then follows the log live.
 //!
-//! A background task reads and decodes the log (one page ahead) while the applier writes, so
-//! reading and writing overlap. Batches are as large as what has been read and not applied
-//! yet, up to [`ProjectorOptions::batch_size`]: one event when the log is quiet (low latency),
-//! full batches when catching up (high throughput).
+//! A background task reads and decodes the log (one page ahead) while each copy's applier task
+//! writes the batches queued for it (see [`crate::appliers`]), so reading, forming batches and
+//! writing overlap, and copies filled together do not wait for each other. Batches are as
+//! large as what has been read and not queued yet, up to [`ProjectorOptions::batch_size`]: one
+//! event when the log is quiet (low latency), full batches when catching up (throughput).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -17,9 +18,9 @@ use futures::stream::BoxStream;
 use ledger_core::{EventStore, Position, StoreError};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::appliers::{AbortOnDrop, Appliers};
 use crate::batch::{Batch, Decoded};
 use crate::error::ProjectionError;
 use crate::signal::Signal;
@@ -156,15 +157,6 @@ enum Item {
     Failed(StoreError),
 }
 
-/// Aborts the reader task when the applier is done with it.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// What wakes a caught-up reader.
 struct Wake {
     signal: Option<watch::Receiver<u64>>,
@@ -259,6 +251,21 @@ async fn read_log(
     }
 }
 
+/// Queues a batch for every copy's applier, first recording which of its tenants are new to
+/// copies filled from empty.
+async fn queue(
+    appliers: &mut Appliers,
+    mut batch: Batch,
+    seen: &mut Option<HashSet<u64>>,
+    targets: &mut [Target],
+    applied: &mut (dyn FnMut(&[Target]) + Send),
+) -> Result<(), ProjectionError> {
+    if let Some(seen) = seen.as_mut() {
+        batch.mark_new(seen);
+    }
+    appliers.send(batch, targets, applied).await
+}
+
 impl Projector {
     /// A projector over the log of `events` and the tables of `store`.
     pub fn new(events: Arc<dyn EventStore>, store: Arc<dyn ProjectionStore>) -> Self {
@@ -338,6 +345,13 @@ impl Projector {
             tx,
         )));
         let mut stop = pin!(stop);
+        let mut appliers = Appliers::start(&self.store, targets, &self.options.owner);
+        let mut applied = |targets: &[Target]| {
+            if targets[0].slot == Slot::Live {
+                self.applied.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            progress(targets);
+        };
         let mut batch = Batch::new();
         let mut deadline = Instant::now();
         // Copies filled from empty in this pass: tenants never seen have no rows to load.
@@ -345,27 +359,21 @@ impl Projector {
         loop {
             // Between batches, stop when told to; within one, wait a little for the reader to
             // fill it while it is in the middle of the log (one transaction per handful of
-            // events would be slow). At the end of the log apply at once, for low latency.
-            let item = if batch.is_empty() {
-                tokio::select! {
-                    biased;
-                    () = &mut stop => return Ok(Ended::Stopped),
-                    item = rx.recv() => item,
+            // events would be slow). At the end of the log queue it at once, for low latency.
+            // Meanwhile, record what the appliers report.
+            let item = tokio::select! {
+                biased;
+                ack = appliers.ack(), if appliers.busy() => {
+                    appliers.take(ack, targets, &mut applied)?;
+                    continue;
                 }
-            } else {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(item) => item,
-                    Err(_) => {
-                        self.apply(
-                            targets,
-                            &mut std::mem::take(&mut batch),
-                            &mut seen,
-                            progress,
-                        )
-                        .await?;
-                        continue;
-                    }
+                () = &mut stop, if batch.is_empty() => return Ok(Ended::Stopped),
+                () = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
+                    let full = std::mem::take(&mut batch);
+                    queue(&mut appliers, full, &mut seen, targets, &mut applied).await?;
+                    continue;
                 }
+                item = rx.recv() => item,
             };
             let Some(item) = item else {
                 return Err(ProjectionError::ReaderGone { kind });
@@ -379,28 +387,20 @@ impl Projector {
                         let position = decoded.position;
                         batch.push(decoded);
                         if until == Until::Position(position) {
-                            self.apply(targets, &mut batch, &mut seen, progress).await?;
+                            queue(&mut appliers, batch, &mut seen, targets, &mut applied).await?;
+                            appliers.flush(targets, &mut applied).await?;
                             return Ok(Ended::Reached);
                         }
                     }
                     if batch.len() >= batch_size as u64 {
-                        self.apply(
-                            targets,
-                            &mut std::mem::take(&mut batch),
-                            &mut seen,
-                            progress,
-                        )
-                        .await?;
+                        let full = std::mem::take(&mut batch);
+                        queue(&mut appliers, full, &mut seen, targets, &mut applied).await?;
                     }
                 }
                 Item::CaughtUp => {
-                    self.apply(
-                        targets,
-                        &mut std::mem::take(&mut batch),
-                        &mut seen,
-                        progress,
-                    )
-                    .await?;
+                    let rest = std::mem::take(&mut batch);
+                    queue(&mut appliers, rest, &mut seen, targets, &mut applied).await?;
+                    appliers.flush(targets, &mut applied).await?;
                     match until {
                         Until::CaughtUp => return Ok(Ended::CaughtUp),
                         Until::Position(p) => return Err(ProjectionError::NotInLog(p)),
@@ -408,52 +408,12 @@ impl Projector {
                     }
                 }
                 Item::Failed(e) => {
-                    self.apply(targets, &mut batch, &mut seen, progress).await?;
+                    queue(&mut appliers, batch, &mut seen, targets, &mut applied).await?;
+                    appliers.flush(targets, &mut applied).await?;
                     return Err(e.into());
                 }
             }
         }
-    }
-
-    /// Applies one batch to every target and moves their checkpoints.
-    async fn apply(
-        &self,
-        targets: &mut [Target],
-        batch: &mut Batch,
-        seen: &mut Option<HashSet<u64>>,
-        progress: &mut (dyn FnMut(&[Target]) + Send),
-    ) -> Result<(), ProjectionError> {
-        let Some(last) = batch.last() else {
-            return Ok(());
-        };
-        if let Some(seen) = seen.as_mut() {
-            batch.mark_new(seen);
-        }
-        // Each copy commits on its own connection, concurrently: the copies are independent,
-        // and the database applies their statements in parallel.
-        let batch: &Batch = batch;
-        let applied = futures::future::join_all(targets.iter().map(|t| {
-            self.store
-                .apply(std::slice::from_ref(t), batch, &self.options.owner)
-        }))
-        .await;
-        let mut moved = None;
-        for (t, result) in targets.iter_mut().zip(applied) {
-            if result? {
-                t.position = last;
-                t.events += batch.len();
-            } else {
-                moved = Some(t.kind);
-            }
-        }
-        if let Some(kind) = moved {
-            return Err(ProjectionError::Moved { kind });
-        }
-        if targets[0].slot == Slot::Live {
-            self.applied.send_modify(|n| *n = n.wrapping_add(1));
-        }
-        progress(targets);
-        Ok(())
     }
 
     /// Runs the live runners of `kinds` until `shutdown` completes: each takes its projection's
