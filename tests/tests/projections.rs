@@ -323,6 +323,24 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
     stop.send(()).unwrap();
     runner.await.unwrap();
     assert_projected(&env).await;
+
+    // A second rebuild reuses the names of the indexes the first left on the live tables.
+    projector.rebuild(&Kind::ALL, &mut |_| {}).await.unwrap();
+    assert_projected(&env).await;
+    if let Some(db) = &env.db {
+        let indexes = match db.kind {
+            Backend::Postgres => {
+                "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public'"
+            }
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index'",
+        };
+        let count =
+            |names: &str| format!("SELECT count(*) FROM ({indexes}) AS i WHERE name {names}");
+        let live = "IN ('tenant_phase_phase_idx', 'onboarding_locks_unreleased_idx', \
+                    'pending_syncs_status_idx')";
+        assert_eq!(db.scalar(&count(live)).await, 3, "the live tables' indexes");
+        assert_eq!(db.scalar(&count("LIKE '%rebuild%'")).await, 0);
+    }
 });
 
 /// Runs one SQL statement on the case's database.

@@ -20,7 +20,7 @@ use ledger_core::{BoxFuture, Position, StoreError};
 use ledger_projections::rows::Column;
 use ledger_projections::{
     Batch, Checkpoint, Decoded, Filter, Kind, Lease, LogPage, ProjectionStore, Query, RowKey, Rows,
-    Slot, Snapshot, Swapped, Target, definition_parts, fold,
+    Slot, Snapshot, Swapped, Target, definition_parts, fold, index_names,
 };
 use sqlx::postgres::{PgArguments, PgListener, PgRow};
 use sqlx::query::Query as SqlxQuery;
@@ -141,6 +141,13 @@ fn key(kind: Kind) -> &'static [&'static str] {
         Kind::TenantPhase | Kind::OnboardingLocks => &["tenant_id"],
         Kind::PendingSyncs => &["tenant_id", "target"],
     }
+}
+
+/// Index statements made idempotent.
+fn if_not_exists(indexes: &str) -> String {
+    indexes
+        .replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ")
+        .replace("CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX IF NOT EXISTS ")
 }
 
 /// The rows of the tenants in `$1` (a text array), as JSON text.
@@ -379,7 +386,7 @@ async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), St
         sql += &format!("{}w{i} AS ({s}) ", if i == 0 { "WITH " } else { ", " });
     }
     sql += &last;
-    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+    let mut query = sqlx::query(AssertSqlSafe(sql));
     for (_, cols) in changed {
         for (_, col) in cols {
             query = match col {
@@ -577,6 +584,24 @@ impl ProjectionStore for PgProjections {
         })
     }
 
+    fn build_indexes<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let (_, indexes) =
+                definition_parts(definition(rebuilt.kind), rebuilt.kind.table(Slot::Rebuild));
+            // The copies of a rebuild build their indexes at the same time: one worker each.
+            let ddl = format!(
+                "SET LOCAL max_parallel_maintenance_workers = 0;\n{}",
+                if_not_exists(&indexes)
+            );
+            let mut tx = begin(&self.pool, None).await?;
+            sqlx::raw_sql(AssertSqlSafe(ddl))
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+            tx.commit().await.map_err(from_sqlx)
+        })
+    }
+
     fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>> {
         Box::pin(async move {
             let kind = rebuilt.kind;
@@ -593,12 +618,17 @@ impl ProjectionStore for PgProjections {
             read_checkpoint(&mut tx, LOCK_CHECKPOINT, kind, Slot::Live).await?;
             let (live, shadow) = (kind.table(Slot::Live), kind.table(Slot::Rebuild));
             let (_, indexes) = definition_parts(definition(kind), live);
-            let ddl = format!(
+            let (_, built) = definition_parts(definition(kind), shadow);
+            let mut ddl = format!(
                 "DROP TABLE IF EXISTS {live};\n\
                  ALTER TABLE {shadow} RENAME TO {live};\n\
-                 ALTER TABLE {live} RENAME CONSTRAINT {shadow}_pkey TO {live}_pkey;\n\
-                 {indexes}"
+                 ALTER TABLE {live} RENAME CONSTRAINT {shadow}_pkey TO {live}_pkey;\n"
             );
+            // Indexes built ahead keep their work; the others are built now.
+            for (from, to) in index_names(&built).iter().zip(index_names(&indexes)) {
+                ddl += &format!("ALTER INDEX IF EXISTS {from} RENAME TO {to};\n");
+            }
+            ddl += &if_not_exists(&indexes);
             sqlx::raw_sql(AssertSqlSafe(ddl))
                 .execute(&mut *tx)
                 .await

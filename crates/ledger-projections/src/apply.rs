@@ -5,7 +5,9 @@
 //! the part of the state each table shows. Only event times are used, never the clock, so
 //! replaying the same log always gives the same rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use chrono::{DateTime, Utc};
 use ledger_domain::{Phase, Stage, SyncStatus, TenantEvent, TenantState};
@@ -37,11 +39,20 @@ pub fn concerns(kind: Kind, event: &TenantEvent) -> bool {
 
 /// The row of `kind` that `change` applies to, or `None` when the event does not concern it.
 pub fn key_of(kind: Kind, change: &Change) -> Option<RowKey> {
+    key_ref(kind, change).map(|(tenant_id, target)| RowKey {
+        tenant_id: tenant_id.to_string(),
+        target: target.map(str::to_string),
+    })
+}
+
+/// [`key_of`], borrowed from the change: the tenant and the target (`pending_syncs` only).
+fn key_ref(kind: Kind, change: &Change) -> Option<(&str, Option<&str>)> {
     use TenantEvent::*;
+    let tenant = change.tenant_id.as_str();
     match (kind, &change.event) {
-        (Kind::TenantPhase, _) => Some(RowKey::tenant(&change.tenant_id)),
+        (Kind::TenantPhase, _) => Some((tenant, None)),
         (Kind::OnboardingLocks, OnboardingLockAcquired { .. } | OnboardingLockReleased { .. }) => {
-            Some(RowKey::tenant(&change.tenant_id))
+            Some((tenant, None))
         }
         (
             Kind::PendingSyncs,
@@ -49,7 +60,7 @@ pub fn key_of(kind: Kind, change: &Change) -> Option<RowKey> {
             | BackendSyncRetried { target, .. }
             | BackendSynced { target, .. }
             | BackendSyncAbandoned { target, .. },
-        ) => Some(RowKey::target(&change.tenant_id, target)),
+        ) => Some((tenant, Some(target.as_str()))),
         _ => None,
     }
 }
@@ -315,25 +326,37 @@ fn fold_rows<R>(
     batch: &Batch,
     apply: impl Fn(&mut Option<R>, &Change),
 ) -> Vec<R> {
-    // Each row's latest state and whether the batch changed it, by key.
-    let mut rows: HashMap<RowKey, (Option<R>, bool)> = HashMap::with_capacity(loaded.len());
-    for row in loaded {
-        rows.insert(key(&row), (Some(row), false));
+    // Each row's latest state and whether the batch changed it, in `slots`; indexed by key,
+    // borrowed from the loaded rows' keys or from the batch (no key is copied per event).
+    let loaded_keys: Vec<RowKey> = loaded.iter().map(key).collect();
+    let mut slots: Vec<(Option<R>, bool)> = loaded.into_iter().map(|r| (Some(r), false)).collect();
+    let mut index: HashMap<(&str, Option<&str>), usize> =
+        HashMap::with_capacity(slots.len() + batch.changes().len() / 4);
+    for (i, k) in loaded_keys.iter().enumerate() {
+        index.insert((k.tenant_id.as_str(), k.target.as_deref()), i);
     }
     for change in batch.changes() {
-        let Some(k) = key_of(kind, change) else {
+        let Some(k) = key_ref(kind, change) else {
             continue;
         };
-        let (slot, touched) = rows.entry(k).or_insert((None, false));
-        apply(slot, change);
-        *touched |= slot.is_some();
+        let i = *index.entry(k).or_insert_with(|| {
+            slots.push((None, false));
+            slots.len() - 1
+        });
+        let (row, touched) = &mut slots[i];
+        apply(row, change);
+        *touched |= row.is_some();
     }
-    let mut changed: Vec<(RowKey, R)> = rows
+    // In key order, as `RowKey` sorts: by tenant, then target (none first).
+    let mut changed: Vec<((&str, Option<&str>), usize)> = index
         .into_iter()
-        .filter_map(|(k, (row, touched))| row.filter(|_| touched).map(|r| (k, r)))
+        .filter(|(_, i)| slots[*i].1 && slots[*i].0.is_some())
         .collect();
     changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    changed.into_iter().map(|(_, r)| r).collect()
+    changed
+        .into_iter()
+        .filter_map(|(_, i)| slots[i].0.take())
+        .collect()
 }
 
 /// The rows of `kind` for one tenant whose whole stream is `events` (seq, event), by the

@@ -1,8 +1,9 @@
 //! Events of the log decoded once for every projection, and batches of them.
 
-use std::collections::HashSet;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
+
+use foldhash::HashSet;
+use foldhash::fast::FixedState;
 
 use ledger_core::{Envelope, Position};
 use ledger_domain::TenantEvent;
@@ -317,18 +318,12 @@ impl Batch {
     /// to it. A replay from an empty table then loads only the rows it may have written,
     /// instead of every tenant's. (A hash collision only costs a needless load.)
     pub fn mark_new(&mut self, seen: &mut HashSet<u64>) {
+        // A fixed seed: the hashes must agree across the batches of one pass.
+        let hasher = FixedState::default();
         for c in &self.changes {
-            let mut h = DefaultHasher::new();
-            c.tenant_id.hash(&mut h);
-            let hash = h.finish();
-            if !seen.contains(&hash) {
+            if seen.insert(hasher.hash_one(c.tenant_id.as_str())) {
                 self.new_tenants.insert(c.tenant_id.clone());
             }
-        }
-        for t in &self.new_tenants {
-            let mut h = DefaultHasher::new();
-            t.hash(&mut h);
-            seen.insert(h.finish());
         }
     }
 }

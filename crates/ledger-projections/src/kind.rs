@@ -85,6 +85,21 @@ pub fn definition_parts(sql: &str, table: &str) -> (String, String) {
     }
 }
 
+/// The names of the indexes a table definition's index part creates (the part
+/// [`definition_parts`] returns second), in order.
+pub fn index_names(indexes: &str) -> Vec<String> {
+    indexes
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("CREATE ")?;
+            let rest = rest.strip_prefix("UNIQUE ").unwrap_or(rest);
+            let rest = rest.strip_prefix("INDEX ")?;
+            let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .collect()
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -185,5 +200,18 @@ mod tests {
         assert!(!table.contains("CREATE INDEX"));
         assert!(indexes.contains("CREATE INDEX tenant_phase_rebuild_phase_idx"));
         assert!(!table.contains("{table}") && !indexes.contains("{table}"));
+        assert_eq!(index_names(&indexes), ["tenant_phase_rebuild_phase_idx"]);
+        assert_eq!(index_names(&table), Vec::<String>::new());
+        let more = "-- indexes\nCREATE UNIQUE INDEX IF NOT EXISTS a_idx ON t (x);\n\
+                    CREATE INDEX b_idx ON t (y) WHERE z IS NULL;";
+        assert_eq!(index_names(more), ["a_idx", "b_idx"]);
+        for (kind, sql) in DEFINITIONS {
+            let (_, live) = definition_parts(sql, kind.table(Slot::Live));
+            let (_, rebuild) = definition_parts(sql, kind.table(Slot::Rebuild));
+            let (live, rebuild) = (index_names(&live), index_names(&rebuild));
+            assert!(!live.is_empty(), "{kind} has secondary indexes");
+            assert_eq!(live.len(), rebuild.len());
+            assert!(live.iter().zip(&rebuild).all(|(l, r)| l != r), "{kind}");
+        }
     }
 }

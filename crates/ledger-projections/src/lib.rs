@@ -30,7 +30,7 @@ mod store;
 pub use apply::{Table, fold, reference, rows_of_history};
 pub use batch::{Batch, Change, Decoded, TENANT_CATEGORY, normalize};
 pub use error::ProjectionError;
-pub use kind::{Kind, Slot, UnknownProjection, definition_parts, version_of};
+pub use kind::{Kind, Slot, UnknownProjection, definition_parts, index_names, version_of};
 pub use memory::MemoryProjections;
 pub use rebuild::{Difference, MAX_LISTED_DIFFERENCES, Progress, RebuildReport, VerifyReport};
 pub use rows::{LockRow, PendingSyncRow, RowKey, Rows, TenantPhaseRow};

@@ -178,6 +178,11 @@ impl ProjectionStore for MemoryProjections {
         })
     }
 
+    fn build_indexes<'a>(&'a self, _: &'a Target) -> BoxFuture<'a, Result<(), StoreError>> {
+        // Rows in memory have no indexes.
+        Box::pin(async { Ok(()) })
+    }
+
     fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>> {
         Box::pin(async move {
             let generation = self.next_generation();

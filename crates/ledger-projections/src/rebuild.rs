@@ -215,6 +215,11 @@ impl Projector {
             };
             self.drive(group, Until::CaughtUp, std::future::pending(), &mut report)
                 .await?;
+            if round == 1 {
+                // Filled: index the copies together now, so the swaps only rename.
+                futures::future::try_join_all(group.iter().map(|t| self.store.build_indexes(t)))
+                    .await?;
+            }
             if round < SWAP_ROUNDS && !self.ready_to_swap(group).await? {
                 continue;
             }

@@ -7,12 +7,13 @@
 //! large as what has been read and not queued yet, up to [`ProjectorOptions::batch_size`]: one
 //! event when the log is quiet (low latency), full batches when catching up (throughput).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::{HashSet, HashSetExt};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use ledger_core::{EventStore, Position, StoreError};

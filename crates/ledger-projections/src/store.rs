@@ -194,10 +194,16 @@ pub trait ProjectionStore: Send + Sync {
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Builds the secondary indexes of a filled rebuild copy ahead of its swap, outside the swap's
+    /// transaction, where the backend can rename indexes (PostgreSQL); elsewhere the swap builds
+    /// them. Idempotent; events applied afterwards keep the indexes up to date.
+    fn build_indexes<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Atomically replaces the live copy of `rebuilt.kind` with its rebuild copy (which must
     /// still be at `rebuilt.generation` and `rebuilt.position`): the live table is dropped, the
-    /// rebuild table renamed and indexed, the live checkpoint takes the rebuild's position and
-    /// version with a new generation, and the rebuild checkpoint is removed.
+    /// rebuild table renamed and indexed (indexes built ahead are renamed), the live checkpoint
+    /// takes the rebuild's position and version with a new generation, and the rebuild
+    /// checkpoint is removed.
     fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>>;
 
     /// A consistent view of the live copy of `kind`, held until dropped.
