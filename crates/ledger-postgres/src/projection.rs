@@ -357,11 +357,13 @@ async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), St
                     Column::Time(_) => "timestamptz[]",
                     Column::Int(_) => "bigint[]",
                 };
-                format!("${n}::{ty}")
+                format!("unnest(${n}::{ty})")
             })
             .collect();
+        // `unnest` per column in the select list zips the arrays row by row, without the
+        // materialization `FROM unnest(a, b, ..)` does.
         let mut statement = format!(
-            "INSERT INTO {table} ({names}) SELECT * FROM unnest({params})",
+            "INSERT INTO {table} ({names}) SELECT {params}",
             table = w.target.kind.table(w.target.slot),
             names = names.join(", "),
             params = params.join(", "),
