@@ -403,12 +403,14 @@ async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), St
 }
 
 /// Decodes a row of [`READ_LOG`].
+/// The column types are those of the statement (text, bigint, bigint, text, text), so the
+/// per-value type check of `try_get` is skipped; the values are still decoded and validated.
 fn decoded(row: &PgRow) -> Result<Decoded, sqlx::Error> {
-    let stream: &str = row.try_get(0)?;
-    let seq: i64 = row.try_get(1)?;
-    let position: i64 = row.try_get(2)?;
-    let event_type: &str = row.try_get(3)?;
-    let data: Option<&str> = row.try_get(4)?;
+    let stream: &str = row.try_get_unchecked(0)?;
+    let seq: i64 = row.try_get_unchecked(1)?;
+    let position: i64 = row.try_get_unchecked(2)?;
+    let event_type: &str = row.try_get_unchecked(3)?;
+    let data: Option<&str> = row.try_get_unchecked(4)?;
     Ok(Decoded::from_parts(
         Position(position as u64),
         stream,
