@@ -44,6 +44,8 @@ impl Env {
         Projector::new(self.events(), self.projections.clone()).with_options(ProjectorOptions {
             batch_size,
             rebuild_batch_size: batch_size,
+            // Pages that do not line up with batches: both boundaries get crossed.
+            read_page: batch_size + batch_size / 2 + 1,
             ..ProjectorOptions::default()
         })
     }

@@ -1,11 +1,12 @@
 //! The runner: reads the global log from a projection's checkpoint in batches and applies each
 //! batch with its new checkpoint in one transaction; catches up, then follows the log live.
 //!
-//! A background task reads and decodes the log (one page ahead) while each copy's applier task
-//! writes the batches queued for it (see [`crate::appliers`]), so reading, forming batches and
-//! writing overlap, and copies filled together do not wait for each other. Batches are as
-//! large as what has been read and not queued yet, up to [`ProjectorOptions::batch_size`]: one
-//! event when the log is quiet (low latency), full batches when catching up (throughput).
+//! A background task reads and decodes the log (pages of up to [`ProjectorOptions::read_page`]
+//! events, one page ahead) while each copy's applier task writes the batches queued for it
+//! (see [`crate::appliers`]), so reading, forming batches and writing overlap, and copies
+//! filled together do not wait for each other. Batches are as large as what has been read and
+//! not queued yet, up to [`ProjectorOptions::batch_size`]: one event when the log is quiet
+//! (low latency), full batches when catching up (throughput).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -42,6 +43,10 @@ pub struct ProjectorOptions {
     /// Most events applied to a rebuild copy in one transaction (rebuilds and verifications
     /// replay the whole log: larger transactions, fewer of them).
     pub rebuild_batch_size: usize,
+    /// Most events read from the log per query; a page is split into batches. Pages start at
+    /// a batch and grow to this while the reader keeps finding full ones, so that a replay
+    /// reads with few queries (each one restarts the database's scan while the reader waits).
+    pub read_page: usize,
     /// Who applies: recorded in the checkpoint of each batch (default `pid-<pid>`).
     pub owner: String,
     /// How often a standby runner tries to take a projection's lease.
@@ -57,6 +62,7 @@ impl Default for ProjectorOptions {
         Self {
             batch_size: 2000,
             rebuild_batch_size: 10_000,
+            read_page: 50_000,
             owner: format!("pid-{}", std::process::id()),
             lease_retry: Duration::from_millis(500),
             lease_check: Duration::from_secs(2),
@@ -192,17 +198,21 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between two reads while waiting for in-flight transactions.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 
-/// Reads the log after `after` page by page (`page` events), until the applier goes away.
-/// With `follow` it waits for new events at the end; without, it stops at the end, having
-/// first waited for the transactions in flight when it started (so "caught up" includes them).
-/// The next page is read while the applier writes the previous one.
+/// Reads the log after `after` page by page, until the applier goes away. Pages start at
+/// `pages.0` events and double after each full one, up to `pages.1`: the first batches of a
+/// catch-up are applied at once, and a long replay runs with few queries. With `follow` it
+/// waits for new events at the end; without, it stops at the end, having first waited for the
+/// transactions in flight when it started (so "caught up" includes them). The next page is
+/// read while the applier writes the previous one.
 async fn read_log(
     store: Arc<dyn ProjectionStore>,
     mut after: Position,
-    page: usize,
+    pages: (usize, usize),
     follow: Option<Wake>,
     tx: mpsc::Sender<Item>,
 ) {
+    let (first, most) = (pages.0.max(1), pages.1.max(pages.0).max(1));
+    let mut page = first;
     let mut follow = follow;
     let mut mark = None;
     if follow.is_none() {
@@ -231,8 +241,10 @@ async fn read_log(
             }
         }
         if !short {
+            page = (page * 2).min(most);
             continue;
         }
+        page = first;
         if let Some(mark) = mark
             && read.horizon < mark
             && waited < SETTLE_TIMEOUT
@@ -341,7 +353,7 @@ impl Projector {
         let _reader = AbortOnDrop(tokio::spawn(read_log(
             self.store.clone(),
             from,
-            batch_size,
+            (batch_size, self.options.read_page),
             follow,
             tx,
         )));
@@ -392,10 +404,10 @@ impl Projector {
                             appliers.flush(targets, &mut applied).await?;
                             return Ok(Ended::Reached);
                         }
-                    }
-                    if batch.len() >= batch_size as u64 {
-                        let full = std::mem::take(&mut batch);
-                        queue(&mut appliers, full, &mut seen, targets, &mut applied).await?;
+                        if batch.len() >= batch_size as u64 {
+                            let full = std::mem::take(&mut batch);
+                            queue(&mut appliers, full, &mut seen, targets, &mut applied).await?;
+                        }
                     }
                 }
                 Item::CaughtUp => {

@@ -57,6 +57,8 @@ fn setup(batch_size: usize) -> (Arc<dyn EventStore>, Arc<MemoryProjections>, Pro
         .with_options(ProjectorOptions {
             batch_size,
             rebuild_batch_size: batch_size,
+            // Pages that do not line up with batches: both boundaries get crossed.
+            read_page: batch_size + batch_size / 2 + 1,
             ..ProjectorOptions::default()
         })
         .with_signal(signal);
