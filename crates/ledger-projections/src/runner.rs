@@ -62,7 +62,7 @@ impl Default for ProjectorOptions {
         Self {
             batch_size: 2000,
             rebuild_batch_size: 10_000,
-            read_page: 50_000,
+            read_page: 30_000,
             owner: format!("pid-{}", std::process::id()),
             lease_retry: Duration::from_millis(500),
             lease_check: Duration::from_secs(2),
@@ -347,7 +347,7 @@ impl Projector {
             Slot::Rebuild => self.options.rebuild_batch_size,
         }
         .max(1);
-        let (tx, mut rx) = mpsc::channel(2);
+        let (tx, mut rx) = mpsc::channel(1);
         let follow = (until == Until::Stopped).then(|| self.wake());
         let from = targets[0].position;
         let _reader = AbortOnDrop(tokio::spawn(read_log(
