@@ -2,8 +2,10 @@
 //! for it in log order, so that copies filled together never wait for each other's writes and
 //! the next batch is formed while the previous ones are written.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -139,7 +141,7 @@ impl Appliers {
 }
 
 /// One copy's applier: writes each queued batch with the copy's new checkpoint, and reports;
-/// stops at the first failure (or when the checkpoint moved under it).
+/// stops at the first failure (or when the checkpoint moved under it, or a panic).
 async fn apply_queued(
     store: Arc<dyn ProjectionStore>,
     index: usize,
@@ -149,20 +151,23 @@ async fn apply_queued(
     acks: mpsc::UnboundedSender<Ack>,
 ) {
     while let Some(batch) = batches.recv().await {
-        let result = match (
-            batch.last(),
+        // A panic becomes the pass's error instead of a queue that is never acknowledged.
+        let apply = async {
             store
                 .apply(std::slice::from_ref(&target), &batch, &owner)
-                .await,
-        ) {
-            (_, Err(e)) => Err(e.into()),
-            (_, Ok(false)) => Err(ProjectionError::Moved { kind: target.kind }),
-            (Some(last), Ok(true)) => {
+                .await
+        };
+        let applied = AssertUnwindSafe(apply).catch_unwind().await;
+        let result = match (batch.last(), applied) {
+            (_, Err(_)) => Err(ProjectionError::ApplierGone { kind: target.kind }),
+            (_, Ok(Err(e))) => Err(e.into()),
+            (_, Ok(Ok(false))) => Err(ProjectionError::Moved { kind: target.kind }),
+            (Some(last), Ok(Ok(true))) => {
                 target.position = last;
                 target.events += batch.len();
                 Ok(target.clone())
             }
-            (None, Ok(true)) => Ok(target.clone()),
+            (None, Ok(Ok(true))) => Ok(target.clone()),
         };
         let failed = result.is_err();
         if acks.send((index, result)).is_err() || failed {

@@ -36,6 +36,12 @@ pub enum ProjectionError {
         /// The projection.
         kind: Kind,
     },
+    /// An applier task panicked while writing a batch (nothing of the batch was committed).
+    #[error("the applier of {kind} stopped unexpectedly")]
+    ApplierGone {
+        /// The projection.
+        kind: Kind,
+    },
 }
 
 impl ProjectionError {
@@ -46,7 +52,7 @@ impl ProjectionError {
             ProjectionError::Moved { .. } => "projection_moved",
             ProjectionError::Behind { .. } => "projection_behind",
             ProjectionError::NotInLog(_) => "position_not_in_log",
-            ProjectionError::ReaderGone { .. } => "internal",
+            ProjectionError::ReaderGone { .. } | ProjectionError::ApplierGone { .. } => "internal",
         }
     }
 }

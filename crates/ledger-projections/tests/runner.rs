@@ -1,16 +1,19 @@
 //! The runner, rebuilds and verification on the memory backend.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
-use ledger_core::{EventStore, Position, ReadAll};
+use futures::stream::BoxStream;
+use ledger_core::{BoxFuture, EventStore, Position, ReadAll, StoreError};
 use ledger_memory::MemoryStore;
 use ledger_projections::generate::{Append, history, random_steps};
 use ledger_projections::{
-    Decoded, Kind, MemoryProjections, ProjectionStore, Projector, ProjectorOptions, Query, RowKey,
-    Rows, Signal, SignalingStore, Slot, reference,
+    Batch, Checkpoint, Decoded, Kind, Lease, LogPage, MemoryProjections, ProjectionError,
+    ProjectionStore, Projector, ProjectorOptions, Query, RowKey, Rows, Signal, SignalingStore,
+    Slot, Snapshot, Swapped, Target, reference,
 };
 use tokio::sync::oneshot;
 
@@ -138,5 +141,137 @@ async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_tampering() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// Memory projections whose `apply` panics once, on its `at`th call.
+struct PanicsOnce {
+    inner: Arc<MemoryProjections>,
+    calls: AtomicUsize,
+    at: usize,
+}
+
+impl ProjectionStore for PanicsOnce {
+    fn read_log(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<LogPage, StoreError>> {
+        self.inner.read_log(after, limit)
+    }
+    fn log_mark(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.log_mark()
+    }
+    fn checkpoints(&self) -> BoxFuture<'_, Result<Vec<Checkpoint>, StoreError>> {
+        self.inner.checkpoints()
+    }
+    fn checkpoint(
+        &self,
+        kind: Kind,
+        slot: Slot,
+    ) -> BoxFuture<'_, Result<Option<Checkpoint>, StoreError>> {
+        self.inner.checkpoint(kind, slot)
+    }
+    fn create(&self, kind: Kind, slot: Slot) -> BoxFuture<'_, Result<Checkpoint, StoreError>> {
+        self.inner.create(kind, slot)
+    }
+    fn drop_rebuild(&self, kind: Kind) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.drop_rebuild(kind)
+    }
+    fn apply<'a>(
+        &'a self,
+        targets: &'a [Target],
+        batch: &'a Batch,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
+            panic!("a bug in an applier");
+        }
+        self.inner.apply(targets, batch, owner)
+    }
+    fn build_indexes<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.build_indexes(rebuilt)
+    }
+    fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>> {
+        self.inner.swap(rebuilt)
+    }
+    fn snapshot(&self, kind: Kind) -> BoxFuture<'_, Result<Box<dyn Snapshot>, StoreError>> {
+        self.inner.snapshot(kind)
+    }
+    fn query<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Rows, StoreError>> {
+        self.inner.query(query)
+    }
+    fn covers(
+        &self,
+        checkpoint: Position,
+        position: Position,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.inner.covers(checkpoint, position)
+    }
+    fn events_after(&self, position: Position) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.events_after(position)
+    }
+    fn lease(&self, kind: Kind) -> BoxFuture<'_, Result<Option<Box<dyn Lease>>, StoreError>> {
+        self.inner.lease(kind)
+    }
+    fn wakeups(&self) -> BoxStream<'static, ()> {
+        self.inner.wakeups()
+    }
+    fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval()
+    }
+}
+
+/// A panic while writing a batch ends the pass with an error (it used to leave the pass
+/// waiting forever for the batch); the next pass resumes from the last committed batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_applier_fails_the_pass_and_the_next_one_resumes() {
+    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let memory = Arc::new(MemoryProjections::new(store.clone()));
+    let panics = Arc::new(PanicsOnce {
+        inner: memory.clone(),
+        calls: AtomicUsize::new(0),
+        at: 3,
+    });
+    append_all(&*store, history(1, 6, &random_steps(2, 6, 150), start)).await;
+    let projector = Projector::new(store.clone(), panics.clone()).with_options(ProjectorOptions {
+        batch_size: 7,
+        rebuild_batch_size: 7,
+        read_page: 11,
+        ..ProjectorOptions::default()
+    });
+    let pass = tokio::time::timeout(
+        Duration::from_secs(60),
+        projector.catch_up(Kind::TenantPhase),
+    )
+    .await
+    .expect("the pass ends");
+    let error = pass.expect_err("the applier panicked");
+    assert!(
+        matches!(
+            error,
+            ProjectionError::ApplierGone {
+                kind: Kind::TenantPhase
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.code(), "internal");
+    let applied = memory
+        .checkpoint(Kind::TenantPhase, Slot::Live)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        applied.events,
+        3 * 7,
+        "the batches before the panic are kept"
+    );
+
+    projector.catch_up(Kind::TenantPhase).await.unwrap();
+    assert_eq!(
+        live_rows(&*memory, Kind::TenantPhase).await,
+        expected(&*store, Kind::TenantPhase).await
     );
 }
