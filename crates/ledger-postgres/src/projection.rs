@@ -28,6 +28,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, Row, Trans
 use tokio::sync::watch;
 
 use crate::error::from_sqlx;
+use crate::read::BEGIN_IN_LOG_ORDER;
 use crate::store::PgStore;
 use crate::tx::begin;
 
@@ -98,12 +99,6 @@ const CURSOR_AND_HORIZON: &str = "SELECT (SELECT tx_id::text::bigint FROM events
 /// The first transaction id not yet assigned: once the horizon reaches it, every transaction
 /// running now has ended.
 const SNAPSHOT_XMAX: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
-
-/// Opens the transaction a page of the log is read in. The page must come from the
-/// `(tx_id, position)` index in order: right after a bulk append the planner's statistics
-/// still see a small table and would sort every remaining event for each page instead.
-const BEGIN_READ_LOG: &str =
-    "BEGIN READ ONLY; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off";
 
 /// A page of the log for the projections, after the cursor (`$1` tx, `$2` position), below the
 /// horizon `$3`, at most `$4` events, in `(tx_id, position)` order; only `tenant-*` payloads.
@@ -427,7 +422,7 @@ impl ProjectionStore for PgProjections {
         limit: usize,
     ) -> BoxFuture<'_, Result<LogPage, StoreError>> {
         Box::pin(async move {
-            let mut conn = begin(&self.pool, Some(BEGIN_READ_LOG)).await?;
+            let mut conn = begin(&self.pool, Some(BEGIN_IN_LOG_ORDER)).await?;
             let (tx, horizon): (Option<i64>, i64) = sqlx::query_as(CURSOR_AND_HORIZON)
                 .bind(int(after.0))
                 .fetch_one(&mut *conn)

@@ -70,6 +70,14 @@ const READ_ALL_SQL: &str = "SELECT event_id, stream, seq, position, event_type, 
        AND ($4::text IS NULL OR event_type = $4::text) \
      ORDER BY events.tx_id, events.position LIMIT $5";
 
+/// Opens the transaction an unfiltered page of the log is read in: it must come from the
+/// `(tx_id, position)` index in order, whatever the planner's statistics say. Right after a
+/// bulk append they still describe a small table, and the planner would sort every remaining
+/// event for each query instead. (Filtered reads keep the planner's choice: a category may be
+/// read faster through the stream index.)
+pub(crate) const BEGIN_IN_LOG_ORDER: &str =
+    "BEGIN READ ONLY; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off";
+
 /// How long one global-log query should stream: long enough that query round trips do not
 /// matter, short enough that a slow consumer does not hold a connection and a snapshot long.
 const CHUNK_DURATION: Duration = Duration::from_millis(200);
@@ -165,15 +173,23 @@ pub(crate) fn read_all(
         let mut chunk = page;
         let mut waited = Duration::ZERO;
         let mut delay = Duration::from_millis(1);
+        let unfiltered = query.category.is_none() && query.event_type.is_none();
         loop {
             let started = Instant::now();
-            let mut rows = sqlx::query_as::<_, EnvelopeRow>(READ_ALL_SQL)
+            let mut tx = match unfiltered {
+                true => Some(crate::tx::begin(&pool, Some(BEGIN_IN_LOG_ORDER)).await?),
+                false => None,
+            };
+            let statement = sqlx::query_as::<_, EnvelopeRow>(READ_ALL_SQL)
                 .bind(cursor)
                 .bind(horizon)
                 .bind(query.category.as_deref())
                 .bind(query.event_type.as_deref())
-                .bind(limit(chunk))
-                .fetch(&pool);
+                .bind(limit(chunk));
+            let mut rows = match tx.as_mut() {
+                Some(tx) => statement.fetch(&mut **tx),
+                None => statement.fetch(&pool),
+            };
             let mut scanned = 0;
             while let Some(row) = rows.try_next().await.map_err(from_sqlx)? {
                 scanned += 1;
@@ -182,6 +198,9 @@ pub(crate) fn read_all(
                 yield e;
             }
             drop(rows);
+            if let Some(tx) = tx {
+                tx.commit().await.map_err(from_sqlx)?;
+            }
             if scanned >= chunk {
                 chunk = next_chunk(page, scanned, started.elapsed());
                 continue;
