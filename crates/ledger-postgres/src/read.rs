@@ -176,9 +176,10 @@ pub(crate) fn read_all(
         let unfiltered = query.category.is_none() && query.event_type.is_none();
         loop {
             let started = Instant::now();
-            let mut tx = match unfiltered {
-                true => Some(crate::tx::begin(&pool, Some(BEGIN_IN_LOG_ORDER)).await?),
-                false => None,
+            let mut tx = if unfiltered {
+                Some(crate::tx::begin(&pool, Some(BEGIN_IN_LOG_ORDER)).await?)
+            } else {
+                None
             };
             let statement = sqlx::query_as::<_, EnvelopeRow>(READ_ALL_SQL)
                 .bind(cursor)

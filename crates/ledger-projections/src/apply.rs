@@ -37,16 +37,9 @@ pub fn concerns(kind: Kind, event: &TenantEvent) -> bool {
     }
 }
 
-/// The row of `kind` that `change` applies to, or `None` when the event does not concern it.
-pub fn key_of(kind: Kind, change: &Change) -> Option<RowKey> {
-    key_ref(kind, change).map(|(tenant_id, target)| RowKey {
-        tenant_id: tenant_id.to_string(),
-        target: target.map(str::to_string),
-    })
-}
-
-/// [`key_of`], borrowed from the change: the tenant and the target (`pending_syncs` only).
-fn key_ref(kind: Kind, change: &Change) -> Option<(&str, Option<&str>)> {
+/// The key of the row of `kind` that `change` applies to, borrowed from the change: the tenant
+/// and the target (`pending_syncs` only); `None` when the event does not concern `kind`.
+pub fn key_of(kind: Kind, change: &Change) -> Option<(&str, Option<&str>)> {
     use TenantEvent::*;
     let tenant = change.tenant_id.as_str();
     match (kind, &change.event) {
@@ -336,7 +329,7 @@ fn fold_rows<R>(
         index.insert((k.tenant_id.as_str(), k.target.as_deref()), i);
     }
     for change in batch.changes() {
-        let Some(k) = key_ref(kind, change) else {
+        let Some(k) = key_of(kind, change) else {
             continue;
         };
         let i = *index.entry(k).or_insert_with(|| {

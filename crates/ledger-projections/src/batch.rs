@@ -7,7 +7,6 @@ use foldhash::fast::FixedState;
 
 use ledger_core::{Envelope, Position};
 use ledger_domain::TenantEvent;
-use serde_json::Value;
 
 use crate::rows::micros;
 
@@ -85,7 +84,7 @@ impl Decoded {
         }
         let tenant_id = envelope.stream.id().to_string();
         let seq = envelope.seq.0;
-        let change = match decode(envelope.event_type, envelope.data) {
+        let change = match decode(&envelope.event_type, envelope.data) {
             Ok(event) => Some(Change {
                 tenant_id,
                 seq,
@@ -105,36 +104,39 @@ impl Decoded {
     }
 }
 
-/// Decodes a stored type and payload into an onboarding event, the type first so the payload
-/// deserializes straight into its variant (the same as `TenantEvent::from_parts`, faster).
-fn decode(event_type: String, data: Value) -> Result<TenantEvent, serde_json::Error> {
-    use serde::Deserialize;
-    let entries = [
-        (Value::String("type".into()), Value::String(event_type)),
-        (Value::String("data".into()), data),
-    ];
-    let map = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(entries.into_iter());
-    TenantEvent::deserialize(map)
+/// [`decode`] of a payload still in its JSON text, which must hold nothing after the value.
+fn decode_text(event_type: &str, data: &str) -> Result<TenantEvent, serde_json::Error> {
+    let mut json = serde_json::Deserializer::from_str(data);
+    let event = decode(event_type, &mut json)?;
+    json.end()?;
+    Ok(event)
 }
 
-/// Decodes a stored type and payload text into an onboarding event: the payload is parsed
-/// straight into its variant, without building the tagged document first.
-fn decode_text(event_type: &str, data: &str) -> Result<TenantEvent, serde_json::Error> {
+/// Decodes a stored type and payload (a JSON value, or a deserializer of its text) into an
+/// onboarding event, as `TenantEvent::from_parts` does but faster: the parts are presented to
+/// the event's adjacently tagged form as the map `{"type": .., "data": ..}`, type first, so the
+/// payload deserializes straight into its variant.
+fn decode<'de, D>(event_type: &'de str, data: D) -> Result<TenantEvent, serde_json::Error>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
     use serde::Deserialize;
-    use serde::de::value::MapAccessDeserializer;
-    TenantEvent::deserialize(MapAccessDeserializer::new(Parts {
+    TenantEvent::deserialize(serde::de::value::MapAccessDeserializer::new(Parts {
         event_type: Some(event_type),
         data: Some(data),
     }))
 }
 
 /// The stored parts of an event seen as the map `{"type": .., "data": ..}`, type first.
-struct Parts<'a> {
-    event_type: Option<&'a str>,
-    data: Option<&'a str>,
+struct Parts<'de, D> {
+    event_type: Option<&'de str>,
+    data: Option<D>,
 }
 
-impl<'de> serde::de::MapAccess<'de> for Parts<'de> {
+impl<'de, D> serde::de::MapAccess<'de> for Parts<'de, D>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
     type Error = serde_json::Error;
 
     fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
@@ -142,7 +144,7 @@ impl<'de> serde::de::MapAccess<'de> for Parts<'de> {
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
         use serde::de::value::BorrowedStrDeserializer;
-        let key = match (self.event_type, self.data) {
+        let key = match (&self.event_type, &self.data) {
             (Some(_), _) => "type",
             (None, Some(_)) => "data",
             (None, None) => return Ok(None),
@@ -155,15 +157,17 @@ impl<'de> serde::de::MapAccess<'de> for Parts<'de> {
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
+        use serde::de::Error;
         use serde::de::value::BorrowedStrDeserializer;
         if let Some(event_type) = self.event_type.take() {
             return seed.deserialize(BorrowedStrDeserializer::new(event_type));
         }
-        let data = self.data.take().unwrap_or("null");
-        let mut json = serde_json::Deserializer::from_str(data);
-        let value = seed.deserialize(&mut json)?;
-        json.end()?;
-        Ok(value)
+        match self.data.take() {
+            Some(data) => seed.deserialize(data),
+            None => Err(serde_json::Error::custom(
+                "no value left in an event's parts",
+            )),
+        }
     }
 }
 
@@ -342,7 +346,7 @@ impl FromIterator<Decoded> for Batch {
 mod tests {
     use chrono::{TimeZone, Utc};
     use ledger_core::{Seq, StreamName};
-    use serde_json::json;
+    use serde_json::{Value, json};
     use uuid::Uuid;
 
     use super::*;
