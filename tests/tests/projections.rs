@@ -670,7 +670,7 @@ async fn cancelled_projection_work_leaves_no_open_transaction() {
                 if i % 2 == 0 {
                     let _ = p.read_log(Position::START, 100).await;
                 } else {
-                    let _ = p.apply(std::slice::from_ref(&t), &b, "cancelled").await;
+                    let _ = p.apply(&t, &b, "cancelled").await;
                 }
             });
             // Cancel it somewhere in its first few hundred microseconds.

@@ -52,21 +52,16 @@ const CHECKPOINT: &str = "SELECT name, slot, version, generation, position, even
 const CHECKPOINTS: &str = "SELECT name, slot, version, generation, position, events, owner, \
      updated_at FROM projection_checkpoints ORDER BY name, slot";
 
-/// Moves a checkpoint if it is still where the applier expects it.
 /// Opens a batch's transaction. Projections are derived data: the commit need not wait for the
 /// WAL flush. A crash may lose the last batches, rows and checkpoint together, and the runner
 /// applies them again; the events themselves are committed durably by their writers.
 const BEGIN_APPLY: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
-/// Moves the checkpoints of several copies at once (`$1`..`$4` arrays of names, slots,
-/// generations and expected positions) to `$5`, adding `$6` events, recording owner `$7`;
-/// each only if it is still where its applier expects it.
-const ADVANCE: &str = "UPDATE projection_checkpoints c \
-     SET position = $5, events = c.events + $6, owner = $7, updated_at = now() \
-     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
-         AS e(name, slot, generation, position) \
-     WHERE c.name = e.name AND c.slot = e.slot AND c.generation = e.generation \
-       AND c.position = e.position";
+/// Moves the checkpoint of copy (`$1` name, `$2` slot) to `$5`, adding `$6` events and
+/// recording owner `$7`, only if it is still at generation `$3` and position `$4`.
+const ADVANCE: &str = "UPDATE projection_checkpoints \
+     SET position = $5, events = events + $6, owner = $7, updated_at = now() \
+     WHERE name = $1 AND slot = $2 AND generation = $3 AND position = $4";
 
 /// Creates or resets a checkpoint: `$1` name, `$2` slot, `$3` version, `$4` generation,
 /// `$5` position, `$6` events, `$7` owner.
@@ -319,17 +314,20 @@ async fn fold_rows(
     Ok(fold(target.kind, loaded, batch))
 }
 
-/// Rows to write to one copy: inserted plainly when they are known to be new (a replay into an
+/// Rows to write to a copy: inserted plainly when they are known to be new (a replay into an
 /// empty copy), else upserted.
-struct Write<'a> {
-    target: &'a Target,
+struct Write {
     rows: Rows,
     new: bool,
 }
 
-/// Writes the changed rows of every copy in one statement (one data-modifying CTE per write),
+/// Writes the changed rows of one copy in one statement (one data-modifying CTE per write),
 /// each write's rows bound as typed arrays, one per column.
-async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), StoreError> {
+async fn write_all(
+    tx: &mut PgConnection,
+    target: &Target,
+    writes: &[Write],
+) -> Result<(), StoreError> {
     let changed: Vec<(&Write, Vec<(&'static str, Column)>)> = writes
         .iter()
         .filter(|w| !w.rows.is_empty())
@@ -341,7 +339,7 @@ async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), St
     let mut statements = Vec::new();
     let mut n = 0;
     for (w, cols) in &changed {
-        let key = key(w.target.kind);
+        let key = key(target.kind);
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
         let params: Vec<String> = cols
             .iter()
@@ -359,7 +357,7 @@ async fn write_all(tx: &mut PgConnection, writes: &[Write<'_>]) -> Result<(), St
         // materialization `FROM unnest(a, b, ..)` does.
         let mut statement = format!(
             "INSERT INTO {table} ({names}) SELECT {params}",
-            table = w.target.kind.table(w.target.slot),
+            table = target.kind.table(target.slot),
             names = names.join(", "),
             params = params.join(", "),
         );
@@ -531,7 +529,7 @@ impl ProjectionStore for PgProjections {
 
     fn apply<'a>(
         &'a self,
-        targets: &'a [Target],
+        target: &'a Target,
         batch: &'a Batch,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -540,15 +538,11 @@ impl ProjectionStore for PgProjections {
                 return Ok(true);
             };
             let mut tx = begin(&self.pool, Some(BEGIN_APPLY)).await?;
-            let names: Vec<&str> = targets.iter().map(|t| t.kind.name()).collect();
-            let slots: Vec<&str> = targets.iter().map(|t| t.slot.name()).collect();
-            let generations: Vec<i64> = targets.iter().map(|t| t.generation).collect();
-            let positions: Vec<i64> = targets.iter().map(|t| int(t.position.0)).collect();
             let moved = sqlx::query(ADVANCE)
-                .bind(names)
-                .bind(slots)
-                .bind(generations)
-                .bind(positions)
+                .bind(target.kind.name())
+                .bind(target.slot.name())
+                .bind(target.generation)
+                .bind(int(target.position.0))
                 .bind(int(last.0))
                 .bind(int(batch.len()))
                 .bind(owner)
@@ -556,28 +550,25 @@ impl ProjectionStore for PgProjections {
                 .await
                 .map_err(from_sqlx)?
                 .rows_affected();
-            if moved != targets.len() as u64 {
+            if moved != 1 {
                 // Nothing was written; dropping the transaction rolls back too.
                 let _ = tx.rollback().await;
                 return Ok(false);
             }
-            let mut writes = Vec::with_capacity(2 * targets.len());
-            for target in targets {
-                let (new, rest) = fold_rows(&mut tx, target, batch)
-                    .await?
-                    .partition(|tenant| batch.is_new(tenant));
-                writes.push(Write {
-                    target,
+            let (new, rest) = fold_rows(&mut tx, target, batch)
+                .await?
+                .partition(|tenant| batch.is_new(tenant));
+            let writes = [
+                Write {
                     rows: new,
                     new: true,
-                });
-                writes.push(Write {
-                    target,
+                },
+                Write {
                     rows: rest,
                     new: false,
-                });
-            }
-            write_all(&mut tx, &writes).await?;
+                },
+            ];
+            write_all(&mut tx, target, &writes).await?;
             tx.commit().await.map_err(from_sqlx)?;
             Ok(true)
         })

@@ -152,11 +152,7 @@ async fn apply_queued(
 ) {
     while let Some(batch) = batches.recv().await {
         // A panic becomes the pass's error instead of a queue that is never acknowledged.
-        let apply = async {
-            store
-                .apply(std::slice::from_ref(&target), &batch, &owner)
-                .await
-        };
+        let apply = async { store.apply(&target, &batch, &owner).await };
         let applied = AssertUnwindSafe(apply).catch_unwind().await;
         let result = match (batch.last(), applied) {
             (_, Err(_)) => Err(ProjectionError::ApplierGone { kind: target.kind }),

@@ -149,7 +149,7 @@ impl ProjectionStore for MemoryProjections {
 
     fn apply<'a>(
         &'a self,
-        targets: &'a [Target],
+        target: &'a Target,
         batch: &'a Batch,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -158,22 +158,17 @@ impl ProjectionStore for MemoryProjections {
                 return Ok(true);
             };
             let mut copies = self.lock();
-            let current = targets.iter().all(|t| {
-                copies.get(&(t.kind, t.slot)).is_some_and(|c| {
-                    c.checkpoint.generation == t.generation && c.checkpoint.position == t.position
-                })
-            });
-            if !current {
+            let Some(copy) = copies.get_mut(&(target.kind, target.slot)).filter(|c| {
+                c.checkpoint.generation == target.generation
+                    && c.checkpoint.position == target.position
+            }) else {
                 return Ok(false);
-            }
-            for t in targets {
-                let copy = copies.get_mut(&(t.kind, t.slot)).expect("checked above");
-                copy.table.apply(batch);
-                copy.checkpoint.position = last;
-                copy.checkpoint.events += batch.len();
-                copy.checkpoint.owner = Some(owner.to_string());
-                copy.checkpoint.updated_at = Utc::now();
-            }
+            };
+            copy.table.apply(batch);
+            copy.checkpoint.position = last;
+            copy.checkpoint.events += batch.len();
+            copy.checkpoint.owner = Some(owner.to_string());
+            copy.checkpoint.updated_at = Utc::now();
             Ok(true)
         })
     }

@@ -182,14 +182,14 @@ pub trait ProjectionStore: Send + Sync {
     /// Drops a projection's rebuild copy and its checkpoint, if any.
     fn drop_rebuild(&self, kind: Kind) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Applies `batch` to every target in one transaction: each target's checkpoint moves from
+    /// Applies `batch` to one copy in one transaction: its checkpoint moves from
     /// `target.position` to the batch's last position (and `owner` is recorded) only if it is
     /// still at `target.generation` and `target.position`; then the rows the batch touches are
-    /// loaded, folded ([`crate::fold`]) and written back, one statement per table. Returns false,
-    /// writing nothing, when any checkpoint had moved.
+    /// loaded, folded ([`crate::fold`]) and written back. Returns false, writing nothing, when
+    /// the checkpoint had moved.
     fn apply<'a>(
         &'a self,
-        targets: &'a [Target],
+        target: &'a Target,
         batch: &'a Batch,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;

@@ -180,14 +180,14 @@ impl ProjectionStore for PanicsOnce {
     }
     fn apply<'a>(
         &'a self,
-        targets: &'a [Target],
+        target: &'a Target,
         batch: &'a Batch,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
             panic!("a bug in an applier");
         }
-        self.inner.apply(targets, batch, owner)
+        self.inner.apply(target, batch, owner)
     }
     fn build_indexes<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.build_indexes(rebuilt)

@@ -465,7 +465,7 @@ impl ProjectionStore for SqliteProjections {
 
     fn apply<'a>(
         &'a self,
-        targets: &'a [Target],
+        target: &'a Target,
         batch: &'a Batch,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
@@ -474,30 +474,25 @@ impl ProjectionStore for SqliteProjections {
                 return Ok(true);
             };
             let mut tx = self.write().await?;
-            let now = now();
-            for t in targets {
-                let moved = sqlx::query(ADVANCE)
-                    .bind(t.kind.name())
-                    .bind(t.slot.name())
-                    .bind(t.generation)
-                    .bind(int(t.position.0))
-                    .bind(int(last.0))
-                    .bind(int(batch.len()))
-                    .bind(owner)
-                    .bind(&now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_err)?
-                    .rows_affected();
-                if moved != 1 {
-                    // Nothing was written; dropping the transaction rolls back too.
-                    let _ = tx.rollback().await;
-                    return Ok(false);
-                }
+            let moved = sqlx::query(ADVANCE)
+                .bind(target.kind.name())
+                .bind(target.slot.name())
+                .bind(target.generation)
+                .bind(int(target.position.0))
+                .bind(int(last.0))
+                .bind(int(batch.len()))
+                .bind(owner)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?
+                .rows_affected();
+            if moved != 1 {
+                // Nothing was written; dropping the transaction rolls back too.
+                let _ = tx.rollback().await;
+                return Ok(false);
             }
-            for t in targets {
-                apply_rows(&mut tx, t, batch).await?;
-            }
+            apply_rows(&mut tx, target, batch).await?;
             tx.commit().await.map_err(store_err)?;
             Ok(true)
         })
