@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -106,7 +107,9 @@ pub(crate) async fn track(
         Ok(ctx) => {
             let id = ctx.request_id.clone();
             request.extensions_mut().insert(ctx);
-            (next.run(request).await, id)
+            // Every line logged while the handler runs (its errors included) names the request.
+            let span = tracing::error_span!("request", request_id = %id);
+            (next.run(request).instrument(span).await, id)
         }
         Err(e) => (e.into_response(), Uuid::now_v7().to_string()),
     };
@@ -116,11 +119,12 @@ pub(crate) async fn track(
     let status = response.status();
     state.metrics.request(&route, &method, status.as_u16());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
-    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Milliseconds to the microsecond, printed without float noise.
+    let took_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0);
     if status.is_server_error() {
-        tracing::warn!(%method, %route, status = status.as_u16(), code, request_id, took_ms, "request");
+        tracing::warn!(%method, %route, status = status.as_u16(), code, request_id, %took_ms, "request");
     } else {
-        tracing::info!(%method, %route, status = status.as_u16(), code, request_id, took_ms, "request");
+        tracing::info!(%method, %route, status = status.as_u16(), code, request_id, %took_ms, "request");
     }
     response
 }
