@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, TOKEN_METADATA_KEY};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -41,6 +41,9 @@ impl RequestContext {
     pub fn metadata(&self, caller: &Caller) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("actor".into(), Value::String(caller.actor()));
+        if let Some(token) = caller.token_name() {
+            m.insert(TOKEN_METADATA_KEY.into(), Value::String(token.to_string()));
+        }
         m.insert("request_id".into(), Value::String(self.request_id.clone()));
         if let Some(c) = &self.correlation_id {
             m.insert("correlation_id".into(), Value::String(c.clone()));
@@ -116,7 +119,8 @@ pub(crate) async fn track(
     let status = response.status();
     state.metrics.request(&route, &method, status.as_u16());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
-    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Whole microseconds, so the log says `took_ms=1.234`, not `took_ms=1.2345678`.
+    let took_ms = started.elapsed().as_micros() as f64 / 1000.0;
     if status.is_server_error() {
         tracing::warn!(%method, %route, status = status.as_u16(), code, request_id, took_ms, "request");
     } else {

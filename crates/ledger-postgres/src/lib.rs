@@ -11,8 +11,10 @@ mod error;
 mod projection;
 mod read;
 mod schema;
+mod scratch;
 mod store;
 mod tx;
 
 pub use projection::PgProjections;
+pub use scratch::ScratchDatabase;
 pub use store::PgStore;
