@@ -236,9 +236,12 @@ impl FromRequestParts<AppState> for Caller {
 /// Who `token` belongs to, or 401.
 async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let hash = sha256(token.as_bytes());
+    let tenant = token_tenant(token);
+    // A token shaped like a tenant token is not looked for again in the admin registry.
+    let recheck = tenant.is_none();
     match state
         .admin_tokens
-        .lookup(state.store.as_ref(), &hash)
+        .lookup(state.store.as_ref(), &hash, recheck)
         .await?
     {
         Lookup::Active(name) => return Ok(Caller::Admin { token: name.into() }),
@@ -262,7 +265,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError>
             "this token is not valid: check it was copied whole, or ask an admin for a new tenant token",
         )
     };
-    let Some(tenant) = token_tenant(token) else {
+    let Some(tenant) = tenant else {
         return Err(invalid());
     };
     if state.tokens.contains(tenant, &hash) {

@@ -499,18 +499,30 @@ impl RegistryCache {
         }
     }
 
-    /// What the registry says of `hash`, from a copy no older than the TTL.
+    /// What the registry says of `hash`, from a copy no older than the TTL. With
+    /// `recheck_unknown`, a hash the copy does not know makes it check the stream first, so a
+    /// token issued a moment ago works at once (concurrent checks share one read).
     pub(crate) async fn lookup(
         &self,
         store: &dyn EventStore,
         hash: &[u8; 32],
+        recheck_unknown: bool,
     ) -> Result<Lookup, StoreError> {
-        if let Some(found) = self.fresh_lookup(hash) {
+        let wanted = |found: &Lookup| !recheck_unknown || *found != Lookup::Unknown;
+        if let Some(found) = self.fresh_lookup(hash).filter(wanted) {
             return Ok(found);
         }
+        let arrived = Instant::now();
         // One request reads the registry again; the others wait for its copy.
         let _refreshing = self.refreshing.lock().await;
-        if let Some(found) = self.fresh_lookup(hash) {
+        {
+            let view = self.read();
+            // A check that started after this request arrived is as good as its own.
+            if view.checked.is_some_and(|t| t >= arrived) {
+                return Ok(view.registry.lookup(hash));
+            }
+        }
+        if let Some(found) = self.fresh_lookup(hash).filter(wanted) {
             return Ok(found);
         }
         let started = Instant::now();
@@ -632,25 +644,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_cache_sees_a_revocation_after_its_ttl() {
+    async fn the_cache_sees_a_new_token_at_once_and_a_revocation_after_its_ttl() {
         let store = MemoryStore::default();
         let a = issue(&store, "ops", Role::Admin, meta()).await.unwrap();
         let hash = sha256(a.token.as_bytes());
         let cache = RegistryCache::new(Duration::from_millis(200));
-        assert_eq!(
-            cache.lookup(&store, &hash).await.unwrap(),
-            Lookup::Active("ops".into())
-        );
+        let look = |hash: [u8; 32], recheck: bool| {
+            let (cache, store) = (&cache, &store);
+            async move { cache.lookup(store, &hash, recheck).await.unwrap() }
+        };
+        assert_eq!(look(hash, true).await, Lookup::Active("ops".into()));
+        // A token issued since the last check works at once; a revocation within the TTL.
+        let b = issue(&store, "ci", Role::Admin, meta()).await.unwrap();
+        let b_hash = sha256(b.token.as_bytes());
+        assert_eq!(look(b_hash, false).await, Lookup::Unknown);
+        assert_eq!(look(b_hash, true).await, Lookup::Active("ci".into()));
         revoke(&store, "ops", meta()).await.unwrap();
-        assert_eq!(
-            cache.lookup(&store, &hash).await.unwrap(),
-            Lookup::Active("ops".into())
-        );
+        assert_eq!(look(hash, true).await, Lookup::Active("ops".into()));
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(cache.lookup(&store, &hash).await.unwrap(), Lookup::Revoked);
-        assert_eq!(
-            cache.lookup(&store, &sha256(b"other")).await.unwrap(),
-            Lookup::Unknown
-        );
+        assert_eq!(look(hash, true).await, Lookup::Revoked);
+        assert_eq!(look(sha256(b"other"), true).await, Lookup::Unknown);
     }
 }

@@ -11,10 +11,9 @@ mod error;
 mod projection;
 mod read;
 mod schema;
-mod scratch;
 mod store;
 mod tx;
 
+pub use baseline::ScratchDatabase;
 pub use projection::PgProjections;
-pub use scratch::ScratchDatabase;
 pub use store::PgStore;
