@@ -206,6 +206,13 @@ async fn a_given_token_is_stored_and_stays_revoked() {
         let store = db.open(ledger_tests::options()).await.unwrap();
         let api = Api::tcp(vec![server.addr], GIVEN.to_string(), store.clone());
         assert_eq!(statuses(&api, &[server.addr], GIVEN).await, [200]);
+        // The registry is written by `ledger token` and `ledger serve` only, not over HTTP.
+        api.req("POST", "/v1/streams/admintoken-all/events")
+            .admin()
+            .json(json!({"expected_seq": "any", "events": [{"type": "AdminTokenRevoked", "data": {}}]}))
+            .send()
+            .await
+            .expect_error(422, "invalid_event");
         let (code, _, stderr) = ledger(&db, &["token", "revoke", "bootstrap"]).await;
         assert_eq!(code, 0, "{stderr}");
         until_refused(&api, &[server.addr], GIVEN).await;
