@@ -6,6 +6,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use ledger_core::EventStore;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::auth::generate_admin_token;
@@ -93,12 +94,26 @@ pub enum AdminTokenSource {
     Default(PathBuf),
 }
 
+/// Where a server's admin token came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminTokenOrigin {
+    /// `LEDGER_ADMIN_TOKEN`.
+    Env,
+    /// A token file: `--admin-token-file`, or the default file of an earlier first start.
+    File,
+    /// Generated on the database's first start into the default file.
+    Generated,
+    /// None of its own: the registry already held admin tokens (issued by `ledger token issue`
+    /// or another server's first start).
+    Stored,
+}
+
 /// How a server's admin token was settled.
 #[derive(Clone, Debug)]
 pub struct AdminTokenStart {
-    /// `env`, `file`, `generated`, or `stored` (no token of its own: the registry already holds
-    /// admin tokens, e.g. issued by `ledger token issue` or another server's first start).
-    pub origin: &'static str,
+    /// Where it came from.
+    pub origin: AdminTokenOrigin,
     /// The file the token was read from or generated into.
     pub file: Option<PathBuf>,
     /// The registry's facts of the token the server started with (`revoked` when it no
@@ -128,17 +143,21 @@ pub async fn settle_admin_token(
 ) -> Result<AdminTokenStart, AdminTokenError> {
     let meta = json!({"actor": "serve"});
     let (origin, token, file) = match source {
-        AdminTokenSource::Env(token) => ("env", token, None),
-        AdminTokenSource::File(path) => ("file", read_admin_token_file(&path)?, Some(path)),
+        AdminTokenSource::Env(token) => (AdminTokenOrigin::Env, token, None),
+        AdminTokenSource::File(path) => {
+            let token = read_admin_token_file(&path)?;
+            (AdminTokenOrigin::File, token, Some(path))
+        }
         AdminTokenSource::Default(path) if path.exists() => {
-            ("file", read_admin_token_file(&path)?, Some(path))
+            let token = read_admin_token_file(&path)?;
+            (AdminTokenOrigin::File, token, Some(path))
         }
         AdminTokenSource::Default(path) => return first_start(store, path, meta).await,
     };
     let info = token_registry::register(store, &token, meta).await?;
     if info.revoked {
         tracing::warn!(
-            origin,
+            ?origin,
             name = %info.name,
             token_id = %info.token_id,
             "the admin token this server was started with was revoked: it is refused"
@@ -158,7 +177,7 @@ async fn first_start(
     meta: serde_json::Value,
 ) -> Result<AdminTokenStart, AdminTokenError> {
     let stored = AdminTokenStart {
-        origin: "stored",
+        origin: AdminTokenOrigin::Stored,
         file: None,
         token: None,
     };
@@ -176,7 +195,7 @@ async fn first_start(
     }
     match token_registry::register_first(store, &token, meta).await {
         Ok(Some(info)) => Ok(AdminTokenStart {
-            origin: "generated",
+            origin: AdminTokenOrigin::Generated,
             file: Some(path),
             token: Some(info),
         }),
@@ -208,7 +227,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (first.origin, first.file.as_deref()),
-            ("generated", Some(path.as_path()))
+            (AdminTokenOrigin::Generated, Some(path.as_path()))
         );
         #[cfg(unix)]
         {
@@ -219,14 +238,14 @@ mod tests {
         let again = settle_admin_token(&store, AdminTokenSource::Default(path.clone()))
             .await
             .unwrap();
-        assert_eq!(again.origin, "file");
+        assert_eq!(again.origin, AdminTokenOrigin::File);
         assert_eq!(again.token, first.token);
         // Another directory on the same database: no token of its own, no file.
         let elsewhere = dir.path().join("elsewhere-token");
         let other = settle_admin_token(&store, AdminTokenSource::Default(elsewhere.clone()))
             .await
             .unwrap();
-        assert_eq!(other.origin, "stored");
+        assert_eq!(other.origin, AdminTokenOrigin::Stored);
         assert!(!elsewhere.exists());
         let env = settle_admin_token(&store, AdminTokenSource::Env("from-env".into()))
             .await

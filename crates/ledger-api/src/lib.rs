@@ -22,8 +22,8 @@ pub mod token_registry;
 mod views;
 
 pub use admin_token::{
-    AdminTokenError, AdminTokenSource, AdminTokenStart, TokenFileError, read_admin_token_file,
-    settle_admin_token,
+    AdminTokenError, AdminTokenOrigin, AdminTokenSource, AdminTokenStart, TokenFileError,
+    read_admin_token_file, settle_admin_token,
 };
 pub use auth::{
     Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued,

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ledger_api::{AdminTokenError, AdminTokenSource, ApiConfig, AppState, Server};
+use ledger_api::{
+    AdminTokenError, AdminTokenOrigin, AdminTokenSource, ApiConfig, AppState, Server,
+};
 use ledger_core::{EventStore, StoreOptions};
 use ledger_domain::Policy;
 use ledger_projections::{Kind, Projector, Signal, SignalingStore};
@@ -32,7 +34,7 @@ struct Listening {
     listening: String,
     backend: &'static str,
     /// `env`, `file`, `generated` or `stored` (the database already held admin tokens).
-    admin_token: &'static str,
+    admin_token: AdminTokenOrigin,
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_token_file: Option<String>,
     /// `in_process` (runners run here) or `external` (`--no-projections`).
@@ -59,9 +61,9 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let settled = ledger_api::settle_admin_token(db.store.as_ref(), source)
         .await
         .map_err(|e| admin_token_error(target, e))?;
-    if let (Some(file), "generated") = (&settled.file, settled.origin) {
+    if let (Some(file), AdminTokenOrigin::Generated) = (&settled.file, settled.origin) {
         tracing::warn!(file = %file.display(), "generated an admin token (mode 0600)");
-    } else if settled.origin == "stored" {
+    } else if settled.origin == AdminTokenOrigin::Stored {
         let issue = target.command("token issue --role admin --name NAME");
         tracing::warn!(
             "no admin token given and the database already holds admin tokens: use one of them, or issue one with `{issue}`"
