@@ -17,17 +17,42 @@ const ROUNDS: u64 = 4;
 
 /// A `ledger` command on `db`, isolated from the caller's environment.
 fn ledger(db: &Db, args: &[&str]) -> Command {
+    let mut cmd = isolated();
+    cmd.arg("--database-url").arg(&db.url).args(args);
+    cmd
+}
+
+/// The `ledger` command without arguments, isolated from the caller's environment.
+fn isolated() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-under-test"));
-    cmd.arg("--database-url")
-        .arg(&db.url)
-        .args(args)
-        .env_remove("LEDGER_DATABASE_URL")
+    cmd.env_remove("LEDGER_DATABASE_URL")
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     cmd
+}
+
+/// `db`'s URL with a password added (the test server's trust auth ignores it).
+pub(crate) fn with_password(db: &Db, password: &str) -> Db {
+    let at = db.url.find('@').expect("the test URL names a user");
+    Db {
+        kind: db.kind,
+        url: format!("{}:{password}{}", &db.url[..at], &db.url[at..]),
+    }
+}
+
+/// A bench's JSON report, checked: it ran on `database` of `backend` and appended events.
+fn bench_report(r: &Run, database: &str, backend: &str) -> Value {
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report = r.json();
+    assert_eq!(
+        (&report["database"], &report["backend"]),
+        (&json!(database), &json!(backend))
+    );
+    assert!(report["events"].as_u64().unwrap() > 0, "{report}");
+    report
 }
 
 /// Starts a `ledger` process.
@@ -323,3 +348,207 @@ store_test!(databases: first_appends_on_a_missing_sqlite_file_at_once, |db| asyn
     let store = db.open(ledger_tests::options()).await.unwrap();
     assert_eq!(whole_log(&*store).await.len(), 6);
 });
+
+/// A `ledger` command with no `--database-url` (nor `LEDGER_DATABASE_URL`) in `dir`, with its
+/// temporary files in `tmp`.
+fn ledger_in(dir: &std::path::Path, tmp: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = isolated();
+    cmd.args(args).current_dir(dir).env("TMPDIR", tmp);
+    cmd
+}
+
+/// The names of the files in `dir`.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `ledger --help` lists every subcommand, one line each.
+#[tokio::test]
+async fn help_lists_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ledger_in(dir.path(), dir.path(), &["--help"])
+        .output()
+        .await
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    for name in [
+        "serve", "migrate", "append", "read", "read-all", "bench", "rebuild", "project", "token",
+    ] {
+        let at: Vec<usize> = (0..lines.len())
+            .filter(|&i| {
+                lines[i].split_whitespace().next() == Some(name) && lines[i].starts_with("  ")
+            })
+            .collect();
+        assert_eq!(at.len(), 1, "{name} is not listed once: {}", r.stdout);
+        let next = lines.get(at[0] + 1).copied().unwrap_or("");
+        assert!(
+            !next.starts_with("           "),
+            "{name} takes more than one line: {}",
+            r.stdout
+        );
+    }
+}
+
+/// Reads, rebuilds, workers and token commands in a directory without a ledger exit 2 with
+/// what to do, and create no database (they used to create and migrate an empty `ledger.db`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_a_missing_ledger_exit_2_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [&[&str]; 6] = [
+        &["read-all"],
+        &["read", "tenant-x"],
+        &["rebuild", "all"],
+        &["project"],
+        &["token", "list"],
+        &["token", "issue", "--name", "ops"],
+    ];
+    for args in cases {
+        let r = Run::from(
+            ledger_in(dir.path(), dir.path(), args)
+                .output()
+                .await
+                .unwrap(),
+        );
+        let e = failed(&r, 2, "no_ledger");
+        assert_eq!(
+            e["message"],
+            "no ledger at ./ledger.db: pass --database-url or run `ledger serve` first",
+            "{args:?}"
+        );
+        assert!(
+            files(dir.path()).is_empty(),
+            "{args:?} created {:?}",
+            files(dir.path())
+        );
+    }
+}
+
+/// An empty PostgreSQL database: the message names the complete command for this database,
+/// without the URL's password, and that very command fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_message_names_the_complete_fix() {
+    ledger_tests::backend::postgres_db(|db| async move {
+        let secret = with_password(&db, "s3cret");
+        let r = run(&secret, &["read-all"]).await;
+        let e = failed(&r, 2, "schema_mismatch");
+        let message = e["message"].as_str().unwrap();
+        assert!(!message.contains("s3cret"), "{message}");
+        let command = message.split('`').nth(1).expect("a command in backticks");
+        assert_eq!(
+            command,
+            format!("ledger migrate --database-url {}", db.url),
+            "{message}"
+        );
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let fix = Run::from(
+            Command::new(env!("CARGO_BIN_EXE_ledger-under-test"))
+                .args(&args)
+                .env_remove("LEDGER_DATABASE_URL")
+                .output()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(fix.code, 0, "{}", fix.stderr);
+        assert_eq!(run(&db, &["read-all"]).await.code, 0);
+    })
+    .await;
+}
+
+/// Without `--database-url` a benchmark runs on a temporary database and leaves the working
+/// directory, and the temporary directory, as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_without_a_url_leaves_the_directory_untouched() {
+    let (dir, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = [
+        "bench",
+        "append",
+        "--seconds",
+        "1",
+        "--writers",
+        "2",
+        "--json",
+    ];
+    let r = Run::from(
+        ledger_in(dir.path(), tmp.path(), &args)
+            .output()
+            .await
+            .unwrap(),
+    );
+    let report = bench_report(&r, "temporary", "sqlite");
+    assert!(
+        report["ledger_events_per_s"].is_u64(),
+        "rates are whole numbers: {report}"
+    );
+    assert!(
+        files(dir.path()).is_empty(),
+        "bench wrote {:?} into the working directory",
+        files(dir.path())
+    );
+    assert!(
+        files(tmp.path()).is_empty(),
+        "bench left {:?} behind",
+        files(tmp.path())
+    );
+}
+
+store_test!(databases: bench_refuses_a_database_with_events, |db| async move {
+    db.migrate().await.unwrap();
+    let ok = run(&db, &["append", "ledger-1", "--expected", "no-stream", "--type", "Kept", "--data", "{}"]).await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let store = db.open(ledger_tests::options()).await.unwrap();
+    let log = whole_log(&*store).await;
+    let bench = ["bench", "append", "--seconds", "1", "--writers", "1", "--json"];
+    let e = failed(&run(&db, &bench).await, 2, "database_not_empty");
+    assert!(e["message"].as_str().unwrap().contains("--allow-existing"), "{e}");
+    assert_eq!(whole_log(&*store).await, log, "the refused bench wrote events");
+    let baseline = match db.kind {
+        Kind::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE name = 'bench_baseline'",
+        Kind::Postgres => "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'bench_baseline'",
+    };
+    assert_eq!(db.scalar(baseline).await, 0, "the refused bench made its table");
+    if db.kind == Kind::Sqlite {
+        let e = failed(&run(&db, &["bench", "read", "--scratch"]).await, 2, "scratch_needs_postgres");
+        assert!(e["message"].as_str().unwrap().contains("postgres://"), "{e}");
+    }
+    let mut allowed = bench.to_vec();
+    allowed.push("--allow-existing");
+    let r = run(&db, &allowed).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["database"], "given");
+});
+
+/// `--scratch` with a PostgreSQL server URL benches a database it creates and drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_scratch_creates_and_drops_a_postgres_database() {
+    let server = Db {
+        kind: Kind::Postgres,
+        url: ledger_tests::pg::base_url(),
+    };
+    let scratch = "SELECT COUNT(*) FROM pg_database WHERE datname LIKE 'ledger\\_bench\\_%'";
+    let before = server.scalar(scratch).await;
+    let r = run(
+        &server,
+        &[
+            "bench",
+            "append",
+            "--scratch",
+            "--seconds",
+            "1",
+            "--writers",
+            "2",
+            "--json",
+        ],
+    )
+    .await;
+    bench_report(&r, "scratch", "postgres");
+    assert_eq!(
+        server.scalar(scratch).await,
+        before,
+        "the scratch database was not dropped"
+    );
+}

@@ -36,6 +36,8 @@ mod api_suite;
 mod http;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
+// Admin tokens stored in the database: shared by servers, issued and revoked with `ledger token`.
+mod tokens;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

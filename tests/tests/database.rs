@@ -105,7 +105,7 @@ store_test!(databases: a_database_migrated_by_a_newer_ledger_is_refused, |db| as
     let (found, needed, message) = mismatch(&db).await;
     assert_eq!((found, needed), (version + 1, version));
     assert!(message.contains("newer ledger") && message.contains("upgrade"), "{message}");
-    assert!(!message.contains("run `ledger migrate`"), "{message}");
+    assert!(!message.contains("apply the ledger's migrations"), "{message}");
     // Migrating does not paper over it either.
     let err = db.migrate().await.expect_err("migrate accepted a newer schema");
     assert!(matches!(err, StoreError::SchemaMismatch { found: f, needed: n } if f == version + 1 && n == version), "{err:?}");
@@ -118,7 +118,7 @@ store_test!(databases: an_empty_postgres_database_needs_migrating, |db| async mo
             let (found, needed, message) = mismatch(&db).await;
             assert_eq!(found, 0);
             assert!(
-                message.contains("run `ledger migrate`"),
+                message.contains("apply the ledger's migrations"),
                 "the message does not say what to do: {message}"
             );
             assert_eq!(db.migrate().await.unwrap(), (0, needed));

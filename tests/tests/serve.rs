@@ -1,6 +1,7 @@
 //! Real `ledger serve` processes (the `ledger-under-test` binary of this package): startup and
 //! its JSON line, the API over TCP, the admin token file, graceful shutdown with a request in
-//! flight, and the three races with three servers sharing one PostgreSQL database.
+//! flight, the three races with three servers sharing one PostgreSQL database, a busy port,
+//! `--migrate` and the onboarding policy flags.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -23,21 +24,29 @@ const ADMIN: &str = "serve-test-admin-token-0123456789";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `ledger serve`.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    startup: Value,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) startup: Value,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
 
 /// The `ledger serve` command on `db` (port 0), isolated from the caller's environment.
-fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
+pub(crate) fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
+    let mut cmd = ledger_command(db, admin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+    cmd
+}
+
+/// A `ledger` command on `db` with `LEDGER_ADMIN_TOKEN` = `admin` (or unset), isolated from the
+/// caller's environment; the caller adds the subcommand.
+pub(crate) fn ledger_command(db: &Db, admin: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-under-test"));
     cmd.arg("--database-url")
         .arg(&db.url)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
         .env_remove("LEDGER_DATABASE_URL")
+        .env_remove("LEDGER_LOCK_TTL")
+        .env_remove("LEDGER_REVEAL_WINDOW")
         .env_remove("LEDGER_ADMIN_TOKEN")
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
@@ -52,9 +61,12 @@ fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
 
 /// Starts `ledger serve` and waits for its startup line.
 async fn serve(db: &Db, admin: Option<&str>) -> Served {
-    let mut child = serve_command(db, admin, &[])
-        .spawn()
-        .expect("cannot start ledger serve");
+    start(serve_command(db, admin, &[])).await
+}
+
+/// Starts a `ledger serve` command and waits for its startup line.
+pub(crate) async fn start(mut command: Command) -> Served {
+    let mut child = command.spawn().expect("cannot start ledger serve");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = match timeout(PATIENCE, stdout.next_line()).await {
         Ok(Ok(Some(line))) => line,
@@ -90,7 +102,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.terminate().await;
         let status = timeout(PATIENCE, self.child.wait())
             .await
@@ -277,4 +289,118 @@ mod three_servers {
         })
         .await;
     }
+}
+
+/// A port another process holds: `serve` exits 1 with `cannot_listen` before it creates the
+/// database or a token file (it used to exit 2, the bad-input code, after creating both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_exits_1_and_creates_nothing() {
+    ledger_tests::backend::sqlite_db(|db| async move {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = holder.local_addr().unwrap().to_string();
+        let out = ledger_command(&db, None)
+            .args(["serve", "--listen", &busy])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let err: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        assert_eq!(err["error"], "cannot_listen", "{err}");
+        assert!(err["message"].as_str().unwrap().contains(&busy), "{err}");
+        let file = db.sqlite_path().unwrap();
+        let dir = file.parent().unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "serve on a busy port left {left:?} behind");
+        drop(holder);
+    })
+    .await;
+}
+
+/// `--lock-ttl 5s` is the policy in force: `GET /v1/tenants/{id}` shows it, a lock lasts five
+/// seconds and then another holder may take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_ttl_flag_sets_the_policy() {
+    ledger_tests::backend::sqlite_db(|db| async move {
+        let server = start(serve_command(
+            &db,
+            Some(ADMIN),
+            &["--lock-ttl", "5s", "--reveal-window", "30m"],
+        ))
+        .await;
+        let api = client(&db, vec![server.addr]).await;
+        let t = api.register("short-locks").await;
+        let view = api.get(format!("/v1/tenants/{t}")).await;
+        view.expect(200);
+        assert_eq!(
+            view.body["policy"],
+            json!({"lock_ttl_seconds": 5, "reveal_window_seconds": 1800})
+        );
+        let doc = api.get("/openapi.json").await;
+        assert!(
+            doc.body["components"]["schemas"]["PolicyView"]["properties"]["lock_ttl_seconds"]
+                .is_object()
+        );
+
+        let first = api
+            .command(t, "acquire-lock", json!({"holder": "tab-a"}))
+            .await;
+        first.expect(200);
+        let lock = &first.body["state"]["lock"];
+        let at = |k: &str| chrono::DateTime::parse_from_rfc3339(lock[k].as_str().unwrap()).unwrap();
+        assert_eq!(
+            at("expires_at") - at("acquired_at"),
+            chrono::Duration::seconds(5)
+        );
+        api.command(t, "acquire-lock", json!({"holder": "tab-b"}))
+            .await
+            .expect_error(409, "lock_held");
+        let expires = at("expires_at").with_timezone(&chrono::Utc);
+        let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait + Duration::from_millis(300)).await;
+        let taken = api
+            .command(t, "acquire-lock", json!({"holder": "tab-b"}))
+            .await;
+        taken.expect(200);
+        assert_eq!(taken.body["state"]["lock"]["holder"], "tab-b");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// On an empty PostgreSQL database `serve` names the complete fix (without the URL's
+/// password), and `serve --migrate` starts there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_migrate_starts_on_an_empty_postgres_database() {
+    ledger_tests::backend::postgres_db(|db| async move {
+        let secret = crate::cli::with_password(&db, "s3cret");
+        let out = serve_command(&secret, Some(ADMIN), &[])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let err: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+        assert_eq!(err["error"], "schema_mismatch", "{err}");
+        let message = err["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("run `ledger migrate --database-url {}`", db.url)),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+
+        let server = start(serve_command(&secret, Some(ADMIN), &["--migrate"])).await;
+        let api = client(&db, vec![server.addr]).await;
+        api.register("migrated-on-start").await;
+        server.stop().await;
+    })
+    .await;
 }

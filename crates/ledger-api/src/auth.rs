@@ -1,4 +1,7 @@
-//! Bearer tokens: the admin token and tenant tokens, hashed, cached and compared in constant time.
+//! Bearer tokens: admin tokens and tenant tokens, hashed, cached and compared in constant time.
+//!
+//! Admin tokens live in the database's admin token registry (see `token_registry`), so every
+//! server sharing the database accepts the same ones and a revocation reaches them all.
 //!
 //! A tenant token is `lt_<tenant uuid, 32 hex>_<64 hex secret>`: it names its tenant, so checking
 //! it reads one small stream, `tenanttoken-<tenant uuid>`, whose `TenantTokenIssued` events hold
@@ -6,7 +9,7 @@
 //! cached in memory; several servers sharing a database each read the stream once per token.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -20,6 +23,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::token_registry::{BOOTSTRAP_NAME, Lookup};
 
 /// Category of the streams holding tenant token hashes.
 pub const TOKEN_STREAM_CATEGORY: &str = "tenanttoken";
@@ -27,6 +31,8 @@ pub const TOKEN_STREAM_CATEGORY: &str = "tenanttoken";
 pub const TOKEN_ISSUED: &str = "TenantTokenIssued";
 /// Prefix of tenant tokens.
 const TENANT_PREFIX: &str = "lt_";
+/// Metadata key of the name of the admin token an event was appended with.
+pub const TOKEN_METADATA_KEY: &str = "token";
 
 /// The event recording an issued tenant token: its id and hash, never the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +61,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Decodes 64 hex digits.
-fn unhex32(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex32(text: &str) -> Option<[u8; 32]> {
     let bytes = text.as_bytes();
     if bytes.len() != 64 {
         return None;
@@ -135,10 +141,13 @@ fn any_equal(hashes: &[[u8; 32]], hash: &[u8; 32]) -> bool {
 }
 
 /// Who is calling, as their bearer token says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// The admin token: every resource.
-    Admin,
+    /// An admin token: every resource.
+    Admin {
+        /// The token's name in the registry.
+        token: Arc<str>,
+    },
     /// A tenant token: only this tenant's resources.
     Tenant(Uuid),
 }
@@ -147,15 +156,23 @@ impl Caller {
     /// The `actor` recorded in the metadata of the events this caller appends.
     pub fn actor(&self) -> String {
         match self {
-            Caller::Admin => "admin".to_string(),
+            Caller::Admin { .. } => "admin".to_string(),
             Caller::Tenant(id) => format!("tenant:{id}"),
+        }
+    }
+
+    /// The name of the admin token calling, recorded as `token` in the events' metadata.
+    pub fn token_name(&self) -> Option<&str> {
+        match self {
+            Caller::Admin { token } => Some(token),
+            Caller::Tenant(_) => None,
         }
     }
 
     /// Refuses everyone but the admin.
     pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
         match self {
-            Caller::Admin => Ok(()),
+            Caller::Admin { .. } => Ok(()),
             Caller::Tenant(_) => Err(ApiError::forbidden(
                 "this needs the admin token; a tenant token reaches only its own tenant",
             )),
@@ -165,7 +182,7 @@ impl Caller {
     /// Refuses a tenant token of another tenant.
     pub(crate) fn require_tenant(&self, tenant: Uuid) -> Result<(), ApiError> {
         match self {
-            Caller::Admin => Ok(()),
+            Caller::Admin { .. } => Ok(()),
             Caller::Tenant(own) if *own == tenant => Ok(()),
             Caller::Tenant(_) => Err(ApiError::forbidden(
                 "this token belongs to another tenant; it reaches only its own tenant's resources",
@@ -176,7 +193,7 @@ impl Caller {
     /// Refuses a tenant token for any stream but its own `tenant-<id>`.
     pub(crate) fn require_stream(&self, stream: &StreamName) -> Result<(), ApiError> {
         match self {
-            Caller::Admin => Ok(()),
+            Caller::Admin { .. } => Ok(()),
             Caller::Tenant(own) => {
                 if stream.category() == "tenant" && stream.id() == own.to_string() {
                     Ok(())
@@ -219,15 +236,36 @@ impl FromRequestParts<AppState> for Caller {
 /// Who `token` belongs to, or 401.
 async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let hash = sha256(token.as_bytes());
-    if bool::from(hash.ct_eq(&state.admin_hash)) {
-        return Ok(Caller::Admin);
+    let tenant = token_tenant(token);
+    // A token shaped like a tenant token is not looked for again in the admin registry.
+    let recheck = tenant.is_none();
+    match state
+        .admin_tokens
+        .lookup(state.store.as_ref(), &hash, recheck)
+        .await?
+    {
+        Lookup::Active(name) => return Ok(Caller::Admin { token: name.into() }),
+        Lookup::Revoked => {
+            return Err(ApiError::unauthorized(
+                "this admin token was revoked: use another admin token",
+            ));
+        }
+        Lookup::Unknown => {}
+    }
+    if state
+        .local_admin_hash
+        .is_some_and(|local| bool::from(hash.ct_eq(&local)))
+    {
+        return Ok(Caller::Admin {
+            token: BOOTSTRAP_NAME.into(),
+        });
     }
     let invalid = || {
         ApiError::unauthorized(
             "this token is not valid: check it was copied whole, or ask an admin for a new tenant token",
         )
     };
-    let Some(tenant) = token_tenant(token) else {
+    let Some(tenant) = tenant else {
         return Err(invalid());
     };
     if state.tokens.contains(tenant, &hash) {

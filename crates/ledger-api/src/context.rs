@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, TOKEN_METADATA_KEY};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -42,6 +42,9 @@ impl RequestContext {
     pub fn metadata(&self, caller: &Caller) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("actor".into(), Value::String(caller.actor()));
+        if let Some(token) = caller.token_name() {
+            m.insert(TOKEN_METADATA_KEY.into(), Value::String(token.to_string()));
+        }
         m.insert("request_id".into(), Value::String(self.request_id.clone()));
         if let Some(c) = &self.correlation_id {
             m.insert("correlation_id".into(), Value::String(c.clone()));

@@ -1,7 +1,7 @@
 //! The ledger's HTTP command API (axum).
 //!
-//! [`app`] builds the router over an [`AppState`] (an `Arc<dyn EventStore>`, the admin token's
-//! hash, a tenant token cache, metrics and [`ApiConfig`]); [`serve`] serves it with graceful
+//! [`app`] builds the router over an [`AppState`] (an `Arc<dyn EventStore>`, a copy of the
+//! admin token registry, a tenant token cache, metrics and [`ApiConfig`]); [`serve`] serves it with graceful
 //! shutdown. Every error is an [`ApiError`]: `{"error": code, "message": text, ...}` with a
 //! status from one table ([`status_of`]). The OpenAPI document at `/openapi.json` is generated
 //! from the handlers' annotations.
@@ -18,11 +18,16 @@ mod openapi;
 mod routes;
 mod serve;
 mod state;
+pub mod token_registry;
 mod views;
 
-pub use admin_token::{TokenFileError, load_or_create_admin_token_file, read_admin_token_file};
+pub use admin_token::{
+    AdminTokenError, AdminTokenOrigin, AdminTokenSource, AdminTokenStart, TokenFileError,
+    read_admin_token_file, settle_admin_token,
+};
 pub use auth::{
-    Caller, TOKEN_ISSUED, TOKEN_STREAM_CATEGORY, TenantTokenIssued, generate_admin_token,
+    Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued,
+    generate_admin_token,
 };
 pub use context::RequestContext;
 pub use error::{ApiError, ErrorBody, status_of};
@@ -32,7 +37,7 @@ pub use routes::app;
 pub use routes::commands::COMMANDS;
 pub use serve::{ServeConfig, ServeError, Server, serve, shutdown_signal};
 pub use state::{ApiConfig, AppState, ReadyCheck};
-pub use views::{EventPage, TenantView};
+pub use views::{EventPage, PolicyView, TenantView};
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {

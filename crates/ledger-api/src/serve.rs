@@ -54,7 +54,13 @@ impl Server {
             source,
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_err)?;
-        let addr = listener.local_addr().map_err(bind_err)?;
+        Self::from_listener(listener, state)
+    }
+
+    /// The API over `state` on a listener the caller bound (e.g. before opening the database,
+    /// so that a busy port fails before anything is created).
+    pub fn from_listener(listener: TcpListener, state: AppState) -> Result<Self, ServeError> {
+        let addr = listener.local_addr().map_err(ServeError::Serve)?;
         Ok(Self {
             listener,
             addr,

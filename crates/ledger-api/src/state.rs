@@ -10,6 +10,7 @@ use ledger_projections::Projector;
 
 use crate::auth::{TokenCache, sha256};
 use crate::metrics::{MeteredStore, Metrics};
+use crate::token_registry::RegistryCache;
 
 /// A probe `GET /readyz` runs: `Ok` when the database is reachable and its schema is current.
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
@@ -32,6 +33,9 @@ pub struct ApiConfig {
     pub projection_wait: Duration,
     /// How often a live progress stream looks for new events when this process did not append.
     pub progress_poll: Duration,
+    /// How long a server trusts its copy of the admin token registry before it checks the
+    /// registry's stream again: the longest a revoked admin token keeps working here.
+    pub admin_token_refresh: Duration,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +48,7 @@ impl Default for ApiConfig {
             max_attempts: 10,
             projection_wait: Duration::from_secs(5),
             progress_poll: Duration::from_millis(250),
+            admin_token_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -53,7 +58,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) executor: Executor<Arc<dyn EventStore>>,
-    pub(crate) admin_hash: [u8; 32],
+    pub(crate) local_admin_hash: Option<[u8; 32]>,
+    pub(crate) admin_tokens: Arc<RegistryCache>,
     pub(crate) tokens: Arc<TokenCache>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) config: Arc<ApiConfig>,
@@ -63,8 +69,23 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store`, accepting `admin_token` as the admin's bearer token.
+    /// State over `store`, accepting the admin tokens stored in its registry and also
+    /// `admin_token`, unless the registry lists that one as revoked.
     pub fn new(store: Arc<dyn EventStore>, admin_token: &str, config: ApiConfig) -> Self {
+        Self::build(store, Some(sha256(admin_token.as_bytes())), config)
+    }
+
+    /// State over `store`, accepting only the admin tokens stored in its registry (what
+    /// `ledger serve` runs: every server sharing the database accepts the same tokens).
+    pub fn with_stored_admin_tokens(store: Arc<dyn EventStore>, config: ApiConfig) -> Self {
+        Self::build(store, None, config)
+    }
+
+    fn build(
+        store: Arc<dyn EventStore>,
+        local_admin_hash: Option<[u8; 32]>,
+        config: ApiConfig,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn EventStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
         let clock: Clock = Arc::new(chrono::Utc::now);
@@ -83,7 +104,8 @@ impl AppState {
         Self {
             store,
             executor,
-            admin_hash: sha256(admin_token.as_bytes()),
+            local_admin_hash,
+            admin_tokens: Arc::new(RegistryCache::new(config.admin_token_refresh)),
             tokens: Arc::new(TokenCache::default()),
             metrics,
             config: Arc::new(config),

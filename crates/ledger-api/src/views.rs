@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use ledger_core::Envelope;
-use ledger_domain::{Phase, Stage, SyncStatus, TenantState};
+use ledger_domain::{Phase, Policy, Stage, SyncStatus, TenantState};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -74,6 +74,27 @@ pub struct TenantView {
     pub completed_at: Option<DateTime<Utc>>,
     /// The stream's seq: the value to send as `expected_seq` or `If-Match`.
     pub seq: u64,
+    /// The durations this server decides with.
+    pub policy: PolicyView,
+}
+
+/// The durations a server decides onboarding commands with (`ledger serve --lock-ttl`,
+/// `--reveal-window`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PolicyView {
+    /// How long a lock lasts after it is acquired or renewed, in seconds.
+    pub lock_ttl_seconds: i64,
+    /// How long an issued API key may be revealed, in seconds.
+    pub reveal_window_seconds: i64,
+}
+
+impl From<&Policy> for PolicyView {
+    fn from(p: &Policy) -> Self {
+        Self {
+            lock_ttl_seconds: p.lock_ttl.num_seconds(),
+            reveal_window_seconds: p.api_key_reveal_window.num_seconds(),
+        }
+    }
 }
 
 /// One progress stage.
@@ -156,8 +177,8 @@ fn label(stage: Stage) -> &'static str {
 }
 
 impl TenantView {
-    /// The view of `state`, folded up to `seq`.
-    pub fn new(tenant_id: Uuid, state: &TenantState, seq: u64) -> Self {
+    /// The view of `state`, folded up to `seq`, decided on with `policy`.
+    pub fn new(tenant_id: Uuid, state: &TenantState, seq: u64, policy: &Policy) -> Self {
         let registration = state.registration.as_ref();
         Self {
             tenant_id,
@@ -204,6 +225,7 @@ impl TenantView {
                 .collect(),
             completed_at: state.completed_at,
             seq,
+            policy: policy.into(),
         }
     }
 }

@@ -3,22 +3,18 @@
 
 use clap::{Args, Parser, Subcommand};
 
-/// The default database: a SQLite file in the working directory, created on first use.
+/// The default database: a SQLite file in the working directory, created by `serve`, `migrate`
+/// or `append`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://ledger.db";
 
 /// The onboarding ledger: an event store on SQLite or PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(name = "ledger", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Database URL: `postgres://...`/`postgresql://...`, `sqlite:...` or a plain SQLite file path.
-    #[arg(
-        long,
-        global = true,
-        env = "LEDGER_DATABASE_URL",
-        default_value = DEFAULT_DATABASE_URL,
-        value_name = "URL"
-    )]
-    pub database_url: String,
+    /// Database URL: `postgres://...`/`postgresql://...`, `sqlite:...` or a plain SQLite file
+    /// path [default: sqlite://ledger.db; `bench`: a temporary database].
+    #[arg(long, global = true, env = "LEDGER_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
@@ -38,14 +34,58 @@ pub enum Command {
     Read(ReadArgs),
     /// Prints the global log's events as JSON lines.
     ReadAll(ReadAllArgs),
-    /// Measures the store against plain SQL on the same database.
+    /// Measures the store against plain SQL, on a throwaway database unless told otherwise.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Rebuilds projections (`tenant_phase`, `onboarding_locks`, `pending_syncs` or `all`) into
-    /// fresh tables and swaps them in; `--verify` prints a diff against the live tables instead.
+    /// Rebuilds projections into fresh tables and swaps them in (or verifies them).
+    ///
+    /// The projection is `tenant_phase`, `onboarding_locks`, `pending_syncs` or `all`;
+    /// `--verify` prints a diff against the live tables instead of swapping.
     Rebuild(RebuildArgs),
     /// Runs the projection runners alone (a worker process) until SIGTERM or SIGINT.
     Project(ProjectArgs),
+    /// Issues, revokes and lists the admin tokens stored in the database.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// The admin token commands; they work on the database directly, so a running server need not
+/// be restarted: it sees a revocation within a second.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issues a token and prints it once (only its hash is stored).
+    Issue(TokenIssueArgs),
+    /// Revokes a token by name or id; every server refuses it within a second.
+    Revoke(TokenRevokeArgs),
+    /// Prints every stored token as JSON lines: id, name, role, created_at, revoked (never a
+    /// token or its hash).
+    List,
+}
+
+/// What a stored token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenRole {
+    /// Every resource.
+    Admin,
+}
+
+/// Arguments of `ledger token issue`.
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// What the token may do.
+    #[arg(long, value_enum, default_value = "admin")]
+    pub role: TokenRole,
+    /// A name for the token, unique among those not revoked (letters, digits, `.`, `_`, `-`).
+    #[arg(long)]
+    pub name: String,
+}
+
+/// Arguments of `ledger token revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's name or id (see `ledger token list`).
+    #[arg(value_name = "NAME|ID")]
+    pub token: String,
 }
 
 /// Arguments of `ledger rebuild`.
@@ -76,8 +116,9 @@ pub struct ServeArgs {
     /// The address to listen on; port 0 picks a free port (the chosen one is printed).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
-    /// A file holding the admin token, instead of `LEDGER_ADMIN_TOKEN`. With neither, a token is
-    /// generated into a 0600 file beside the database (reused on later starts).
+    /// A file holding an admin token, instead of `LEDGER_ADMIN_TOKEN`; either is stored in the
+    /// database (as `bootstrap`). With neither, a database's first start generates one into a
+    /// 0600 file `<database>.admin-token` (reused on later starts).
     #[arg(long, value_name = "PATH")]
     pub admin_token_file: Option<std::path::PathBuf>,
     /// The largest request body accepted, in bytes.
@@ -87,6 +128,16 @@ pub struct ServeArgs {
     /// projection tables, kept by `ledger project` or another server).
     #[arg(long)]
     pub no_projections: bool,
+    /// Apply the event log's migrations before serving (e.g. a first start on an empty
+    /// PostgreSQL database), as `ledger migrate` does.
+    #[arg(long)]
+    pub migrate: bool,
+    /// How long an onboarding lock lasts after it is acquired or renewed, e.g. `60s`, `5m`.
+    #[arg(long, env = "LEDGER_LOCK_TTL", default_value = "60s", value_name = "DURATION", value_parser = crate::units::parse_policy)]
+    pub lock_ttl: std::time::Duration,
+    /// How long an issued API key may be revealed to the user, e.g. `2h`, `30m`.
+    #[arg(long, env = "LEDGER_REVEAL_WINDOW", default_value = "2h", value_name = "DURATION", value_parser = crate::units::parse_policy)]
+    pub reveal_window: std::time::Duration,
 }
 
 /// Arguments of `ledger append`.
@@ -135,6 +186,20 @@ pub struct ReadAllArgs {
     pub event_type: Option<String>,
 }
 
+/// Which database a benchmark runs on. Without `--database-url` it is a temporary SQLite file,
+/// removed afterwards; a benchmark never writes into a database that holds events unless told to.
+#[derive(Debug, Args)]
+pub struct BenchDatabaseArgs {
+    /// Create a fresh database on the PostgreSQL server of `--database-url` for this run and
+    /// drop it afterwards.
+    #[arg(long, conflicts_with = "allow_existing")]
+    pub scratch: bool,
+    /// Run on the `--database-url` database although it already holds events (the benchmark's
+    /// events are appended to it and can never be deleted).
+    #[arg(long)]
+    pub allow_existing: bool,
+}
+
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -151,6 +216,9 @@ pub enum BenchCommand {
 /// Arguments of `ledger bench rebuild`.
 #[derive(Debug, Args)]
 pub struct BenchRebuildArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
     /// Generated tenants (ten events each) the log must hold; missing ones are appended first.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub tenants: u64,
@@ -168,6 +236,9 @@ pub struct BenchRebuildArgs {
 /// Arguments of `ledger bench lag`.
 #[derive(Debug, Args)]
 pub struct BenchLagArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
     /// Appends per second.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub rate: u64,
@@ -182,6 +253,9 @@ pub struct BenchLagArgs {
 /// Arguments of `ledger bench append`.
 #[derive(Debug, Args)]
 pub struct BenchAppendArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
     /// Concurrent writer tasks.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub writers: u64,
@@ -205,6 +279,9 @@ pub struct BenchAppendArgs {
 /// Arguments of `ledger bench read`.
 #[derive(Debug, Args)]
 pub struct BenchReadArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
     /// Events the log must hold; missing ones are appended first.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub events: u64,
@@ -257,6 +334,21 @@ mod tests {
         assert_eq!((b.writers, b.batch, b.seconds), (16, 1, 10));
         assert_eq!(b.streams_per_writer, 1000);
         assert!(!b.contended && !b.json);
+        assert!(!b.database.scratch && !b.database.allow_existing);
         assert!(Cli::try_parse_from(["ledger", "bench", "append", "--writers", "0"]).is_err());
+        let both = ["ledger", "bench", "read", "--scratch", "--allow-existing"];
+        assert!(Cli::try_parse_from(both).is_err());
+    }
+
+    #[test]
+    fn serve_policy_durations() {
+        let cli = Cli::try_parse_from(["ledger", "serve", "--lock-ttl", "5s"]).unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.lock_ttl, std::time::Duration::from_secs(5));
+        assert_eq!(s.reveal_window, std::time::Duration::from_secs(7200));
+        assert!(Cli::try_parse_from(["ledger", "serve", "--lock-ttl", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["ledger", "serve", "--reveal-window", "soon"]).is_err());
     }
 }

@@ -1,5 +1,7 @@
-//! The `ledger` command line: `serve` (the HTTP API), `migrate`, `append`, `read`, `read-all` and `bench` on a SQLite
-//! file (default `sqlite://ledger.db`) or PostgreSQL (`--database-url` / `LEDGER_DATABASE_URL`).
+//! The `ledger` command line: `serve` (the HTTP API), `migrate`, `append`, `read`, `read-all`,
+//! `bench`, `rebuild`, `project` and `token` on a SQLite file (default `sqlite://ledger.db`) or
+//! PostgreSQL (`--database-url` / `LEDGER_DATABASE_URL`). Only `serve`, `migrate` and `append`
+//! create a database; `bench` runs on a throwaway one unless told otherwise.
 //!
 //! Results go to stdout as JSON; errors go to stderr as `{"error": code, "message": text}`.
 //! Exit codes: 0 success, 1 database unavailable or internal failure, 2 bad input,
@@ -12,6 +14,7 @@ mod bench;
 mod commands;
 mod database;
 mod output;
+mod units;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

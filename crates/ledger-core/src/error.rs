@@ -70,7 +70,7 @@ pub enum StoreError {
     #[error("position {0} is not in the log")]
     UnknownPosition(u64),
     /// The database schema is not the version this ledger needs.
-    #[error("{}", schema_message(*.found, *.needed))]
+    #[error("{}", schema_message(*.found, *.needed, None))]
     SchemaMismatch {
         /// The database's schema version (0 for an empty database).
         found: i64,
@@ -85,13 +85,22 @@ pub enum StoreError {
     Backend(String),
 }
 
-fn schema_message(found: i64, needed: i64) -> String {
-    if found < needed {
-        format!("database schema is at {found}, this ledger needs {needed}: run `ledger migrate`")
-    } else {
-        format!(
+/// What a schema mismatch says. `migrate` is the complete command that migrates this very
+/// database, when the caller knows it (the CLI does: it knows the URL); without it the message
+/// says what to do without naming a command that could point at another database.
+pub fn schema_message(found: i64, needed: i64, migrate: Option<&str>) -> String {
+    if found >= needed {
+        return format!(
             "database schema is at {found}, this ledger needs {needed}: the database was migrated by a newer ledger; upgrade this one"
-        )
+        );
+    }
+    match migrate {
+        Some(command) => {
+            format!("database schema is at {found}, this ledger needs {needed}: run `{command}`")
+        }
+        None => format!(
+            "database schema is at {found}, this ledger needs {needed}: apply the ledger's migrations to this database first"
+        ),
     }
 }
 
@@ -148,7 +157,11 @@ mod tests {
         };
         assert_eq!(
             behind.to_string(),
-            "database schema is at 1, this ledger needs 2: run `ledger migrate`"
+            "database schema is at 1, this ledger needs 2: apply the ledger's migrations to this database first"
+        );
+        assert_eq!(
+            schema_message(0, 2, Some("ledger migrate --database-url sqlite://x.db")),
+            "database schema is at 0, this ledger needs 2: run `ledger migrate --database-url sqlite://x.db`"
         );
         let ahead = StoreError::SchemaMismatch {
             found: 3,

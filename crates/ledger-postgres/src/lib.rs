@@ -14,5 +14,6 @@ mod schema;
 mod store;
 mod tx;
 
+pub use baseline::ScratchDatabase;
 pub use projection::PgProjections;
 pub use store::PgStore;

@@ -190,7 +190,12 @@ pub(crate) async fn run_command(
         seq: executed.seq.0,
         position: executed.position.0,
         appended: executed.appended.clone(),
-        state: TenantView::new(tenant, &executed.state, executed.seq.0),
+        state: TenantView::new(
+            tenant,
+            &executed.state,
+            executed.seq.0,
+            &state.config.policy,
+        ),
         was_already_complete: None,
         completed_at: None,
         api_key: None,

@@ -312,7 +312,7 @@ async fn page(
             .await?;
     }
     let tenant = match caller {
-        Caller::Admin => None,
+        Caller::Admin { .. } => None,
         Caller::Tenant(id) => Some(id.to_string()),
     };
     let query = Query {

@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::{Caller, TOKEN_ISSUED, TOKEN_STREAM_CATEGORY, TenantTokenIssued};
+use crate::auth::{
+    Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued,
+};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{
@@ -26,10 +28,17 @@ use crate::input::{
 use crate::routes::tenants::header;
 use crate::routes::tokens::{FINGERPRINT_KEY, KEY_KEY};
 use crate::state::AppState;
+use crate::token_registry::ADMIN_TOKEN_STREAM_CATEGORY;
 use crate::views::EventPage;
 
 /// Metadata keys only the server sets.
-const RESERVED_METADATA: [&str; 4] = ["actor", "request_id", KEY_KEY, FINGERPRINT_KEY];
+const RESERVED_METADATA: [&str; 5] = [
+    "actor",
+    "request_id",
+    TOKEN_METADATA_KEY,
+    KEY_KEY,
+    FINGERPRINT_KEY,
+];
 
 /// The named expectations.
 #[derive(Serialize, ToSchema)]
@@ -80,8 +89,8 @@ pub struct EventInput {
     /// The payload.
     #[schema(value_type = Object)]
     pub data: Value,
-    /// Free metadata keys (an object); the server adds `actor`, `request_id`,
-    /// `correlation_id` and `causation_id`.
+    /// Free metadata keys (an object); the server adds `actor`, `token` (the admin token's
+    /// name), `request_id`, `correlation_id` and `causation_id`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -263,6 +272,9 @@ fn check_catalog(stream: &StreamName, index: usize, event: &EventInput) -> Resul
             Ok(_) => refuse("slug streams accept only SlugClaimed events".into()),
             Err(e) => refuse(format!("invalid SlugClaimed data: {e}")),
         },
+        ADMIN_TOKEN_STREAM_CATEGORY => refuse(format!(
+            "{ADMIN_TOKEN_STREAM_CATEGORY} streams hold the admin token registry, written only by `ledger token` and `ledger serve`"
+        )),
         TOKEN_STREAM_CATEGORY => {
             match serde_json::from_value::<TenantTokenIssued>(event.data.clone()) {
                 Ok(_) if event.event_type == TOKEN_ISSUED => Ok(()),

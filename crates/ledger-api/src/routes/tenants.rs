@@ -165,6 +165,6 @@ pub(crate) async fn get_tenant(
     if unchanged {
         return Ok((StatusCode::NOT_MODIFIED, [(ETAG, header(&tag))]).into_response());
     }
-    let view = TenantView::new(tenant_id, &loaded.state, loaded.seq.0);
+    let view = TenantView::new(tenant_id, &loaded.state, loaded.seq.0, &state.config.policy);
     Ok(([(ETAG, header(&tag))], Json(view)).into_response())
 }

@@ -98,6 +98,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
     Ok(Report {
         bench: "append",
         backend: db.backend.name(),
+        database: "given",
         writers: args.writers,
         batch: args.batch,
         seconds: args.seconds.into(),

@@ -100,6 +100,7 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
     Ok(Report {
         bench: "lag",
         backend: db.backend.name(),
+        database: "given",
         writers: 1,
         batch: 1,
         seconds: serde_json::Number::from(args.seconds),

@@ -1,6 +1,10 @@
 //! `ledger bench`: the store measured against plain SQL on the same database.
 //!
-//! Each benchmark prints a human summary, or with `--json` one [`Report`] object.
+//! A benchmark never writes into someone's ledger: without `--database-url` it runs on a
+//! temporary SQLite file, removed afterwards; with a PostgreSQL server URL and `--scratch` on a
+//! fresh database it creates and drops; on a given database that already holds events only with
+//! `--allow-existing` (its events can never be deleted). Each benchmark prints a human summary,
+//! or with `--json` one [`Report`] object.
 
 mod append;
 mod event;
@@ -12,39 +16,154 @@ mod stats;
 use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_core::StoreError;
+use ledger_core::{StoreError, StoreOptions};
+use ledger_postgres::ScratchDatabase;
+use serde::{Serialize, Serializer};
 use tokio::task::JoinSet;
 
-use serde::Serialize;
-
-use crate::args::BenchCommand;
-use crate::database::Target;
+use crate::args::{BenchCommand, BenchDatabaseArgs};
+use crate::database::{self, Backend, Target};
 use crate::output::{CliError, print_json};
+use crate::units;
 
-/// Runs one benchmark.
+/// Prefix of the scratch databases `--scratch` creates.
+const SCRATCH_PREFIX: &str = "ledger_bench";
+
+/// Runs one benchmark on the database its flags select, then removes that database if the
+/// benchmark made it (also when it fails or is interrupted).
 pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError> {
-    let (report, json) = match command {
-        BenchCommand::Append(args) => {
-            let json = args.json;
-            (append::run(target, args).await?, json)
-        }
-        BenchCommand::Read(args) => {
-            let json = args.json;
-            (read::run(target, args).await?, json)
-        }
-        BenchCommand::Rebuild(args) => {
-            let json = args.json;
-            (rebuild::run(target, args).await?, json)
-        }
-        BenchCommand::Lag(args) => {
-            let json = args.json;
-            (lag::run(target, args).await?, json)
-        }
+    let (flags, json) = match &command {
+        BenchCommand::Append(a) => (&a.database, a.json),
+        BenchCommand::Read(a) => (&a.database, a.json),
+        BenchCommand::Rebuild(a) => (&a.database, a.json),
+        BenchCommand::Lag(a) => (&a.database, a.json),
     };
+    let place = Place::prepare(target, flags).await?;
+    let interrupted = ledger_api::shutdown_signal();
+    let outcome = tokio::select! {
+        outcome = measure(place.target(), command) => outcome,
+        () = interrupted => Err(CliError::Failed {
+            code: "interrupted",
+            message: "the benchmark was interrupted".into(),
+        }),
+    };
+    let database = place.kind();
+    place.remove().await;
+    let mut report = outcome?;
+    report.database = database;
     if json {
         print_json(&report)
     } else {
         print_summary(&report)
+    }
+}
+
+/// Runs the benchmark `command` names on `target`.
+async fn measure(target: &Target, command: BenchCommand) -> Result<Report, CliError> {
+    match command {
+        BenchCommand::Append(args) => append::run(target, args).await,
+        BenchCommand::Read(args) => read::run(target, args).await,
+        BenchCommand::Rebuild(args) => rebuild::run(target, args).await,
+        BenchCommand::Lag(args) => lag::run(target, args).await,
+    }
+}
+
+/// The database a benchmark runs on.
+enum Place {
+    /// A SQLite file in a temporary directory, removed with it.
+    Temporary(tempfile::TempDir, Target),
+    /// A PostgreSQL database created for this run, dropped afterwards.
+    Scratch(ScratchDatabase, Target),
+    /// The database `--database-url` names: empty, or `--allow-existing`.
+    Given(Target),
+}
+
+impl Place {
+    /// Picks (and creates, for a temporary or scratch one) the database `flags` ask for.
+    async fn prepare(target: &Target, flags: &BenchDatabaseArgs) -> Result<Self, CliError> {
+        if !target.given {
+            let dir = tempfile::Builder::new()
+                .prefix("ledger-bench-")
+                .tempdir()
+                .map_err(|e| anyhow::Error::new(e).context("creating a temporary directory"))?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            let temporary = database::resolve(Some(&url))?;
+            return Ok(Place::Temporary(dir, temporary));
+        }
+        if flags.scratch {
+            if target.backend != Backend::Postgres {
+                return Err(CliError::bad_input(
+                    "scratch_needs_postgres",
+                    "--scratch creates a database on a PostgreSQL server: pass a postgres:// URL, or leave out --database-url to bench a temporary SQLite file",
+                ));
+            }
+            let scratch = ScratchDatabase::create(&target.url, SCRATCH_PREFIX)
+                .await
+                .map_err(|e| target.error(e))?;
+            let url = scratch.url().to_string();
+            let prepared = match database::resolve(Some(&url)) {
+                Ok(t) => database::migrate(&t).await.map(|_| t),
+                Err(e) => Err(e),
+            };
+            return match prepared {
+                Ok(t) => Ok(Place::Scratch(scratch, t)),
+                Err(e) => {
+                    drop_scratch(scratch).await;
+                    Err(e)
+                }
+            };
+        }
+        let events = {
+            let db = database::open(target, StoreOptions::default()).await?;
+            db.store.log_len().await.map_err(|e| target.error(e))?
+        };
+        if events > 0 && !flags.allow_existing {
+            return Err(CliError::bad_input(
+                "database_not_empty",
+                format!(
+                    "the database at {} already holds {} events, and a benchmark appends events that can never be deleted: leave out --database-url to bench a temporary database, pass --scratch with a PostgreSQL server URL for a fresh one, or --allow-existing to bench this one anyway",
+                    target.location(),
+                    units::thousands(events)
+                ),
+            ));
+        }
+        Ok(Place::Given(target.clone()))
+    }
+
+    fn target(&self) -> &Target {
+        match self {
+            Place::Temporary(_, t) | Place::Scratch(_, t) | Place::Given(t) => t,
+        }
+    }
+
+    /// `temporary`, `scratch` or `given`, as the report says.
+    fn kind(&self) -> &'static str {
+        match self {
+            Place::Temporary(..) => "temporary",
+            Place::Scratch(..) => "scratch",
+            Place::Given(_) => "given",
+        }
+    }
+
+    /// Removes the database if the benchmark made it.
+    async fn remove(self) {
+        match self {
+            Place::Temporary(dir, _) => {
+                if let Err(e) = dir.close() {
+                    tracing::warn!(error = %e, "could not remove the temporary database");
+                }
+            }
+            Place::Scratch(scratch, _) => drop_scratch(scratch).await,
+            Place::Given(_) => {}
+        }
+    }
+}
+
+/// Drops a scratch database, saying so if that fails (a database is left behind).
+async fn drop_scratch(scratch: ScratchDatabase) {
+    let name = scratch.name().to_string();
+    if let Err(e) = scratch.drop_database().await {
+        tracing::warn!(database = %name, error = %e, "could not drop the scratch database: drop it by hand");
     }
 }
 
@@ -55,6 +174,9 @@ pub struct Report {
     pub bench: &'static str,
     /// `postgres` or `sqlite`.
     pub backend: &'static str,
+    /// `temporary` (a SQLite file, removed), `scratch` (a PostgreSQL database, dropped) or
+    /// `given` (the `--database-url` database).
+    pub database: &'static str,
     /// Concurrent tasks (1 for `read`).
     pub writers: u64,
     /// Events per append (`append`), events per timed page (`read`: 1000).
@@ -63,15 +185,21 @@ pub struct Report {
     pub seconds: serde_json::Number,
     /// Events the ledger appended (`append`) or read (`read`).
     pub events: u64,
-    /// Ledger throughput.
+    /// Ledger throughput (printed as a whole number).
+    #[serde(serialize_with = "whole")]
     pub ledger_events_per_s: f64,
-    /// Plain-SQL throughput on the same rows.
+    /// Plain-SQL throughput on the same rows (printed as a whole number).
+    #[serde(serialize_with = "whole")]
     pub baseline_events_per_s: f64,
-    /// `ledger_events_per_s / baseline_events_per_s`.
+    /// `ledger_events_per_s / baseline_events_per_s` (printed to 3 decimals).
+    #[serde(serialize_with = "thousandths")]
     pub ratio: f64,
-    /// Median latency (`append`: one append call; `read`: one 1000-event page), in ms.
+    /// Median latency (`append`: one append call; `read`: one 1000-event page), in ms (to
+    /// 3 decimals).
+    #[serde(serialize_with = "thousandths_opt")]
     pub p50_ms: Option<f64>,
     /// 99th-percentile latency, same unit as `p50_ms`.
+    #[serde(serialize_with = "thousandths_opt")]
     pub p99_ms: Option<f64>,
     /// Appends refused by a conflict (and retried); 0 for `read`.
     pub conflicts: u64,
@@ -81,6 +209,21 @@ pub struct Report {
     pub contended: bool,
     /// Rounds measured (`rebuild`: the figures are medians over them; 1 otherwise).
     pub rounds: u64,
+}
+
+fn whole<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(units::whole(*v))
+}
+
+fn thousandths<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(units::thousandths(*v))
+}
+
+fn thousandths_opt<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&units::thousandths(*v)),
+        None => s.serialize_none(),
+    }
 }
 
 /// `ledger / baseline`, 0 when the baseline measured nothing.
@@ -100,10 +243,16 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             format!("{:.1} MiB", v as f64 / 1048576.0)
         })
     };
+    let per_s = |v: f64| units::thousands(units::whole(v));
     let mut text = String::new();
+    let on = match r.database {
+        "temporary" => " (a temporary database, removed)",
+        "scratch" => " (a scratch database, dropped)",
+        _ => "",
+    };
     if r.bench == "append" {
         text += &format!(
-            "bench append on {}: {} writers, batch {}, {} s per phase{}\n",
+            "bench append on {}{on}: {} writers, batch {}, {} s per phase{}\n",
             r.backend,
             r.writers,
             r.batch,
@@ -115,25 +264,29 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             }
         );
         text += &format!(
-            "  ledger:   {:>12.0} events/s  ({} events, append p50 {}, p99 {}, {} conflicts)\n",
-            r.ledger_events_per_s,
-            r.events,
+            "  ledger:   {:>12} events/s  ({} events, append p50 {}, p99 {}, {} conflicts)\n",
+            per_s(r.ledger_events_per_s),
+            units::thousands(r.events),
             ms(r.p50_ms),
             ms(r.p99_ms),
             r.conflicts
         );
     } else if r.bench == "rebuild" {
         text += &format!(
-            "bench rebuild on {}: every projection from {} events, batch {}, median of {} rounds\n",
-            r.backend, r.events, r.batch, r.rounds
+            "bench rebuild on {}{on}: every projection from {} events, batch {}, median of {} rounds\n",
+            r.backend,
+            units::thousands(r.events),
+            r.batch,
+            r.rounds
         );
         text += &format!(
-            "  rebuild:  {:>12.0} events/s  ({} s)\n",
-            r.ledger_events_per_s, r.seconds
+            "  rebuild:  {:>12} events/s  ({} s)\n",
+            per_s(r.ledger_events_per_s),
+            r.seconds
         );
         text += &format!(
-            "  raw scan: {:>12.0} events/s  (plain SQL over the same log)\n",
-            r.baseline_events_per_s
+            "  raw scan: {:>12} events/s  (plain SQL over the same log)\n",
+            per_s(r.baseline_events_per_s)
         );
         text += &format!(
             "  ratio:    {:>12.2}  (rebuild / raw scan, each round's pair)\n",
@@ -143,8 +296,11 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
         return write_out(&text);
     } else if r.bench == "lag" {
         text += &format!(
-            "bench lag on {}: {} appends at {:.0}/s for {} s, runners in process\n",
-            r.backend, r.events, r.baseline_events_per_s, r.seconds
+            "bench lag on {}{on}: {} appends at {} for {} s, runners in process\n",
+            r.backend,
+            units::thousands(r.events),
+            units::rate(r.baseline_events_per_s),
+            r.seconds
         );
         text += &format!(
             "  lag (append to visible in every projection): p50 {}, p99 {}\n",
@@ -155,19 +311,20 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
         return write_out(&text);
     } else {
         text += &format!(
-            "bench read on {}: full read of {} events\n",
-            r.backend, r.events
+            "bench read on {}{on}: full read of {} events\n",
+            r.backend,
+            units::thousands(r.events)
         );
         text += &format!(
-            "  ledger:   {:>12.0} events/s  (1000-event page p50 {}, p99 {})\n",
-            r.ledger_events_per_s,
+            "  ledger:   {:>12} events/s  (1000-event page p50 {}, p99 {})\n",
+            per_s(r.ledger_events_per_s),
             ms(r.p50_ms),
             ms(r.p99_ms)
         );
     }
     text += &format!(
-        "  baseline: {:>12.0} events/s  (plain SQL)\n",
-        r.baseline_events_per_s
+        "  baseline: {:>12} events/s  (plain SQL)\n",
+        per_s(r.baseline_events_per_s)
     );
     text += &format!("  ratio:    {:>12.2}  (ledger / baseline)\n", r.ratio);
     text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));

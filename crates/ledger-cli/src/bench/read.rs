@@ -20,6 +20,7 @@ use super::{Report, join_seeders, ratio, seed_progress_bar};
 use crate::args::BenchReadArgs;
 use crate::database::{self, LedgerStore, Target};
 use crate::output::CliError;
+use crate::units;
 
 /// Events per seeding append and per timed page.
 const PAGE: u64 = 1000;
@@ -54,9 +55,10 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
     Ok(Report {
         bench: "read",
         backend: db.backend.name(),
+        database: "given",
         writers: 1,
         batch: PAGE,
-        seconds: serde_json::Number::from_f64(ledger.elapsed.as_secs_f64())
+        seconds: serde_json::Number::from_f64(units::seconds(ledger.elapsed))
             .unwrap_or_else(|| 0.into()),
         events: ledger.events,
         ledger_events_per_s: ledger_rate,

@@ -24,6 +24,7 @@ use crate::args::BenchRebuildArgs;
 use crate::commands::rebuild::{projection_error, rate};
 use crate::database::{self, Database, Target};
 use crate::output::CliError;
+use crate::units;
 
 /// Events of one generated tenant.
 const EVENTS_PER_TENANT: u64 = 10;
@@ -71,9 +72,9 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         let round_ratio = ratio(rebuild_rate, scan_rate);
         tracing::info!(
             round,
-            rebuild = rebuild_rate,
-            scan = scan_rate,
-            ratio = round_ratio,
+            rebuild = %units::rate(rebuild_rate),
+            scan = %units::rate(scan_rate),
+            ratio = %format!("{round_ratio:.3}"),
             "bench rebuild: round done"
         );
         rounds.push(Round {
@@ -92,9 +93,11 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
     Ok(Report {
         bench: "rebuild",
         backend: db.backend.name(),
+        database: "given",
         writers: 1,
         batch: args.batch_size,
-        seconds: serde_json::Number::from_f64(median(|r| r.seconds)).unwrap_or_else(|| 0.into()),
+        seconds: serde_json::Number::from_f64(units::thousandths(median(|r| r.seconds)))
+            .unwrap_or_else(|| 0.into()),
         events: rounds.iter().map(|r| r.events).max().unwrap_or(0),
         ledger_events_per_s: median(|r| r.rebuild),
         baseline_events_per_s: median(|r| r.scan),

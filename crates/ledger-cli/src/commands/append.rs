@@ -1,12 +1,14 @@
 //! `ledger append`: one event to one stream, checked against the caller's expected seq.
 
-use ledger_core::{ExpectedSeq, Limits, NewEvent, Position, Seq, StreamName, validate_batch};
+use ledger_core::{
+    ExpectedSeq, Limits, NewEvent, Position, Seq, StoreOptions, StreamName, validate_batch,
+};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::args::AppendArgs;
-use crate::database::Target;
+use crate::database::{self, Target};
 use crate::output::{CliError, print_json};
 
 /// Validates the arguments, appends, prints `{"stream","first_seq","last_seq","position"}`.
@@ -14,7 +16,7 @@ use crate::output::{CliError, print_json};
 /// Every input check runs before the database is opened, so bad input touches nothing.
 pub async fn run(target: &Target, args: AppendArgs) -> Result<(), CliError> {
     let (stream, expected, event) = parse(args)?;
-    let db = super::open(target).await?;
+    let db = database::open(target, StoreOptions::default()).await?;
     let result = db.store.append(stream, expected, vec![event]).await?;
     if result.replayed {
         tracing::info!(stream = %result.stream, "idempotent retry: nothing written");

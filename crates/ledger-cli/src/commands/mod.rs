@@ -7,6 +7,7 @@ mod project;
 mod read;
 pub(crate) mod rebuild;
 mod serve;
+mod token;
 
 use ledger_core::StoreOptions;
 
@@ -16,7 +17,7 @@ use crate::output::CliError;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let target = database::resolve(&cli.database_url)?;
+    let target = database::resolve(cli.database_url.as_deref())?;
     match cli.command {
         Command::Serve(args) => serve::run(&target, args).await,
         Command::Migrate => migrate::run(&target).await,
@@ -26,10 +27,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(bench) => crate::bench::run(&target, bench).await,
         Command::Rebuild(args) => rebuild::run(&target, args).await,
         Command::Project(args) => project::run(&target, args).await,
+        Command::Token(command) => token::run(&target, command).await,
     }
 }
 
-/// Opens the database with default options.
-async fn open(target: &Target) -> Result<Database, CliError> {
-    Ok(database::open(target, StoreOptions::default()).await?)
+/// Opens an existing database with default options: only `serve`, `migrate` and `append`
+/// create one.
+async fn open_existing(target: &Target) -> Result<Database, CliError> {
+    database::open_existing(target, StoreOptions::default()).await
 }

@@ -24,7 +24,7 @@ struct Projecting {
 
 /// Runs the runners until a shutdown signal.
 pub async fn run(target: &Target, args: ProjectArgs) -> Result<(), CliError> {
-    let db = super::open(target).await?;
+    let db = super::open_existing(target).await?;
     let events: Arc<dyn EventStore> = db.store.clone();
     let options = ProjectorOptions {
         batch_size: args.batch_size as usize,

@@ -10,7 +10,7 @@ use crate::output::{CliError, JsonLines};
 /// Prints one stream's events from `--from-seq` on.
 pub async fn run_stream(target: &Target, args: ReadArgs) -> Result<(), CliError> {
     let stream = StreamName::parse(args.stream)?;
-    let db = super::open(target).await?;
+    let db = super::open_existing(target).await?;
     print_all(db.store.read_stream(stream, Seq(args.from_seq))).await
 }
 
@@ -19,7 +19,7 @@ pub async fn run_all(target: &Target, args: ReadAllArgs) -> Result<(), CliError>
     let mut query = ReadAll::after(Position(args.after));
     query.category = args.category;
     query.event_type = args.event_type;
-    let db = super::open(target).await?;
+    let db = super::open_existing(target).await?;
     print_all(db.store.read_all(query)).await
 }
 

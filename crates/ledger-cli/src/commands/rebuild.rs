@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::args::RebuildArgs;
 use crate::database::Target;
 use crate::output::{CliError, JsonLines, print_json};
+use crate::units;
 
 /// The projections a `<name|all>` argument names.
 pub fn kinds(name: &str) -> Result<Vec<Kind>, CliError> {
@@ -29,7 +30,7 @@ pub fn kinds(name: &str) -> Result<Vec<Kind>, CliError> {
 /// Rebuilds (or verifies) the named projections.
 pub async fn run(target: &Target, args: RebuildArgs) -> Result<(), CliError> {
     let kinds = kinds(&args.projection)?;
-    let db = super::open(target).await?;
+    let db = super::open_existing(target).await?;
     let events: Arc<dyn EventStore> = db.store.clone();
     let projector = Projector::new(events, db.projections.clone()).with_options(ProjectorOptions {
         rebuild_batch_size: args.batch_size as usize,
@@ -71,19 +72,19 @@ pub async fn run(target: &Target, args: RebuildArgs) -> Result<(), CliError> {
         rebuilt: report.kinds.iter().map(|k| k.name()).collect(),
         events: report.events,
         resumed_from: report.resumed_from,
-        seconds: report.elapsed.as_secs_f64(),
-        events_per_s: rate(report.events, report.elapsed),
+        seconds: units::seconds(report.elapsed),
+        events_per_s: units::whole(rate(report.events, report.elapsed)),
     })
 }
 
-/// What `ledger rebuild` prints.
+/// What `ledger rebuild` prints (seconds to the millisecond, the rate a whole number).
 #[derive(Serialize)]
 struct Rebuilt {
     rebuilt: Vec<&'static str>,
     events: u64,
     resumed_from: u64,
     seconds: f64,
-    events_per_s: f64,
+    events_per_s: u64,
 }
 
 /// Events per second.
@@ -180,8 +181,10 @@ impl Meter {
             100.0
         };
         eprintln!(
-            "rebuild {names}: {}/{} events ({percent:.0}%), {speed:.0} events/s, eta {eta}",
-            p.done, p.total
+            "rebuild {names}: {}/{} events ({percent:.0}%), {}, eta {eta}",
+            units::thousands(p.done),
+            units::thousands(p.total),
+            units::rate(speed)
         );
     }
 

@@ -1,10 +1,17 @@
 //! `ledger serve`: the HTTP command API on the selected backend, until SIGTERM or SIGINT.
+//!
+//! The order matters to a person who gets it wrong: the configuration is checked first, then
+//! the port is bound, and only then is the database opened (or created) and the admin token
+//! settled, so a bad flag or a busy port leaves nothing behind.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ledger_api::{ApiConfig, AppState, Server};
+use ledger_api::{
+    AdminTokenError, AdminTokenOrigin, AdminTokenSource, ApiConfig, AppState, Server,
+};
 use ledger_core::{EventStore, StoreOptions};
+use ledger_domain::Policy;
 use ledger_projections::{Kind, Projector, Signal, SignalingStore};
 use serde::Serialize;
 
@@ -15,45 +22,69 @@ use crate::output::{CliError, print_json};
 /// The variable holding the admin token.
 pub const ADMIN_TOKEN_VAR: &str = "LEDGER_ADMIN_TOKEN";
 
-/// The file name of a generated admin token when there is no database file to put it beside.
-const DEFAULT_TOKEN_FILE: &str = "ledger-admin-token";
+/// The suffix of a generated admin token's file: `<database>.admin-token`.
+const TOKEN_FILE_SUFFIX: &str = ".admin-token";
+
+/// The stem of the token file when the database has no name to use (in-memory SQLite).
+const FALLBACK_TOKEN_STEM: &str = "ledger";
 
 /// What `ledger serve` prints once it listens.
 #[derive(Serialize)]
 struct Listening {
     listening: String,
     backend: &'static str,
-    admin_token: &'static str,
+    /// `env`, `file`, `generated` or `stored` (the database already held admin tokens).
+    admin_token: AdminTokenOrigin,
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_token_file: Option<String>,
     /// `in_process` (runners run here) or `external` (`--no-projections`).
     projections: &'static str,
 }
 
-/// Opens the store, resolves the admin token, listens and serves until a shutdown signal.
+/// Checks the configuration, binds the port, opens the store, settles the admin token and
+/// serves until a shutdown signal.
 pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
+    let source = admin_token_source(target, &args)?;
+    let config = ApiConfig {
+        max_body_bytes: args.max_body_bytes,
+        policy: policy(&args)?,
+        ..ApiConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| cannot_listen(&args, &e))?;
+    if args.migrate {
+        let (from, to) = database::migrate(target).await?;
+        tracing::info!(from, to, "migrated before serving");
+    }
     let db = database::open(target, StoreOptions::default()).await?;
-    let (admin_token, source, file) = admin_token(target, &args)?;
+    let settled = ledger_api::settle_admin_token(db.store.as_ref(), source)
+        .await
+        .map_err(|e| admin_token_error(target, e))?;
+    if let (Some(file), AdminTokenOrigin::Generated) = (&settled.file, settled.origin) {
+        tracing::warn!(file = %file.display(), "generated an admin token (mode 0600)");
+    } else if settled.origin == AdminTokenOrigin::Stored {
+        let issue = target.command("token issue --role admin --name NAME");
+        tracing::warn!(
+            "no admin token given and the database already holds admin tokens: use one of them, or issue one with `{issue}`"
+        );
+    }
     // This process's appends wake its projection runners at once.
     let signal = Signal::new();
     let inner: Arc<dyn EventStore> = db.store;
     let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal.clone()));
     let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
-    let config = ApiConfig {
-        max_body_bytes: args.max_body_bytes,
-        ..ApiConfig::default()
-    };
-    let state = AppState::new(store, &admin_token, config).with_projections(projector.clone());
-    let server = Server::bind(args.listen, state)
-        .await
-        .map_err(|e| CliError::bad_input("cannot_listen", e.to_string()))?;
+    let state =
+        AppState::with_stored_admin_tokens(store, config).with_projections(projector.clone());
+    let server = Server::from_listener(listener, state)
+        .map_err(|e| CliError::Internal(anyhow::Error::new(e)))?;
     // Listen for SIGTERM/SIGINT before saying we are ready, so an early signal is not lost.
     let shutdown = ledger_api::shutdown_signal();
     print_json(&Listening {
         listening: server.local_addr().to_string(),
         backend: target.backend.name(),
-        admin_token: source,
-        admin_token_file: file.map(|f| f.display().to_string()),
+        admin_token: settled.origin,
+        admin_token_file: settled.file.map(|f| f.display().to_string()),
         projections: if args.no_projections {
             "external"
         } else {
@@ -82,63 +113,95 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     served
 }
 
-/// The admin token, where it came from (`env`, `file`, `generated`) and its file.
-fn admin_token(
-    target: &Target,
-    args: &ServeArgs,
-) -> Result<(String, &'static str, Option<PathBuf>), CliError> {
+/// The onboarding durations of `--lock-ttl` and `--reveal-window`.
+fn policy(args: &ServeArgs) -> Result<Policy, CliError> {
+    let convert = |flag: &str, d: std::time::Duration| {
+        chrono::Duration::from_std(d)
+            .map_err(|_| CliError::bad_input("invalid_duration", format!("{flag} is too long")))
+    };
+    Ok(Policy {
+        lock_ttl: convert("--lock-ttl", args.lock_ttl)?,
+        api_key_reveal_window: convert("--reveal-window", args.reveal_window)?,
+    })
+}
+
+/// A port that cannot be bound: a failure of the environment (exit 1), said plainly.
+fn cannot_listen(args: &ServeArgs, e: &std::io::Error) -> CliError {
+    let addr = args.listen;
+    let message = if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "cannot listen on {addr}: another process (another `ledger serve`?) already listens there; stop it, or pass --listen with another port (port 0 picks a free one)"
+        )
+    } else {
+        format!("cannot listen on {addr}: {e}; pass --listen with another address")
+    };
+    CliError::Failed {
+        code: "cannot_listen",
+        message,
+    }
+}
+
+/// Where the admin token comes from: the environment, `--admin-token-file`, or the default file.
+fn admin_token_source(target: &Target, args: &ServeArgs) -> Result<AdminTokenSource, CliError> {
     let from_env = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty());
-    let file_err =
-        |e: ledger_api::TokenFileError| CliError::bad_input("admin_token_file", e.to_string());
     match (from_env, &args.admin_token_file) {
         (Some(_), Some(_)) => Err(CliError::bad_input(
             "conflicting_admin_token",
             format!("both {ADMIN_TOKEN_VAR} and --admin-token-file are set: use one of them"),
         )),
-        (Some(token), None) => Ok((token.trim().to_string(), "env", None)),
-        (None, Some(path)) => {
-            let token = ledger_api::read_admin_token_file(path).map_err(file_err)?;
-            Ok((token, "file", Some(absolute(path))))
-        }
-        (None, None) => {
-            let path = default_token_file(target);
-            let (token, created) =
-                ledger_api::load_or_create_admin_token_file(&path).map_err(file_err)?;
-            let path = absolute(&path);
-            if created {
-                tracing::warn!(path = %path.display(), "generated an admin token (mode 0600)");
-            }
-            Ok((
-                token,
-                if created { "generated" } else { "file" },
-                Some(path),
-            ))
-        }
+        (Some(token), None) => Ok(AdminTokenSource::Env(token.trim().to_string())),
+        (None, Some(path)) => Ok(AdminTokenSource::File(absolute(path))),
+        (None, None) => Ok(AdminTokenSource::Default(absolute(&default_token_file(
+            target,
+        )))),
     }
 }
 
-/// Where a generated admin token goes: beside the SQLite file, else the working directory.
+/// An admin token that could not be settled, as the CLI reports it.
+fn admin_token_error(target: &Target, e: AdminTokenError) -> CliError {
+    match e {
+        AdminTokenError::File(e) => CliError::bad_input("admin_token_file", e.to_string()),
+        AdminTokenError::Registry(ledger_api::token_registry::TokenError::Store(e)) => {
+            target.error(e)
+        }
+        AdminTokenError::Registry(e) => CliError::Failed {
+            code: e.code(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Where a generated admin token goes: `<file>.admin-token` beside a SQLite file, else
+/// `./<database name>.admin-token` in the working directory.
 fn default_token_file(target: &Target) -> PathBuf {
-    match (target.backend, sqlite_file(&target.url)) {
-        (Backend::Sqlite, Some(db)) => {
-            let mut name = db.file_name().unwrap_or_default().to_os_string();
-            name.push(".admin-token");
-            db.with_file_name(name)
-        }
-        _ => PathBuf::from(DEFAULT_TOKEN_FILE),
+    if let Some(db) = target.sqlite_file() {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push(TOKEN_FILE_SUFFIX);
+        return db.with_file_name(name);
     }
+    let stem = match target.backend {
+        Backend::Postgres => postgres_database(&target.url),
+        Backend::Sqlite => None,
+    };
+    PathBuf::from(format!(
+        "{}{TOKEN_FILE_SUFFIX}",
+        stem.unwrap_or(FALLBACK_TOKEN_STEM)
+    ))
 }
 
-/// The database file of a SQLite URL or path (`None` for an in-memory database).
-fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or("");
-    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+/// The database name of a PostgreSQL URL, when it is a plain file-name-safe word.
+fn postgres_database(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let path = rest.split('?').next()?;
+    let name = &path[path.find('/')? + 1..];
+    let safe = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    safe.then_some(name)
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -150,11 +213,11 @@ mod tests {
     use super::*;
 
     fn target(url: &str) -> Target {
-        database::resolve(url).unwrap()
+        database::resolve(Some(url)).unwrap()
     }
 
     #[test]
-    fn generated_tokens_go_beside_the_sqlite_file() {
+    fn generated_tokens_are_named_after_the_database() {
         assert_eq!(
             default_token_file(&target("sqlite://data/ledger.db")),
             PathBuf::from("data/ledger.db.admin-token")
@@ -165,11 +228,19 @@ mod tests {
         );
         assert_eq!(
             default_token_file(&target("sqlite::memory:")),
-            PathBuf::from(DEFAULT_TOKEN_FILE)
+            PathBuf::from("ledger.admin-token")
         );
         assert_eq!(
-            default_token_file(&target("postgres://u@h/db")),
-            PathBuf::from(DEFAULT_TOKEN_FILE)
+            default_token_file(&target("postgres://u:p@h:5432/shop_db?sslmode=disable")),
+            PathBuf::from("shop_db.admin-token")
+        );
+        assert_eq!(
+            default_token_file(&target("postgres://u@h")),
+            PathBuf::from("ledger.admin-token")
+        );
+        assert_eq!(
+            default_token_file(&database::resolve(None).unwrap()),
+            PathBuf::from("ledger.db.admin-token")
         );
     }
 }
