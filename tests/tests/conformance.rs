@@ -36,6 +36,9 @@ mod api_suite;
 mod http;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
+// Bounds on what a client can hold: shutdown with event streams and slow clients, timeouts,
+// the connection limit.
+mod serve_limits;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

@@ -32,6 +32,11 @@ pub struct ApiConfig {
     pub projection_wait: Duration,
     /// How often a live progress stream looks for new events when this process did not append.
     pub progress_poll: Duration,
+    /// Longest wait for a request's answer to start (then 503 `request_timeout`); an event
+    /// stream, once started, is not cut by it.
+    pub request_timeout: Duration,
+    /// Longest pause while a request body arrives (then 408 `body_timeout`).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +49,8 @@ impl Default for ApiConfig {
             max_attempts: 10,
             projection_wait: Duration::from_secs(5),
             progress_poll: Duration::from_millis(250),
+            request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(15),
         }
     }
 }

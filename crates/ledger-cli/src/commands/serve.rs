@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ledger_api::{ApiConfig, AppState, Server};
+use ledger_api::{ApiConfig, AppState, ConnectionLimits, Server};
 use ledger_core::{EventStore, StoreOptions};
 use ledger_projections::{Kind, Projector, Signal, SignalingStore};
 use serde::Serialize;
@@ -41,12 +41,15 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
+        request_timeout: args.request_timeout.into(),
+        body_timeout: args.body_timeout.into(),
         ..ApiConfig::default()
     };
     let state = AppState::new(store, &admin_token, config).with_projections(projector.clone());
     let server = Server::bind(args.listen, state)
         .await
-        .map_err(|e| CliError::bad_input("cannot_listen", e.to_string()))?;
+        .map_err(|e| CliError::bad_input("cannot_listen", e.to_string()))?
+        .with_limits(connection_limits(&args));
     // Listen for SIGTERM/SIGINT before saying we are ready, so an early signal is not lost.
     let shutdown = ledger_api::shutdown_signal();
     print_json(&Listening {
@@ -71,15 +74,52 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
                 .await
         })
     });
-    let served = server
-        .run(shutdown)
-        .await
-        .map_err(|e| CliError::Internal(anyhow::Error::new(e)));
+    server.run(shutdown).await;
     let _ = stop.send(true);
     if let Some(runners) = runners {
         let _ = runners.await;
     }
-    served
+    Ok(())
+}
+
+/// Descriptors kept free for the database, the listener and the log when the connection limit
+/// is derived from the open-file limit (half of it when that is small).
+const RESERVED_FDS: u64 = 128;
+
+/// The connection bounds from the flags.
+fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: args.max_connections.map_or_else(
+            || default_max_connections(open_file_limit()),
+            |n| n as usize,
+        ),
+        idle_timeout: args.idle_timeout.into(),
+        header_timeout: args.header_timeout.into(),
+        shutdown_grace: args.shutdown_grace.into(),
+    }
+}
+
+/// The connection limit without `--max-connections`: the default, lowered so that connections
+/// cannot use up an `open_files` limit.
+fn default_max_connections(open_files: Option<u64>) -> usize {
+    let default = ConnectionLimits::DEFAULT.max_connections;
+    let Some(limit) = open_files else {
+        return default;
+    };
+    let room = limit.saturating_sub(RESERVED_FDS.min(limit / 2)).max(1);
+    usize::try_from(room).map_or(default, |room| room.min(default))
+}
+
+/// This process's soft limit on open files (`None`: unlimited or unknown).
+fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// The admin token, where it came from (`env`, `file`, `generated`) and its file.
@@ -151,6 +191,16 @@ mod tests {
 
     fn target(url: &str) -> Target {
         database::resolve(url).unwrap()
+    }
+
+    #[test]
+    fn the_connection_limit_fits_the_open_file_limit() {
+        let default = ConnectionLimits::DEFAULT.max_connections;
+        assert_eq!(default_max_connections(None), default);
+        assert_eq!(default_max_connections(Some(1 << 20)), default);
+        assert_eq!(default_max_connections(Some(1024)), 1024 - 128);
+        assert_eq!(default_max_connections(Some(100)), 50);
+        assert_eq!(default_max_connections(Some(1)), 1);
     }
 
     #[test]
