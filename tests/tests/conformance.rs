@@ -38,6 +38,9 @@ mod http;
 mod serve;
 // Admin tokens stored in the database: shared by servers, issued and revoked with `ledger token`.
 mod tokens;
+// Bounds on what a client can hold: shutdown with event streams and slow clients, timeouts,
+// the connection limit.
+mod serve_limits;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

@@ -18,10 +18,10 @@ use crate::api_suite::commands::cmd;
 use crate::api_suite::races;
 
 /// The admin token the servers get through `LEDGER_ADMIN_TOKEN`.
-const ADMIN: &str = "serve-test-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "serve-test-admin-token-0123456789";
 
 /// How long a server may take to start or to stop.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `ledger serve`.
 pub(crate) struct Served {
@@ -91,7 +91,7 @@ pub(crate) async fn start(mut command: Command) -> Served {
 
 impl Served {
     /// Sends SIGTERM.
-    async fn terminate(&self) {
+    pub(crate) async fn terminate(&self) {
         let pid = self.child.id().expect("the server is running");
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -113,7 +113,7 @@ impl Served {
 }
 
 /// An API client for servers at `addrs`, with a store on `db` for checks behind their back.
-async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
+pub(crate) async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
     let store = db.open(ledger_tests::options()).await.unwrap();
     Api::tcp(addrs, ADMIN.to_string(), store)
 }

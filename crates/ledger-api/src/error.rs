@@ -83,6 +83,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "conflict" | "lock_held" | "invalid_transition" | "slug_taken" | "tenant_exists"
         | "sync_not_pending" => StatusCode::CONFLICT,
+        "body_timeout" => StatusCode::REQUEST_TIMEOUT,
         "payload_too_large" | "event_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "invalid_body"
         | "invalid_slug"
@@ -100,7 +101,8 @@ pub fn status_of(code: &str) -> StatusCode {
         | "schema_mismatch"
         | "not_ready"
         | "projection_behind"
-        | "projections_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        | "projections_unavailable"
+        | "request_timeout" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -333,6 +335,9 @@ impl From<JsonRejection> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
+        if let Some(timed_out) = crate::timeouts::body_timed_out(&r) {
+            return timed_out;
+        }
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 "payload_too_large",

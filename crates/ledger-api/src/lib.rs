@@ -8,16 +8,20 @@
 //!
 //! This crate never picks a backend or reads configuration: the CLI does and hands it a store.
 
+mod activity;
 mod admin_token;
 mod auth;
 mod context;
 mod error;
 mod input;
+mod listener;
 mod metrics;
 mod openapi;
 mod routes;
 mod serve;
+mod shutdown;
 mod state;
+mod timeouts;
 pub mod token_registry;
 mod views;
 
@@ -31,11 +35,13 @@ pub use auth::{
 };
 pub use context::RequestContext;
 pub use error::{ApiError, ErrorBody, status_of};
+pub use listener::ConnectionLimits;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;
 pub use routes::app;
 pub use routes::commands::COMMANDS;
-pub use serve::{ServeConfig, ServeError, Server, serve, shutdown_signal};
+pub use serve::{ServeConfig, ServeError, Server, serve};
+pub use shutdown::shutdown_signal;
 pub use state::{ApiConfig, AppState, ReadyCheck};
 pub use views::{EventPage, PolicyView, TenantView};
 

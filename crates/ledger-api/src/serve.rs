@@ -1,14 +1,17 @@
-//! Serving the API on a TCP port until a shutdown signal, finishing requests in flight.
+//! Serving the API on a TCP port until a shutdown signal: stop accepting at once, let requests in
+//! flight finish within the grace period, end event streams, then close what is left.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
 use ledger_core::EventStore;
 use tokio::net::TcpListener;
 
+use crate::listener::{ConnectionLimits, Connections};
 use crate::routes::app;
+use crate::shutdown::Draining;
 use crate::state::{ApiConfig, AppState};
 
 /// What `serve` needs: where to listen, the store, the admin token and the API's tunables.
@@ -21,9 +24,11 @@ pub struct ServeConfig {
     pub admin_token: String,
     /// Tunables.
     pub api: ApiConfig,
+    /// Bounds on connections and on shutdown.
+    pub limits: ConnectionLimits,
 }
 
-/// Why the server could not start or stopped with an error.
+/// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The address could not be bound.
@@ -34,9 +39,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
-    /// Serving failed.
-    #[error("the server failed: {0}")]
-    Serve(std::io::Error),
+    /// The bound listener could not tell its address.
+    #[error("cannot read the listening address: {0}")]
+    Address(#[source] std::io::Error),
 }
 
 /// A bound server, not yet serving: its address is known (useful with port 0).
@@ -44,10 +49,11 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     app: Router,
+    limits: ConnectionLimits,
 }
 
 impl Server {
-    /// Binds `listen` for the API over `state`.
+    /// Binds `listen` for the API over `state`, with the default [`ConnectionLimits`].
     pub async fn bind(listen: SocketAddr, state: AppState) -> Result<Self, ServeError> {
         let bind_err = |source| ServeError::Bind {
             addr: listen,
@@ -60,12 +66,19 @@ impl Server {
     /// The API over `state` on a listener the caller bound (e.g. before opening the database,
     /// so that a busy port fails before anything is created).
     pub fn from_listener(listener: TcpListener, state: AppState) -> Result<Self, ServeError> {
-        let addr = listener.local_addr().map_err(ServeError::Serve)?;
+        let addr = listener.local_addr().map_err(ServeError::Address)?;
         Ok(Self {
             listener,
             addr,
             app: app(state),
+            limits: ConnectionLimits::default(),
         })
+    }
+
+    /// The same server with other connection limits.
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The address the server listens on.
@@ -73,18 +86,24 @@ impl Server {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
-        tracing::info!(addr = %self.addr, "serving the ledger API");
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::Serve)?;
+    /// Serves until `shutdown` completes; then stops accepting, ends event streams, lets
+    /// requests in flight finish and closes what is still open after the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        tracing::info!(
+            addr = %self.addr,
+            max_connections = self.limits.max_connections,
+            "serving the ledger API"
+        );
+        let (start_draining, draining) = Draining::channel();
+        let app = self.app.layer(Extension(draining.clone()));
+        let mut connections = Connections::new(self.limits);
+        connections
+            .accept(&self.listener, &app, &draining, shutdown)
+            .await;
+        drop(self.listener);
+        let _ = start_draining.send(true);
+        connections.drain().await;
         tracing::info!("the ledger API stopped");
-        Ok(())
     }
 }
 
@@ -96,45 +115,8 @@ pub async fn serve(
     let state = AppState::new(config.store, &config.admin_token, config.api);
     Server::bind(config.listen, state)
         .await?
+        .with_limits(config.limits)
         .run(shutdown)
-        .await
-}
-
-/// A future that completes on SIGINT (Ctrl-C) or SIGTERM.
-///
-/// The signal handlers are installed when this is called (inside a Tokio runtime), not when the
-/// future is first polled, so a signal sent right after the server says it is ready is not lost.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    let (interrupt, terminate) = {
-        use tokio::signal::unix::{SignalKind, signal};
-        (
-            signal(SignalKind::interrupt()).ok(),
-            signal(SignalKind::terminate()).ok(),
-        )
-    };
-    async move {
-        #[cfg(unix)]
-        {
-            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                () = wait(interrupt) => {}
-                () = wait(terminate) => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        tracing::info!("shutdown signal received: finishing requests in flight");
-    }
+        .await;
+    Ok(())
 }

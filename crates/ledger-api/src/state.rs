@@ -36,6 +36,11 @@ pub struct ApiConfig {
     /// How long a server trusts its copy of the admin token registry before it checks the
     /// registry's stream again: the longest a revoked admin token keeps working here.
     pub admin_token_refresh: Duration,
+    /// Longest wait for a request's answer to start (then 503 `request_timeout`); an event
+    /// stream, once started, is not cut by it.
+    pub request_timeout: Duration,
+    /// Longest pause while a request body arrives (then 408 `body_timeout`).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +54,8 @@ impl Default for ApiConfig {
             projection_wait: Duration::from_secs(5),
             progress_poll: Duration::from_millis(250),
             admin_token_refresh: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(15),
         }
     }
 }

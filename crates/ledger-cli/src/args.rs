@@ -2,6 +2,7 @@
 //! (stream names, expected seqs, JSON, UUIDs) are taken as text here and checked by the command.
 
 use clap::{Args, Parser, Subcommand};
+use ledger_api::{ApiConfig, ConnectionLimits};
 
 /// The default database: a SQLite file in the working directory, created by `serve`, `migrate`
 /// or `append`.
@@ -138,6 +139,33 @@ pub struct ServeArgs {
     /// How long an issued API key may be revealed to the user, e.g. `2h`, `30m`.
     #[arg(long, env = "LEDGER_REVEAL_WINDOW", default_value = "2h", value_name = "DURATION", value_parser = crate::units::parse_policy)]
     pub reveal_window: std::time::Duration,
+    /// Longest a request's headers may take, from their first byte.
+    #[arg(long, env = "LEDGER_HEADER_TIMEOUT", value_name = "DURATION", value_parser = crate::units::duration,
+          default_value_t = ConnectionLimits::DEFAULT.header_timeout.into())]
+    pub header_timeout: humantime::Duration,
+    /// Longest pause while a request body arrives (then 408 `body_timeout`).
+    #[arg(long, env = "LEDGER_BODY_TIMEOUT", value_name = "DURATION", value_parser = crate::units::duration,
+          default_value_t = ApiConfig::default().body_timeout.into())]
+    pub body_timeout: humantime::Duration,
+    /// Longest a connection may wait for a request: a new one for its first byte, a kept-alive
+    /// one after its previous response.
+    #[arg(long, env = "LEDGER_IDLE_TIMEOUT", value_name = "DURATION", value_parser = crate::units::duration,
+          default_value_t = ConnectionLimits::DEFAULT.idle_timeout.into())]
+    pub idle_timeout: humantime::Duration,
+    /// Longest wait for a request's answer (then 503 `request_timeout`); event streams are only
+    /// ended by shutdown.
+    #[arg(long, env = "LEDGER_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = crate::units::duration,
+          default_value_t = ApiConfig::default().request_timeout.into())]
+    pub request_timeout: humantime::Duration,
+    /// Most connections open at once; more wait until one closes [default: 1024, or fewer when
+    /// the open-file limit (`ulimit -n`) leaves too little room]
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// How long shutdown (SIGTERM, Ctrl-C) waits for requests in flight before it closes them.
+    #[arg(long, env = "LEDGER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = crate::units::duration,
+          default_value_t = ConnectionLimits::DEFAULT.shutdown_grace.into())]
+    pub shutdown_grace: humantime::Duration,
 }
 
 /// Arguments of `ledger append`.
@@ -323,6 +351,27 @@ mod tests {
             ("tenant-x", "no-stream")
         );
         assert!(a.metadata.is_none() && a.event_id.is_none());
+    }
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        let secs = |text| crate::units::duration(text).map(std::time::Duration::from);
+        assert_eq!(secs("10"), Ok(std::time::Duration::from_secs(10)));
+        assert_eq!(secs("2s"), Ok(std::time::Duration::from_secs(2)));
+        assert_eq!(secs("500ms"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(secs("1m30s"), Ok(std::time::Duration::from_secs(90)));
+        assert!(
+            crate::units::duration("soon")
+                .unwrap_err()
+                .contains("10s, 500ms or 1m30s")
+        );
+        let cli = Cli::try_parse_from(["ledger", "serve", "--shutdown-grace", "2s"]).unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(*s.shutdown_grace, std::time::Duration::from_secs(2));
+        assert_eq!(*s.header_timeout, ConnectionLimits::DEFAULT.header_timeout);
+        assert!(Cli::try_parse_from(["ledger", "serve", "--max-connections", "0"]).is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::context::track;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
+use crate::timeouts;
 
 /// Every route with its OpenAPI description.
 pub(crate) fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -61,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .layer(Extension(meta::OpenApiJson(Arc::new(json))))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(timeouts::layer(&state.config))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

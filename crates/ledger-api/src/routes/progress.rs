@@ -2,10 +2,14 @@
 //!
 //! The stream first sends every stage already completed, then each one as it completes, and
 //! closes after `completed` (onboarding finished) or `failed` (a step failed). It reads the
-//! tenant's own stream, woken by this server's appends and polling for other servers'.
+//! tenant's own stream, woken by this server's appends and polling for other servers'. When the
+//! server shuts down, the stream ends with a `shutdown` event whose `retry` tells the client
+//! when to reconnect (a new stream sends the completed stages again).
 
 use std::convert::Infallible;
+use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +24,11 @@ use tokio::sync::watch;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{ApiPath, tenant_id};
+use crate::shutdown::Draining;
 use crate::state::AppState;
+
+/// How long a client should wait before it reconnects after a `shutdown` event.
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
 /// The SSE event of one completed stage.
 fn stage_event(stage: Stage, at: DateTime<Utc>, seq: Seq) -> Event {
@@ -62,6 +70,28 @@ fn closing(state: &TenantState, seq: Seq) -> Option<Event> {
     })
 }
 
+/// The last event of a stream cut by the server's shutdown: reconnect after `retry`.
+fn shutdown_event(seq: Seq) -> Event {
+    Event::default()
+        .event("shutdown")
+        .retry(RECONNECT_AFTER)
+        .data(
+            json!({
+                "seq": seq,
+                "message": "the server is shutting down: reconnect to follow the remaining stages",
+            })
+            .to_string(),
+        )
+}
+
+/// Completes when the server starts shutting down; never without a server (in-process use).
+async fn shutting_down(draining: &mut Option<Draining>) {
+    match draining {
+        Some(d) => d.started().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for an append of this process or the poll interval.
 async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Duration) {
     let changed = async {
@@ -81,7 +111,7 @@ async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Durati
 
 /// The tenant's onboarding stages as they complete, as Server-Sent Events: `stage` (with
 /// `stage`, `index`, `of`, `completed_at`, `seq`) for each completed stage, then `completed`
-/// or `failed`, after which the stream closes.
+/// or `failed`, after which the stream closes; or `shutdown` (with `retry`) when the server stops.
 #[utoipa::path(
     get,
     path = "/v1/tenants/{id}/progress",
@@ -89,7 +119,7 @@ async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Durati
     params(("id" = uuid::Uuid, Path, description = "The tenant id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`text/event-stream` of `stage` events, then `completed` or `failed`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream` of `stage` events, then `completed` or `failed` (or `shutdown` with `retry`: reconnect)", content_type = "text/event-stream", body = String),
         (status = 400, description = "`invalid_tenant_id`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: another tenant's token", body = ErrorBody),
@@ -100,6 +130,7 @@ async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Durati
 pub(crate) async fn progress(
     caller: Caller,
     State(state): State<AppState>,
+    draining: Option<Extension<Draining>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&id)?;
@@ -116,6 +147,7 @@ pub(crate) async fn progress(
         .and_then(|p| p.signal())
         .map(|s| s.subscribe());
     let stream_name = tenant_stream(tenant);
+    let mut draining = draining.map(|Extension(d)| d);
     let events = async_stream::stream! {
         let mut current = loaded.state;
         let mut seq = loaded.seq;
@@ -127,7 +159,13 @@ pub(crate) async fn progress(
             return;
         }
         loop {
-            wake(&mut signal, poll).await;
+            tokio::select! {
+                () = wake(&mut signal, poll) => {}
+                () = shutting_down(&mut draining) => {
+                    yield Ok(shutdown_event(seq));
+                    return;
+                }
+            }
             let mut log = store.read_stream(stream_name.clone(), seq.plus(1));
             while let Some(next) = log.next().await {
                 let envelope = match next {

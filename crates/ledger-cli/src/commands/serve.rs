@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ledger_api::{
-    AdminTokenError, AdminTokenOrigin, AdminTokenSource, ApiConfig, AppState, Server,
+    AdminTokenError, AdminTokenOrigin, AdminTokenSource, ApiConfig, AppState, ConnectionLimits,
+    Server,
 };
 use ledger_core::{EventStore, StoreOptions};
 use ledger_domain::Policy;
@@ -48,6 +49,8 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
         policy: policy(&args)?,
+        request_timeout: args.request_timeout.into(),
+        body_timeout: args.body_timeout.into(),
         ..ApiConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -77,7 +80,8 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let state =
         AppState::with_stored_admin_tokens(store, config).with_projections(projector.clone());
     let server = Server::from_listener(listener, state)
-        .map_err(|e| CliError::Internal(anyhow::Error::new(e)))?;
+        .map_err(|e| CliError::Internal(anyhow::Error::new(e)))?
+        .with_limits(connection_limits(&args));
     // Listen for SIGTERM/SIGINT before saying we are ready, so an early signal is not lost.
     let shutdown = ledger_api::shutdown_signal();
     print_json(&Listening {
@@ -102,15 +106,52 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
                 .await
         })
     });
-    let served = server
-        .run(shutdown)
-        .await
-        .map_err(|e| CliError::Internal(anyhow::Error::new(e)));
+    server.run(shutdown).await;
     let _ = stop.send(true);
     if let Some(runners) = runners {
         let _ = runners.await;
     }
-    served
+    Ok(())
+}
+
+/// Descriptors kept free for the database, the listener and the log when the connection limit
+/// is derived from the open-file limit (half of it when that is small).
+const RESERVED_FDS: u64 = 128;
+
+/// The connection bounds from the flags.
+fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: args.max_connections.map_or_else(
+            || default_max_connections(open_file_limit()),
+            |n| n as usize,
+        ),
+        idle_timeout: args.idle_timeout.into(),
+        header_timeout: args.header_timeout.into(),
+        shutdown_grace: args.shutdown_grace.into(),
+    }
+}
+
+/// The connection limit without `--max-connections`: the default, lowered so that connections
+/// cannot use up an `open_files` limit.
+fn default_max_connections(open_files: Option<u64>) -> usize {
+    let default = ConnectionLimits::DEFAULT.max_connections;
+    let Some(limit) = open_files else {
+        return default;
+    };
+    let room = limit.saturating_sub(RESERVED_FDS.min(limit / 2)).max(1);
+    usize::try_from(room).map_or(default, |room| room.min(default))
+}
+
+/// This process's soft limit on open files (`None`: unlimited or unknown).
+fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// The onboarding durations of `--lock-ttl` and `--reveal-window`.
@@ -214,6 +255,16 @@ mod tests {
 
     fn target(url: &str) -> Target {
         database::resolve(Some(url)).unwrap()
+    }
+
+    #[test]
+    fn the_connection_limit_fits_the_open_file_limit() {
+        let default = ConnectionLimits::DEFAULT.max_connections;
+        assert_eq!(default_max_connections(None), default);
+        assert_eq!(default_max_connections(Some(1 << 20)), default);
+        assert_eq!(default_max_connections(Some(1024)), 1024 - 128);
+        assert_eq!(default_max_connections(Some(100)), 50);
+        assert_eq!(default_max_connections(Some(1)), 1);
     }
 
     #[test]
