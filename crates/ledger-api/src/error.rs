@@ -229,12 +229,16 @@ fn conflict_message(c: &Conflict) -> String {
 
 fn store_message(e: StoreError, details: &mut Map<String, Value>) -> String {
     match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(%detail, "the database is unavailable");
+        // The error itself, not its text: the log shows its whole cause chain.
+        e @ StoreError::Unavailable { .. } => {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "the database is unavailable"
+            );
             UNAVAILABLE_MESSAGE.to_string()
         }
-        StoreError::Backend(detail) => {
-            tracing::error!(%detail, "database error");
+        e @ StoreError::Backend { .. } => {
+            tracing::error!(error = &e as &dyn std::error::Error, "database error");
             INTERNAL_MESSAGE.to_string()
         }
         StoreError::EventTooLarge { index, size, limit } => {
@@ -403,15 +407,11 @@ mod tests {
 
     #[test]
     fn backend_text_never_reaches_the_body() {
-        let err = ApiError::from(StoreError::Backend(
-            "relation \"events\" does not exist".into(),
-        ));
+        let err = ApiError::from(StoreError::backend("relation \"events\" does not exist"));
         let body = err.body();
         assert_eq!(body.error, "internal");
         assert!(!body.message.contains("relation"));
-        let err = ApiError::from(StoreError::Unavailable(
-            "connection refused (os error 111)".into(),
-        ));
+        let err = ApiError::from(StoreError::unavailable("connection refused (os error 111)"));
         let body = err.body();
         assert_eq!(body.error, "unavailable");
         assert!(body.message.contains("try again in a moment"));

@@ -218,7 +218,7 @@ fn rows_of(kind: Kind, texts: Vec<String>) -> Result<Rows, StoreError> {
         .map(|t| serde_json::from_str(t))
         .collect::<Result<Vec<serde_json::Value>, _>>()
         .and_then(|v| Rows::from_json(kind, v))
-        .map_err(|e| StoreError::Backend(format!("a {kind} row does not decode: {e}")))?;
+        .map_err(|e| StoreError::backend_with(format!("a {kind} row does not decode"), e))?;
     Ok(values)
 }
 
@@ -504,8 +504,7 @@ impl ProjectionStore for PgProjections {
                 .await
                 .map_err(from_sqlx)?;
             tx.commit().await.map_err(from_sqlx)?;
-            checkpoint_of(row)
-                .ok_or_else(|| StoreError::Backend("a checkpoint does not decode".into()))
+            checkpoint_of(row).ok_or_else(|| StoreError::backend("a checkpoint does not decode"))
         })
     }
 

@@ -92,7 +92,7 @@ const MAX_POLL_DELAY: Duration = Duration::from_millis(20);
 pub(crate) fn envelope(row: EnvelopeRow) -> Result<Envelope, StoreError> {
     let (event_id, stream, seq, position, event_type, data, metadata, recorded_at) = row;
     let stream = StreamName::parse(stream)
-        .map_err(|e| StoreError::Backend(format!("the log holds an invalid stream name: {e}")))?;
+        .map_err(|e| StoreError::backend_with("the log holds an invalid stream name", e))?;
     Ok(Envelope {
         event_id,
         stream,

@@ -8,7 +8,8 @@ use ledger_core::{
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::append::{
-    Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, explain, stream_seq, try_insert,
+    Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, contention, explain, stream_seq,
+    try_insert,
 };
 use crate::error::from_sqlx;
 
@@ -35,7 +36,7 @@ pub(crate) async fn begin(
     });
     opening
         .await
-        .map_err(|e| StoreError::Backend(format!("opening a transaction failed: {e}")))?
+        .map_err(|e| StoreError::backend_with("opening a transaction failed", e))?
         .map_err(from_sqlx)
 }
 
@@ -106,9 +107,7 @@ impl PgTx {
                 }
             };
         }
-        Err(StoreError::Unavailable(format!(
-            "gave up appending to {stream} after {MAX_TRIES} tries under heavy contention"
-        )))
+        Err(contention(&stream))
     }
 }
 
@@ -122,8 +121,8 @@ fn is_answer(err: &StoreError) -> bool {
 
 /// The error of using a transaction after one of its statements failed.
 fn aborted_error() -> StoreError {
-    StoreError::Backend(
-        "the transaction failed earlier and must be rolled back; nothing was committed".into(),
+    StoreError::backend(
+        "the transaction failed earlier and must be rolled back; nothing was committed",
     )
 }
 

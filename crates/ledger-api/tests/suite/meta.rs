@@ -182,20 +182,12 @@ pub async fn failing_database() {
     type Case = (fn() -> StoreError, u16, &'static str);
     let cases: [Case; 3] = [
         (
-            || {
-                StoreError::Unavailable(
-                    "connection refused (os error 111) to pg_hba password".into(),
-                )
-            },
+            || StoreError::unavailable("connection refused (os error 111) to pg_hba password"),
             503,
             "unavailable",
         ),
         (
-            || {
-                StoreError::Backend(
-                    "relation \"events\" does not exist in SELECT * FROM sqlx".into(),
-                )
-            },
+            || StoreError::backend("relation \"events\" does not exist in SELECT * FROM sqlx"),
             500,
             "internal",
         ),
