@@ -36,6 +36,8 @@ mod api_suite;
 mod http;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
+// PostgreSQL faults against real servers: the database unreachable behind a cut proxy, aborted requests.
+mod faults_postgres;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

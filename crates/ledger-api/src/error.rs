@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_commands::ExecuteError;
 use ledger_core::{Conflict, StoreError};
@@ -107,6 +108,8 @@ pub fn status_of(code: &str) -> StatusCode {
 
 /// The message of every 500: details go to the log only.
 const INTERNAL_MESSAGE: &str = "the server failed to handle this request; the details are in its log under this request's X-Request-Id";
+/// The `Retry-After` of every 503, in seconds.
+const RETRY_AFTER_SECONDS: u64 = 1;
 /// The message of a database that cannot be reached.
 const UNAVAILABLE_MESSAGE: &str = "the database is unavailable right now; try again in a moment";
 
@@ -309,6 +312,11 @@ impl IntoResponse for ApiError {
             tracing::debug!(code, message = %body.message, "request refused");
         }
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         response.extensions_mut().insert(ErrorCode(code));
         response
     }

@@ -87,6 +87,39 @@ pub struct ServeArgs {
     /// projection tables, kept by `ledger project` or another server).
     #[arg(long)]
     pub no_projections: bool,
+    /// Seconds a request waits for a PostgreSQL connection (a free one or a new one) before it
+    /// answers 503 `unavailable`.
+    #[arg(
+        long,
+        env = "LEDGER_DB_ACQUIRE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = Seconds(ledger_core::StoreOptions::DEFAULT_ACQUIRE_TIMEOUT)
+    )]
+    pub db_acquire_timeout: Seconds,
+}
+
+/// A positive duration given in seconds (`2`, `0.5`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Seconds(pub std::time::Duration);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0)
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .map(Seconds)
+            .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
 }
 
 /// Arguments of `ledger append`.
@@ -222,6 +255,24 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_acquire_timeout_is_positive_seconds() {
+        let serve = |extra: &[&str]| {
+            let args = [&["ledger", "serve"], extra].concat();
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(s) => s.db_acquire_timeout.0,
+                _ => panic!("not serve"),
+            })
+        };
+        let default = ledger_core::StoreOptions::DEFAULT_ACQUIRE_TIMEOUT;
+        assert_eq!(serve(&[]).unwrap(), default);
+        let half = serve(&["--db-acquire-timeout", "0.5"]).unwrap();
+        assert_eq!(half, std::time::Duration::from_millis(500));
+        for bad in ["0", "-1", "2s", "NaN"] {
+            assert!(serve(&["--db-acquire-timeout", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The PostgreSQL store: connection pool, schema check and the store traits.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ledger_core::{
     AppendResult, AppendTx, Baseline, BenchRow, BoxFuture, EventStore, EventStream, ExpectedSeq,
@@ -13,10 +12,6 @@ use sqlx::postgres::PgPoolOptions;
 use crate::error::from_sqlx;
 use crate::tx::PgTx;
 use crate::{append, baseline, read, schema};
-
-/// How long an operation waits for a pooled connection before the database counts as
-/// unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An event store in a PostgreSQL database; clones share one connection pool.
 #[derive(Clone)]
@@ -32,7 +27,9 @@ impl PgStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Also bounds each connection attempt, so a server that refuses or a host that
+            // does not answer makes a request fail within this time, not hang.
+            .acquire_timeout(options.acquire_timeout)
             // No ping before each use: an append stays one round trip. A connection that
             // died while idle fails its next statement with `Unavailable` and is dropped.
             .test_before_acquire(false)

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// How long readiness waits for the database.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A health answer.
 #[derive(Debug, Serialize, ToSchema)]

@@ -221,6 +221,9 @@ pub async fn failing_database() {
         ];
         for r in &replies {
             r.expect_error(status, code);
+            if status == 503 {
+                assert_eq!(r.header("retry-after"), Some("1"), "{}", r.text);
+            }
             for leak in leaks {
                 assert!(!r.text.contains(leak), "{leak:?} leaked: {}", r.text);
             }

@@ -32,7 +32,11 @@ struct Listening {
 
 /// Opens the store, resolves the admin token, listens and serves until a shutdown signal.
 pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
-    let db = database::open(target, StoreOptions::default()).await?;
+    let options = StoreOptions {
+        acquire_timeout: args.db_acquire_timeout.0,
+        ..StoreOptions::default()
+    };
+    let db = database::open(target, options).await?;
     let (admin_token, source, file) = admin_token(target, &args)?;
     // This process's appends wake its projection runners at once.
     let signal = Signal::new();
