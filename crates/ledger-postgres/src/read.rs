@@ -200,7 +200,7 @@ pub(crate) fn read_all(
             }
             drop(rows);
             if let Some(tx) = tx {
-                tx.commit().await.map_err(from_sqlx)?;
+                crate::tx::end_read_only(tx);
             }
             if scanned >= chunk {
                 chunk = next_chunk(page, scanned, started.elapsed());

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::error::from_sqlx;
-use crate::tx::PgTx;
+use crate::tx::{PgTx, to_completion};
 use crate::{append, baseline, read, schema};
 
 /// An event store in a PostgreSQL database; clones share one connection pool.
@@ -68,24 +68,25 @@ impl EventStore for PgStore {
         expected: ExpectedSeq,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
-        Box::pin(append::append(
-            &self.pool,
-            &self.options.limits,
-            stream,
-            expected,
-            events,
-        ))
+        let (pool, limits) = (self.pool.clone(), self.options.limits);
+        // Each write runs to its end even if its caller is dropped (see `crate::tx`).
+        Box::pin(async move {
+            to_completion(
+                async move { append::append(&pool, &limits, stream, expected, events).await },
+            )
+            .await?
+        })
     }
 
     fn append_multi(
         &self,
         appends: Vec<StreamAppend>,
     ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
-        Box::pin(append::append_multi(
-            &self.pool,
-            &self.options.limits,
-            appends,
-        ))
+        let (pool, limits) = (self.pool.clone(), self.options.limits);
+        Box::pin(async move {
+            to_completion(async move { append::append_multi(&pool, &limits, appends).await })
+                .await?
+        })
     }
 
     fn stream_seq(&self, stream: StreamName) -> BoxFuture<'_, Result<Seq, StoreError>> {
