@@ -3,12 +3,13 @@
 //! The suite itself lives in `tests/tests/`: one test binary whose cases are written once and
 //! stamped out per backend (memory, SQLite, PostgreSQL) by the `store_test!` macro. This library
 //! holds what the cases share: the backends' throwaway databases ([`pg`], [`sqlite`]), the
-//! functions the macro calls to run one case on one backend ([`backend`]) and small builders
-//! and readers ([`fixtures`]).
+//! functions the macro calls to run one case on one backend ([`backend`]) small builders
+//! and readers ([`fixtures`]) and a TCP proxy a test can cut ([`proxy`]).
 
 pub mod backend;
 pub mod fixtures;
 pub mod pg;
+pub mod proxy;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -41,6 +41,8 @@ mod tokens;
 // Bounds on what a client can hold: shutdown with event streams and slow clients, timeouts,
 // the connection limit.
 mod serve_limits;
+// PostgreSQL faults against real servers: the database unreachable behind a cut proxy, aborted requests.
+mod faults_postgres;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_commands::ExecuteError;
 use ledger_core::{Conflict, StoreError};
@@ -109,6 +110,8 @@ pub fn status_of(code: &str) -> StatusCode {
 
 /// The message of every 500: details go to the log only.
 const INTERNAL_MESSAGE: &str = "the server failed to handle this request; the details are in its log under this request's X-Request-Id";
+/// The `Retry-After` of every 503, in seconds.
+const RETRY_AFTER_SECONDS: u64 = 1;
 /// The message of a database that cannot be reached.
 const UNAVAILABLE_MESSAGE: &str = "the database is unavailable right now; try again in a moment";
 
@@ -231,12 +234,16 @@ fn conflict_message(c: &Conflict) -> String {
 
 fn store_message(e: StoreError, details: &mut Map<String, Value>) -> String {
     match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(%detail, "the database is unavailable");
+        // The error itself, not its text: the log shows its whole cause chain.
+        e @ StoreError::Unavailable { .. } => {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "the database is unavailable"
+            );
             UNAVAILABLE_MESSAGE.to_string()
         }
-        StoreError::Backend(detail) => {
-            tracing::error!(%detail, "database error");
+        e @ StoreError::Backend { .. } => {
+            tracing::error!(error = &e as &dyn std::error::Error, "database error");
             INTERNAL_MESSAGE.to_string()
         }
         StoreError::EventTooLarge { index, size, limit } => {
@@ -307,6 +314,11 @@ impl IntoResponse for ApiError {
             tracing::debug!(code, message = %body.message, "request refused");
         }
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         response.extensions_mut().insert(ErrorCode(code));
         response
     }
@@ -408,15 +420,11 @@ mod tests {
 
     #[test]
     fn backend_text_never_reaches_the_body() {
-        let err = ApiError::from(StoreError::Backend(
-            "relation \"events\" does not exist".into(),
-        ));
+        let err = ApiError::from(StoreError::backend("relation \"events\" does not exist"));
         let body = err.body();
         assert_eq!(body.error, "internal");
         assert!(!body.message.contains("relation"));
-        let err = ApiError::from(StoreError::Unavailable(
-            "connection refused (os error 111)".into(),
-        ));
+        let err = ApiError::from(StoreError::unavailable("connection refused (os error 111)"));
         let body = err.body();
         assert_eq!(body.error, "unavailable");
         assert!(body.message.contains("try again in a moment"));

@@ -347,7 +347,7 @@ fn info(registry: &Registry, id: Uuid) -> Result<TokenInfo, TokenError> {
         .find(|t| t.token_id == id)
         .cloned()
         .ok_or_else(|| {
-            StoreError::Backend(format!("admin token {id} is missing after its append")).into()
+            StoreError::backend(format!("admin token {id} is missing after its append")).into()
         })
 }
 

@@ -166,6 +166,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LEDGER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = crate::units::duration,
           default_value_t = ConnectionLimits::DEFAULT.shutdown_grace.into())]
     pub shutdown_grace: humantime::Duration,
+    /// How long a request waits for a PostgreSQL connection (a free one or a new one) before
+    /// it answers 503 `unavailable`.
+    #[arg(long, env = "LEDGER_DB_ACQUIRE_TIMEOUT", value_name = "DURATION", value_parser = crate::units::positive_duration,
+          default_value_t = ledger_core::StoreOptions::DEFAULT_ACQUIRE_TIMEOUT.into())]
+    pub db_acquire_timeout: humantime::Duration,
 }
 
 /// Arguments of `ledger append`.
@@ -327,6 +332,28 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_acquire_timeout_is_a_positive_duration() {
+        let serve = |extra: &[&str]| {
+            let args = [&["ledger", "serve"], extra].concat();
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(s) => std::time::Duration::from(s.db_acquire_timeout),
+                _ => panic!("not serve"),
+            })
+        };
+        let default = ledger_core::StoreOptions::DEFAULT_ACQUIRE_TIMEOUT;
+        assert_eq!(serve(&[]).unwrap(), default);
+        let half = serve(&["--db-acquire-timeout", "500ms"]).unwrap();
+        assert_eq!(half, std::time::Duration::from_millis(500));
+        assert_eq!(
+            serve(&["--db-acquire-timeout", "3"]).unwrap(),
+            std::time::Duration::from_secs(3)
+        );
+        for bad in ["0", "0s", "-1", "NaN"] {
+            assert!(serve(&["--db-acquire-timeout", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -77,7 +77,11 @@ impl CliError {
             },
             CliError::Store(e) => ErrorBody::Plain {
                 error: e.code(),
-                message: e.to_string(),
+                // With its causes: the driver's error under a database failure.
+                message: anyhow::Chain::new(e)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": "),
             },
             CliError::BadInput { code, message } | CliError::Failed { code, message } => {
                 ErrorBody::Plain {
@@ -262,15 +266,20 @@ mod tests {
             CliError::Store(reused).to_json()["error"],
             "event_id_reused"
         );
-        let down = CliError::Store(StoreError::Unavailable("refused".into()));
+        let down = CliError::Store(StoreError::unavailable("refused"));
         assert_eq!(
             (down.exit_code(), down.to_json()["error"].clone()),
             (1, json!("unavailable"))
         );
-        let broken = CliError::Store(StoreError::Backend("boom".into()));
+        let cause = io::Error::other("boom");
+        let broken = CliError::Store(StoreError::backend_with("a statement failed", cause));
         assert_eq!(
             (broken.exit_code(), broken.to_json()["error"].clone()),
             (1, json!("internal"))
+        );
+        assert_eq!(
+            broken.to_json()["message"],
+            "database error: a statement failed: boom"
         );
         let bad = CliError::bad_input("invalid_json", "--data is not JSON");
         assert_eq!(bad.exit_code(), 2);

@@ -17,6 +17,17 @@ pub fn duration(text: &str) -> Result<humantime::Duration, String> {
     }
 }
 
+/// Parses a duration flag that must be above zero (a wait that could never succeed is refused).
+pub fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let d = duration(text)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{text:?} is zero: give a duration above zero, e.g. 2s or 500ms"
+        ));
+    }
+    Ok(d)
+}
+
 /// Parses a policy duration: at least one second, at most a year.
 pub fn parse_policy(text: &str) -> Result<Duration, String> {
     let d = Duration::from(duration(text)?);

@@ -78,12 +78,27 @@ pub enum StoreError {
         needed: i64,
     },
     /// The database cannot be reached or is overloaded; retrying later may succeed.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the database is unavailable: {message}")]
+    Unavailable {
+        /// What failed, for logs.
+        message: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// An unexpected database failure; the text is for logs, not for clients.
-    #[error("database error: {0}")]
-    Backend(String),
+    #[error("database error: {message}")]
+    Backend {
+        /// What failed, for logs.
+        message: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
+
+/// The cause of an [`StoreError::Unavailable`] or [`StoreError::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a schema mismatch says. `migrate` is the complete command that migrates this very
 /// database, when the caller knows it (the CLI does: it knows the URL); without it the message
@@ -105,6 +120,38 @@ pub fn schema_message(found: i64, needed: i64, migrate: Option<&str>) -> String 
 }
 
 impl StoreError {
+    /// `Unavailable` with a message and no cause.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// `Unavailable` with a message and the error that caused it.
+    pub fn unavailable_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `Backend` with a message and no cause.
+    pub fn backend(message: impl Into<String>) -> Self {
+        StoreError::Backend {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// `Backend` with a message and the error that caused it.
+    pub fn backend_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Backend {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// A stable snake_case code for this error, used by the CLI and HTTP API.
     pub fn code(&self) -> &'static str {
         match self {
@@ -117,8 +164,8 @@ impl StoreError {
             StoreError::InvalidInput(_) => "invalid_input",
             StoreError::UnknownPosition(_) => "unknown_position",
             StoreError::SchemaMismatch { .. } => "schema_mismatch",
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Backend(_) => "internal",
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Backend { .. } => "internal",
         }
     }
 
@@ -169,5 +216,22 @@ mod tests {
         };
         assert!(ahead.to_string().contains("upgrade this one"));
         assert_eq!(ahead.code(), "schema_mismatch");
+    }
+
+    #[test]
+    fn database_errors_keep_their_cause() {
+        use std::error::Error;
+        let cause = std::io::Error::other("connection reset by peer");
+        let err = StoreError::unavailable_with("the connection failed", cause);
+        assert_eq!(
+            err.to_string(),
+            "the database is unavailable: the connection failed"
+        );
+        let source = err.source().expect("the cause");
+        assert_eq!(source.to_string(), "connection reset by peer");
+        assert_eq!(err.code(), "unavailable");
+        let plain = StoreError::backend("a checkpoint does not decode");
+        assert!(plain.source().is_none());
+        assert_eq!(plain.code(), "internal");
     }
 }

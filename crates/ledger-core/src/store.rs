@@ -62,6 +62,14 @@ pub struct StoreOptions {
     /// How long a global read waits for transactions that were in flight when it started
     /// before it ends (PostgreSQL); the reader resumes later without a gap.
     pub settle_timeout: Duration,
+    /// How long an operation waits for a database connection (a free one, or a new one to
+    /// open) before it fails as unavailable (PostgreSQL).
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    /// The default [`acquire_timeout`](Self::acquire_timeout).
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 }
 
 impl Default for StoreOptions {
@@ -71,6 +79,7 @@ impl Default for StoreOptions {
             read_page_size: 1000,
             max_connections: 16,
             settle_timeout: Duration::from_secs(5),
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
         }
     }
 }

@@ -260,8 +260,8 @@ pub(crate) async fn conflict(
 }
 
 /// The error of an append that kept losing races.
-fn contention(stream: &StreamName) -> StoreError {
-    StoreError::Unavailable(format!(
+pub(crate) fn contention(stream: &StreamName) -> StoreError {
+    StoreError::unavailable(format!(
         "gave up appending to {stream} after {MAX_TRIES} tries under heavy contention"
     ))
 }

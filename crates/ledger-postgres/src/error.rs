@@ -12,26 +12,30 @@ const UNAVAILABLE_CODES: &[&str] = &[
     "57P03", // cannot_connect_now
 ];
 
-/// Maps a `sqlx` error to the store's error: unreachable or overloaded database ->
-/// `Unavailable`, anything else -> `Backend`.
+/// Maps a `sqlx` error to the store's error, keeping it as the cause: unreachable or
+/// overloaded database -> `Unavailable`, anything else -> `Backend`.
 pub(crate) fn from_sqlx(err: sqlx::Error) -> StoreError {
-    match &err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            let code = code.as_deref().unwrap_or("");
-            if UNAVAILABLE_CODES.contains(&code) || code.starts_with("08") {
-                StoreError::Unavailable(db.message().to_string())
-            } else {
-                StoreError::Backend(format!("{} (SQLSTATE {code})", db.message()))
-            }
+    let message = match &err {
+        sqlx::Error::PoolTimedOut => {
+            "no database connection became free or could be opened in time"
         }
-        _ => StoreError::Backend(err.to_string()),
-    }
+        sqlx::Error::PoolClosed => "the connection pool is closed",
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => "the connection to the database failed",
+        sqlx::Error::WorkerCrashed => "the database driver's worker stopped",
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default().into_owned();
+            return if UNAVAILABLE_CODES.contains(&code.as_str()) || code.starts_with("08") {
+                StoreError::unavailable_with(
+                    format!("the server refused with SQLSTATE {code}"),
+                    err,
+                )
+            } else {
+                StoreError::backend_with(format!("a statement failed with SQLSTATE {code}"), err)
+            };
+        }
+        _ => return StoreError::backend_with("the database driver failed", err),
+    };
+    StoreError::unavailable_with(message, err)
 }
 
 /// Maps a migration failure to the store's error.
@@ -39,12 +43,13 @@ pub(crate) fn from_migrate(err: MigrateError) -> StoreError {
     match err {
         MigrateError::Execute(e) => from_sqlx(e),
         MigrateError::ExecuteMigration(e, version) => match from_sqlx(e) {
-            StoreError::Backend(text) => {
-                StoreError::Backend(format!("while applying migration {version}: {text}"))
-            }
+            StoreError::Backend { message, source } => StoreError::Backend {
+                message: format!("{message} while applying migration {version}"),
+                source,
+            },
             other => other,
         },
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::backend_with("the migrations could not run", other),
     }
 }
 
@@ -77,5 +82,26 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(from_sqlx(sqlx::Error::Io(refused)).code(), "unavailable");
         assert_eq!(from_sqlx(sqlx::Error::RowNotFound).code(), "internal");
+    }
+
+    #[test]
+    fn the_driver_error_stays_the_cause() {
+        use std::error::Error;
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = from_sqlx(sqlx::Error::Io(refused));
+        assert_eq!(
+            err.to_string(),
+            "the database is unavailable: the connection to the database failed"
+        );
+        let cause = err.source().expect("the sqlx error is the cause");
+        assert!(matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Io(_))
+        ));
+        let io = cause.source().expect("the I/O error under it");
+        assert_eq!(
+            io.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
     }
 }

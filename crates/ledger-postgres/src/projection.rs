@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use crate::error::from_sqlx;
 use crate::read::BEGIN_IN_LOG_ORDER;
 use crate::store::PgStore;
-use crate::tx::begin;
+use crate::tx::{begin, commit, end_read_only};
 
 /// The channel the events trigger notifies on commit.
 const CHANNEL: &str = "ledger_events";
@@ -218,7 +218,7 @@ fn rows_of(kind: Kind, texts: Vec<String>) -> Result<Rows, StoreError> {
         .map(|t| serde_json::from_str(t))
         .collect::<Result<Vec<serde_json::Value>, _>>()
         .and_then(|v| Rows::from_json(kind, v))
-        .map_err(|e| StoreError::Backend(format!("a {kind} row does not decode: {e}")))?;
+        .map_err(|e| StoreError::backend_with(format!("a {kind} row does not decode"), e))?;
     Ok(values)
 }
 
@@ -440,7 +440,7 @@ impl ProjectionStore for PgProjections {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(from_sqlx)?;
-            conn.commit().await.map_err(from_sqlx)?;
+            end_read_only(conn);
             Ok(LogPage {
                 events,
                 horizon: horizon.max(0) as u64,
@@ -503,9 +503,8 @@ impl ProjectionStore for PgProjections {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(from_sqlx)?;
-            tx.commit().await.map_err(from_sqlx)?;
-            checkpoint_of(row)
-                .ok_or_else(|| StoreError::Backend("a checkpoint does not decode".into()))
+            commit(tx).await?;
+            checkpoint_of(row).ok_or_else(|| StoreError::backend("a checkpoint does not decode"))
         })
     }
 
@@ -523,7 +522,7 @@ impl ProjectionStore for PgProjections {
                 .execute(&mut *tx)
                 .await
                 .map_err(from_sqlx)?;
-            tx.commit().await.map_err(from_sqlx)
+            commit(tx).await
         })
     }
 
@@ -551,8 +550,8 @@ impl ProjectionStore for PgProjections {
                 .map_err(from_sqlx)?
                 .rows_affected();
             if moved != 1 {
-                // Nothing was written; dropping the transaction rolls back too.
-                let _ = tx.rollback().await;
+                // Nothing was written; dropping the transaction rolls it back.
+                drop(tx);
                 return Ok(false);
             }
             let (new, rest) = fold_rows(&mut tx, target, batch)
@@ -569,7 +568,7 @@ impl ProjectionStore for PgProjections {
                 },
             ];
             write_all(&mut tx, target, &writes).await?;
-            tx.commit().await.map_err(from_sqlx)?;
+            commit(tx).await?;
             Ok(true)
         })
     }
@@ -588,7 +587,7 @@ impl ProjectionStore for PgProjections {
                 .execute(&mut *tx)
                 .await
                 .map_err(from_sqlx)?;
-            tx.commit().await.map_err(from_sqlx)
+            commit(tx).await
         })
     }
 
@@ -601,7 +600,7 @@ impl ProjectionStore for PgProjections {
                 c.generation == rebuilt.generation && c.position == rebuilt.position
             });
             let Some(current) = current.filter(|_| still) else {
-                let _ = tx.rollback().await;
+                drop(tx);
                 return Ok(Swapped::Moved);
             };
             // Queue behind any batch being applied to the live copy.
@@ -640,7 +639,7 @@ impl ProjectionStore for PgProjections {
                 .execute(&mut *tx)
                 .await
                 .map_err(from_sqlx)?;
-            tx.commit().await.map_err(from_sqlx)?;
+            commit(tx).await?;
             Ok(Swapped::Yes)
         })
     }

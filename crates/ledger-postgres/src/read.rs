@@ -92,7 +92,7 @@ const MAX_POLL_DELAY: Duration = Duration::from_millis(20);
 pub(crate) fn envelope(row: EnvelopeRow) -> Result<Envelope, StoreError> {
     let (event_id, stream, seq, position, event_type, data, metadata, recorded_at) = row;
     let stream = StreamName::parse(stream)
-        .map_err(|e| StoreError::Backend(format!("the log holds an invalid stream name: {e}")))?;
+        .map_err(|e| StoreError::backend_with("the log holds an invalid stream name", e))?;
     Ok(Envelope {
         event_id,
         stream,
@@ -200,7 +200,7 @@ pub(crate) fn read_all(
             }
             drop(rows);
             if let Some(tx) = tx {
-                tx.commit().await.map_err(from_sqlx)?;
+                crate::tx::end_read_only(tx);
             }
             if scanned >= chunk {
                 chunk = next_chunk(page, scanned, started.elapsed());

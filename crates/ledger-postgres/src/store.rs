@@ -1,7 +1,6 @@
 //! The PostgreSQL store: connection pool, schema check and the store traits.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ledger_core::{
     AppendResult, AppendTx, Baseline, BenchRow, BoxFuture, EventStore, EventStream, ExpectedSeq,
@@ -11,12 +10,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::error::from_sqlx;
-use crate::tx::PgTx;
+use crate::tx::{PgTx, to_completion};
 use crate::{append, baseline, read, schema};
-
-/// How long an operation waits for a pooled connection before the database counts as
-/// unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An event store in a PostgreSQL database; clones share one connection pool.
 #[derive(Clone)]
@@ -32,7 +27,9 @@ impl PgStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Also bounds each connection attempt, so a server that refuses or a host that
+            // does not answer makes a request fail within this time, not hang.
+            .acquire_timeout(options.acquire_timeout)
             // No ping before each use: an append stays one round trip. A connection that
             // died while idle fails its next statement with `Unavailable` and is dropped.
             .test_before_acquire(false)
@@ -71,24 +68,25 @@ impl EventStore for PgStore {
         expected: ExpectedSeq,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
-        Box::pin(append::append(
-            &self.pool,
-            &self.options.limits,
-            stream,
-            expected,
-            events,
-        ))
+        let (pool, limits) = (self.pool.clone(), self.options.limits);
+        // Each write runs to its end even if its caller is dropped (see `crate::tx`).
+        Box::pin(async move {
+            to_completion(
+                async move { append::append(&pool, &limits, stream, expected, events).await },
+            )
+            .await?
+        })
     }
 
     fn append_multi(
         &self,
         appends: Vec<StreamAppend>,
     ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
-        Box::pin(append::append_multi(
-            &self.pool,
-            &self.options.limits,
-            appends,
-        ))
+        let (pool, limits) = (self.pool.clone(), self.options.limits);
+        Box::pin(async move {
+            to_completion(async move { append::append_multi(&pool, &limits, appends).await })
+                .await?
+        })
     }
 
     fn stream_seq(&self, stream: StreamName) -> BoxFuture<'_, Result<Seq, StoreError>> {

@@ -1,5 +1,15 @@
-//! Write transactions that stage appends and commit later, and how every transaction of
-//! this crate is opened.
+//! Write transactions that stage appends and commit later, how every transaction of this
+//! crate is opened and ended, and database work that a caller dropped midway cannot cancel.
+//!
+//! sqlx 0.9.0 returns a connection whose future was dropped during a statement to the pool
+//! with the statement still running; the pool's check on release then waits for it. A lost
+//! race's unique violation then surfaces as a warning and the connection is closed; a dropped
+//! `COMMIT` is followed by the `ROLLBACK` the dropped transaction queues ("there is no
+//! transaction in progress"). HTTP clients that go away, timeouts and aborted tasks all drop
+//! futures midway, so every operation that writes or ends a transaction runs on a task it does
+//! not share with its caller ([`to_completion`]).
+
+use std::future::Future;
 
 use ledger_core::{
     AppendResult, AppendTx, BoxFuture, ExpectedSeq, Limits, NewEvent, StoreError, StreamName,
@@ -8,9 +18,26 @@ use ledger_core::{
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::append::{
-    Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, explain, stream_seq, try_insert,
+    Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, contention, explain, stream_seq,
+    try_insert,
 };
 use crate::error::from_sqlx;
+
+/// Runs `work` on a task of its own and waits for its result; if the caller is dropped
+/// meanwhile, `work` still runs to its end (and its result is dropped). A panic in `work`
+/// resumes in the caller.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::spawn(work).await {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::unavailable_with(
+            "database work was cancelled by the runtime shutting down",
+            e,
+        )),
+    }
+}
 
 /// Opens a transaction on a pooled connection with `BEGIN`, or with `statement` (a `BEGIN`
 /// with options or settings), such that a caller dropped meanwhile cannot leave the
@@ -27,20 +54,38 @@ pub(crate) async fn begin(
     statement: Option<&'static str>,
 ) -> Result<Transaction<'static, Postgres>, StoreError> {
     let pool = pool.clone();
-    let opening = tokio::spawn(async move {
+    let opening = to_completion(async move {
         match statement {
             Some(statement) => pool.begin_with(statement).await,
             None => pool.begin().await,
         }
     });
-    opening
-        .await
-        .map_err(|e| StoreError::Backend(format!("opening a transaction failed: {e}")))?
-        .map_err(from_sqlx)
+    opening.await?.map_err(from_sqlx)
 }
 
-/// An open PostgreSQL write transaction.
-pub(crate) struct PgTx {
+/// Commits `tx` on a task of its own: a `COMMIT` whose caller is dropped still answers
+/// before the connection goes back to the pool (see the module doc).
+pub(crate) async fn commit(tx: Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    to_completion(tx.commit()).await?.map_err(from_sqlx)
+}
+
+/// Ends a read-only transaction without waiting: dropping it queues its `ROLLBACK`, which
+/// the pool sends with its check when the connection comes back, so there is no statement
+/// in flight for a dropped caller to cut short.
+pub(crate) fn end_read_only(tx: Transaction<'static, Postgres>) {
+    drop(tx);
+}
+
+/// An open PostgreSQL write transaction; each of its statements runs on a task of its own,
+/// so a caller dropped midway leaves no statement running on its connection.
+pub(crate) struct PgTx(
+    /// The transaction, between two operations; `None` once one was dropped midway (that
+    /// operation's task then rolled the transaction back).
+    Option<Open>,
+);
+
+/// The state of a [`PgTx`].
+struct Open {
     /// The transaction the appends run in.
     tx: Transaction<'static, Postgres>,
     /// For explaining refusals after the transaction was aborted.
@@ -54,14 +99,26 @@ pub(crate) struct PgTx {
 impl PgTx {
     /// Wraps an open transaction.
     pub(crate) fn new(tx: Transaction<'static, Postgres>, pool: PgPool, limits: Limits) -> Self {
-        Self {
+        Self(Some(Open {
             tx,
             pool,
             limits,
             aborted: false,
-        }
+        }))
     }
 
+    /// The transaction, unless an operation on it was dropped midway.
+    fn take(&mut self) -> Result<Open, StoreError> {
+        self.0.take().ok_or_else(|| {
+            StoreError::backend(
+                "an earlier append of this transaction was dropped midway, which rolled it \
+                 back; nothing was committed",
+            )
+        })
+    }
+}
+
+impl Open {
     /// Stages one append, answering refusals as the autocommit append does where it can.
     async fn stage(
         &mut self,
@@ -106,9 +163,16 @@ impl PgTx {
                 }
             };
         }
-        Err(StoreError::Unavailable(format!(
-            "gave up appending to {stream} after {MAX_TRIES} tries under heavy contention"
-        )))
+        Err(contention(&stream))
+    }
+
+    /// Commits, or rolls back and fails when a statement failed.
+    async fn commit(self) -> Result<(), StoreError> {
+        if self.aborted {
+            self.tx.rollback().await.map_err(from_sqlx)?;
+            return Err(aborted_error());
+        }
+        self.tx.commit().await.map_err(from_sqlx)
     }
 }
 
@@ -122,8 +186,8 @@ fn is_answer(err: &StoreError) -> bool {
 
 /// The error of using a transaction after one of its statements failed.
 fn aborted_error() -> StoreError {
-    StoreError::Backend(
-        "the transaction failed earlier and must be rolled back; nothing was committed".into(),
+    StoreError::backend(
+        "the transaction failed earlier and must be rolled back; nothing was committed",
     )
 }
 
@@ -134,20 +198,55 @@ impl AppendTx for PgTx {
         expected: ExpectedSeq,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
-        Box::pin(self.stage(stream, expected, events))
-    }
-
-    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
         Box::pin(async move {
-            if self.aborted {
-                self.tx.rollback().await.map_err(from_sqlx)?;
-                return Err(aborted_error());
-            }
-            self.tx.commit().await.map_err(from_sqlx)
+            let mut open = self.take()?;
+            let (open, staged) = to_completion(async move {
+                let staged = open.stage(stream, expected, events).await;
+                (open, staged)
+            })
+            .await?;
+            self.0 = Some(open);
+            staged
         })
     }
 
-    fn rollback(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move { self.tx.rollback().await.map_err(from_sqlx) })
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            let open = self.take()?;
+            to_completion(open.commit()).await?
+        })
+    }
+
+    fn rollback(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            // After an operation dropped midway, the transaction is rolled back already.
+            let Some(open) = self.0.take() else {
+                return Ok(());
+            };
+            to_completion(open.tx.rollback()).await?.map_err(from_sqlx)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn work_finishes_when_its_caller_is_dropped() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = finished.clone();
+        let caller = to_completion(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        let gave_up = tokio::time::timeout(Duration::from_millis(1), caller).await;
+        assert!(gave_up.is_err());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(finished.load(Ordering::SeqCst));
     }
 }

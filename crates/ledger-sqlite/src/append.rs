@@ -174,7 +174,7 @@ impl<'a> Batch<'a> {
         let json = |v: &serde_json::Value| {
             serde_json::to_string(v)
                 .map(Arc::from)
-                .map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
+                .map_err(|e| StoreError::backend_with("cannot encode JSON", e))
         };
         let encoded = events
             .iter()
@@ -446,7 +446,7 @@ async fn append_on(
             Refusal::Retry => continue,
         }
     }
-    Err(StoreError::Backend(format!(
+    Err(StoreError::backend(format!(
         "append to {} was refused {ATTEMPTS} times although its expectation held",
         batch.stream
     )))

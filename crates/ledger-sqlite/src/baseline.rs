@@ -76,7 +76,7 @@ fn encode(rows: &[BenchRow]) -> Result<Vec<EncodedRow>, StoreError> {
     let json = |v: &serde_json::Value| {
         serde_json::to_string(v)
             .map(Arc::from)
-            .map_err(|e| StoreError::Backend(format!("cannot encode JSON: {e}")))
+            .map_err(|e| StoreError::backend_with("cannot encode JSON", e))
     };
     rows.iter()
         .map(|row| {

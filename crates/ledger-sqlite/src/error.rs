@@ -32,9 +32,9 @@ pub(crate) fn store_err(error: sqlx::Error) -> StoreError {
         _ => false,
     };
     if unavailable {
-        StoreError::Unavailable(error.to_string())
+        StoreError::unavailable_with("SQLite could not run a statement", error)
     } else {
-        StoreError::Backend(error.to_string())
+        StoreError::backend_with("SQLite failed a statement", error)
     }
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn store_err(error: sqlx::Error) -> StoreError {
 pub(crate) fn migrate_err(error: MigrateError) -> StoreError {
     match error {
         MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => store_err(e),
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::backend_with("the migrations could not run", other),
     }
 }
 

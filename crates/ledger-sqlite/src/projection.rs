@@ -223,7 +223,7 @@ fn rows_of(kind: Kind, texts: Vec<String>) -> Result<Rows, StoreError> {
         .map(|t| serde_json::from_str(t))
         .collect::<Result<Vec<serde_json::Value>, _>>()
         .and_then(|v| Rows::from_json(kind, v))
-        .map_err(|e| StoreError::Backend(format!("a {kind} row does not decode: {e}")))
+        .map_err(|e| StoreError::backend_with(format!("a {kind} row does not decode"), e))
 }
 
 /// A checkpoint row.
@@ -307,7 +307,7 @@ async fn reset(
         .fetch_one(&mut *conn)
         .await
         .map_err(store_err)?;
-    checkpoint_of(row).ok_or_else(|| StoreError::Backend("a checkpoint does not decode".into()))
+    checkpoint_of(row).ok_or_else(|| StoreError::backend("a checkpoint does not decode"))
 }
 
 /// Loads, folds and writes back the rows of one target for a batch.

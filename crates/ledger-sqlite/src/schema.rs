@@ -37,7 +37,7 @@ impl SchemaState {
     pub(crate) fn check(self) -> Result<(), StoreError> {
         let needed = required_version();
         if let Some(version) = self.dirty {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "migration {version} is partially applied; restore the database from a backup"
             )));
         }

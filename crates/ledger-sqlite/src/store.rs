@@ -72,7 +72,7 @@ impl SqliteStore {
         let mut delay = Duration::from_millis(10);
         loop {
             match Self::open_once(connect.clone(), options.clone()).await {
-                Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                Err(StoreError::Unavailable { .. }) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(200));
                 }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// How long readiness waits for the database.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A health answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,7 +46,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, (state.ready)()).await {
         Ok(Ok(())) => Ok(Json(Health { status: "ready" })),
-        Ok(Err(e @ (StoreError::SchemaMismatch { .. } | StoreError::Unavailable(_)))) => {
+        Ok(Err(e @ (StoreError::SchemaMismatch { .. } | StoreError::Unavailable { .. }))) => {
             Err(e.into())
         }
         Ok(Err(e)) => {
@@ -56,6 +56,6 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
                 "the database did not answer the readiness probe; the details are in the server log",
             ))
         }
-        Err(_) => Err(StoreError::Unavailable("readiness probe timed out".into()).into()),
+        Err(_) => Err(StoreError::unavailable("readiness probe timed out").into()),
     }
 }

@@ -182,20 +182,12 @@ pub async fn failing_database() {
     type Case = (fn() -> StoreError, u16, &'static str);
     let cases: [Case; 3] = [
         (
-            || {
-                StoreError::Unavailable(
-                    "connection refused (os error 111) to pg_hba password".into(),
-                )
-            },
+            || StoreError::unavailable("connection refused (os error 111) to pg_hba password"),
             503,
             "unavailable",
         ),
         (
-            || {
-                StoreError::Backend(
-                    "relation \"events\" does not exist in SELECT * FROM sqlx".into(),
-                )
-            },
+            || StoreError::backend("relation \"events\" does not exist in SELECT * FROM sqlx"),
             500,
             "internal",
         ),
@@ -229,6 +221,9 @@ pub async fn failing_database() {
         ];
         for r in &replies {
             r.expect_error(status, code);
+            if status == 503 {
+                assert_eq!(r.header("retry-after"), Some("1"), "{}", r.text);
+            }
             for leak in leaks {
                 assert!(!r.text.contains(leak), "{leak:?} leaked: {}", r.text);
             }

@@ -60,7 +60,11 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         let (from, to) = database::migrate(target).await?;
         tracing::info!(from, to, "migrated before serving");
     }
-    let db = database::open(target, StoreOptions::default()).await?;
+    let options = StoreOptions {
+        acquire_timeout: args.db_acquire_timeout.into(),
+        ..StoreOptions::default()
+    };
+    let db = database::open(target, options).await?;
     let settled = ledger_api::settle_admin_token(db.store.as_ref(), source)
         .await
         .map_err(|e| admin_token_error(target, e))?;
