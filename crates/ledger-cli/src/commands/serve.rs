@@ -33,6 +33,9 @@ struct Listening {
 /// Opens the store, resolves the admin token, listens and serves until a shutdown signal.
 pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let db = database::open(target, StoreOptions::default()).await?;
+    if let Some(reason) = db.store.write_fault().await {
+        tracing::warn!(%reason, "the database cannot be written; writes answer 503 until it can");
+    }
     let (admin_token, source, file) = admin_token(target, &args)?;
     // This process's appends wake its projection runners at once.
     let signal = Signal::new();
