@@ -17,21 +17,21 @@ use crate::api_suite::commands::cmd;
 use crate::api_suite::races;
 
 /// The admin token the servers get through `LEDGER_ADMIN_TOKEN`.
-const ADMIN: &str = "serve-test-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "serve-test-admin-token-0123456789";
 
 /// How long a server may take to start or to stop.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `ledger serve`.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     startup: Value,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
 
 /// The `ledger serve` command on `db` (port 0), isolated from the caller's environment.
-fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
+pub(crate) fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledger-under-test"));
     cmd.arg("--database-url")
         .arg(&db.url)
@@ -52,9 +52,12 @@ fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
 
 /// Starts `ledger serve` and waits for its startup line.
 async fn serve(db: &Db, admin: Option<&str>) -> Served {
-    let mut child = serve_command(db, admin, &[])
-        .spawn()
-        .expect("cannot start ledger serve");
+    start(serve_command(db, admin, &[])).await
+}
+
+/// Runs `cmd` (a [`serve_command`], possibly wrapped) and waits for its startup line.
+pub(crate) async fn start(mut cmd: Command) -> Served {
+    let mut child = cmd.spawn().expect("cannot start ledger serve");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = match timeout(PATIENCE, stdout.next_line()).await {
         Ok(Ok(Some(line))) => line,
@@ -90,7 +93,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.terminate().await;
         let status = timeout(PATIENCE, self.child.wait())
             .await
@@ -101,7 +104,7 @@ impl Served {
 }
 
 /// An API client for servers at `addrs`, with a store on `db` for checks behind their back.
-async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
+pub(crate) async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
     let store = db.open(ledger_tests::options()).await.unwrap();
     Api::tcp(addrs, ADMIN.to_string(), store)
 }
