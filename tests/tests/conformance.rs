@@ -43,6 +43,8 @@ mod tokens;
 mod serve_limits;
 // PostgreSQL faults against real servers: the database unreachable behind a cut proxy, aborted requests.
 mod faults_postgres;
+// SQLite faults a server recovers from without a restart: a full disk, a read-only file.
+mod faults_sqlite;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

@@ -5,7 +5,7 @@
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use ledger_core::EventStore;
+use ledger_core::{EventStore, StoreError};
 use serde::Serialize;
 use serde_json::json;
 
@@ -119,6 +119,9 @@ pub struct AdminTokenStart {
     /// The registry's facts of the token the server started with (`revoked` when it no
     /// longer works).
     pub token: Option<TokenInfo>,
+    /// A given token the registry could not store because the database cannot be written
+    /// now (read-only, disk full): this server accepts it on its own until a restart stores it.
+    pub unstored: Option<String>,
 }
 
 /// Why a server's admin token could not be settled.
@@ -154,7 +157,23 @@ pub async fn settle_admin_token(
         }
         AdminTokenSource::Default(path) => return first_start(store, path, meta).await,
     };
-    let info = token_registry::register(store, &token, meta).await?;
+    let info = match token_registry::register(store, &token, meta).await {
+        Ok(info) => info,
+        Err(TokenError::Store(e @ StoreError::Unavailable { .. })) => {
+            tracing::warn!(
+                ?origin,
+                error = &e as &dyn std::error::Error,
+                "the admin token could not be stored (the database cannot be written): this server accepts it, other servers will once a restart stores it"
+            );
+            return Ok(AdminTokenStart {
+                origin,
+                file,
+                token: None,
+                unstored: Some(token),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     if info.revoked {
         tracing::warn!(
             ?origin,
@@ -167,6 +186,7 @@ pub async fn settle_admin_token(
         origin,
         file,
         token: Some(info),
+        unstored: None,
     })
 }
 
@@ -180,6 +200,7 @@ async fn first_start(
         origin: AdminTokenOrigin::Stored,
         file: None,
         token: None,
+        unstored: None,
     };
     if token_registry::load(store)
         .await
@@ -198,6 +219,7 @@ async fn first_start(
             origin: AdminTokenOrigin::Generated,
             file: Some(path),
             token: Some(info),
+            unstored: None,
         }),
         // Another server stored the first token meanwhile: this one is not valid, drop its file.
         Ok(None) => {

@@ -198,12 +198,15 @@ impl ApiError {
                 message
             }
             ApiError::Execute(e @ ExecuteError::CorruptHistory { .. }) => {
-                tracing::error!(error = %e, "a tenant stream holds an unreadable event");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "a tenant stream holds an unreadable event"
+                );
                 "this tenant's history holds an event this server cannot read; an operator should check the server log".to_string()
             }
             ApiError::Execute(e) => {
                 if status_of(e.code()).is_server_error() {
-                    tracing::error!(error = %e, "command failed");
+                    tracing::error!(error = &e as &dyn std::error::Error, "command failed");
                     INTERNAL_MESSAGE.to_string()
                 } else {
                     e.to_string()

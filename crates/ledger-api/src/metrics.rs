@@ -193,6 +193,10 @@ impl EventStore for MeteredStore {
     fn read_all(&self, query: ReadAll) -> EventStream {
         self.inner.read_all(query)
     }
+
+    fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
+        self.inner.write_fault()
+    }
 }
 
 /// Escapes a Prometheus label value.

@@ -116,6 +116,13 @@ pub trait EventStore: Send + Sync {
     /// The global log after `query.after`, in commit-safe order, never skipping an event
     /// that commits late. Ends when it has caught up with what was committed when it started.
     fn read_all(&self, query: ReadAll) -> EventStream;
+
+    /// Why writes fail right now, for an operator (e.g. `disk full`), or `None` when nothing
+    /// is known to be wrong. A backend that sees its writes fail may check with a write that
+    /// changes nothing; the default knows of no fault.
+    fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// A store whose appends can be staged in a transaction that commits later.
@@ -170,6 +177,10 @@ macro_rules! forward_event_store {
 
             fn read_all(&self, query: ReadAll) -> EventStream {
                 (**self).read_all(query)
+            }
+
+            fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
+                (**self).write_fault()
             }
         }
     };

@@ -129,7 +129,9 @@ impl Projector {
                 Ok(report) => {
                     tracing::info!(projection = %kind, events = report.events, "online rebuild done")
                 }
-                Err(e) => tracing::warn!(projection = %kind, error = %e, "online rebuild failed"),
+                Err(e) => {
+                    tracing::warn!(projection = %kind, error = &e as &dyn std::error::Error, "online rebuild failed")
+                }
             }
         });
         true

@@ -53,8 +53,11 @@ pub struct ProjectorOptions {
     pub lease_retry: Duration,
     /// How often a running runner checks that it still holds its lease.
     pub lease_check: Duration,
-    /// How long a runner waits after a failure before it starts again.
+    /// How long a runner waits after a failure before it starts again; the wait doubles with
+    /// each failure in a row, up to `max_retry_delay`.
     pub retry_delay: Duration,
+    /// Longest wait of a runner between two failed attempts.
+    pub max_retry_delay: Duration,
 }
 
 impl Default for ProjectorOptions {
@@ -67,6 +70,7 @@ impl Default for ProjectorOptions {
             lease_retry: Duration::from_millis(500),
             lease_check: Duration::from_secs(2),
             retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(5),
         }
     }
 }
@@ -81,6 +85,9 @@ pub enum State {
     Rebuilding,
     /// The live copy is more than [`CATCHING_UP_LAG`] events behind, or was never created.
     CatchingUp,
+    /// This process's runner failed to apply the events after the checkpoint (`error` says
+    /// why) and retries with backoff.
+    Failing,
 }
 
 /// A projection's status.
@@ -94,8 +101,10 @@ pub struct ProjectionStatus {
     pub checkpoint: u64,
     /// Events of the log after the checkpoint.
     pub lag: u64,
-    /// `live`, `rebuilding` or `catching_up`.
+    /// `live`, `rebuilding`, `catching_up` or `failing`.
     pub state: State,
+    /// The code of the runner's last failure while it is `failing` (e.g. `unavailable`).
+    pub error: Option<&'static str>,
     /// Events applied to the live tables.
     pub events: u64,
     /// The runner that applied the last batch.
@@ -124,6 +133,20 @@ pub struct RebuildStatus {
 /// Rebuilds running (true) or failed (with why) in this process, by projection.
 pub(crate) type Rebuilds = BTreeMap<Kind, (bool, Option<String>)>;
 
+/// A live runner's failures in a row: the last one's code and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Failures {
+    code: &'static str,
+    count: u32,
+}
+
+/// The wait before the next attempt after `count` failures in a row: `first`, doubling, at
+/// most `most`.
+fn backoff(first: Duration, most: Duration, count: u32) -> Duration {
+    let doublings = count.saturating_sub(1).min(16);
+    first.saturating_mul(1 << doublings).min(most.max(first))
+}
+
 /// Runs, rebuilds and reports on projections over one event store and one projection store.
 #[derive(Clone)]
 pub struct Projector {
@@ -133,6 +156,7 @@ pub struct Projector {
     signal: Option<Signal>,
     applied: Arc<watch::Sender<u64>>,
     pub(crate) rebuilds: Arc<Mutex<Rebuilds>>,
+    failures: Arc<Mutex<BTreeMap<Kind, Failures>>>,
 }
 
 /// Where [`Projector::drive`] stops.
@@ -289,6 +313,7 @@ impl Projector {
             signal: None,
             applied: Arc::new(watch::channel(0).0),
             rebuilds: Arc::default(),
+            failures: Arc::default(),
         }
     }
 
@@ -473,14 +498,64 @@ impl Projector {
                     tracing::warn!(projection = %kind, "lost the projection lease; standing by")
                 }
                 Err(e) => {
-                    tracing::warn!(projection = %kind, error = %e, "the projection runner failed; retrying");
+                    let failures = self.failed(kind, e.code());
+                    let delay = backoff(
+                        self.options.retry_delay,
+                        self.options.max_retry_delay,
+                        failures,
+                    );
+                    tracing::warn!(
+                        projection = %kind,
+                        error = &e as &dyn std::error::Error,
+                        failures,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "the projection runner failed; retrying"
+                    );
                     tokio::select! {
                         () = &mut shutdown => return,
-                        () = tokio::time::sleep(self.options.retry_delay) => {}
+                        () = self.retry_wait(delay) => {}
                     }
                 }
             }
         }
+    }
+
+    /// The wait after a failure: `delay`, cut short by an append of this process once
+    /// [`ProjectorOptions::retry_delay`] has passed (the store takes writes again).
+    async fn retry_wait(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        let mut appended = self.signal.as_ref().map(Signal::subscribe);
+        tokio::time::sleep(self.options.retry_delay.min(delay)).await;
+        let appended = async {
+            let changed = match appended.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = appended => {}
+        }
+    }
+
+    /// Records a failure of `kind`'s runner; returns how many in a row.
+    fn failed(&self, kind: Kind, code: &'static str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = failures.entry(kind).or_insert(Failures { code, count: 0 });
+        entry.code = code;
+        entry.count = entry.count.saturating_add(1);
+        entry.count
+    }
+
+    /// Forgets the failures of `kind`'s runner: it applied a batch.
+    fn recovered(&self, kind: Kind) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&kind);
     }
 
     /// Waits until this runner holds `kind`'s lease.
@@ -490,7 +565,7 @@ impl Projector {
                 Ok(Some(lease)) => return lease,
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(projection = %kind, error = %e, "cannot ask for the projection lease")
+                    tracing::warn!(projection = %kind, error = &e as &dyn std::error::Error, "cannot ask for the projection lease")
                 }
             }
             tokio::time::sleep(self.options.lease_retry).await;
@@ -512,7 +587,9 @@ impl Projector {
                 }
             };
             match self
-                .drive(&mut targets, Until::Stopped, lost, &mut |_| {})
+                .drive(&mut targets, Until::Stopped, lost, &mut |_| {
+                    self.recovered(kind)
+                })
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -606,6 +683,11 @@ impl Projector {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut all = Vec::new();
         for kind in Kind::ALL {
             let find = |slot| {
@@ -637,7 +719,11 @@ impl Projector {
                 }),
                 None => None,
             };
-            let state = if rebuild
+            // A failure is current while there is something left to apply.
+            let error = failures.get(&kind).filter(|_| lag > 0).map(|f| f.code);
+            let state = if error.is_some() {
+                State::Failing
+            } else if rebuild
                 .as_ref()
                 .is_some_and(|r| r.running || r.error.is_none())
             {
@@ -653,11 +739,26 @@ impl Projector {
                 checkpoint: position.0,
                 lag,
                 state,
+                error,
                 events: live.as_ref().map_or(0, |c| c.events),
                 owner: live.and_then(|c| c.owner),
                 rebuild,
             });
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_up_to_the_most() {
+        let (first, most) = (Duration::from_secs(1), Duration::from_secs(5));
+        let waits: Vec<u64> = (1..=5).map(|n| backoff(first, most, n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 5, 5]);
+        assert_eq!(backoff(first, most, u32::MAX), most);
+        assert_eq!(backoff(first, Duration::ZERO, 3), first);
     }
 }

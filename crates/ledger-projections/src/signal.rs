@@ -89,4 +89,8 @@ impl<S: EventStore> EventStore for SignalingStore<S> {
     fn read_all(&self, query: ReadAll) -> EventStream {
         self.inner.read_all(query)
     }
+
+    fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
+        self.inner.write_fault()
+    }
 }

@@ -1,7 +1,7 @@
 //! The runner, rebuilds and verification on the memory backend.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -12,8 +12,8 @@ use ledger_memory::MemoryStore;
 use ledger_projections::generate::{Append, history, random_steps};
 use ledger_projections::{
     Batch, Checkpoint, Decoded, Kind, Lease, LogPage, MemoryProjections, ProjectionError,
-    ProjectionStore, Projector, ProjectorOptions, Query, RowKey, Rows, Signal, SignalingStore,
-    Slot, Snapshot, Swapped, Target, reference,
+    ProjectionStatus, ProjectionStore, Projector, ProjectorOptions, Query, RowKey, Rows, Signal,
+    SignalingStore, Slot, Snapshot, State, Swapped, Target, reference,
 };
 use tokio::sync::oneshot;
 
@@ -144,14 +144,16 @@ async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_tampering() {
     );
 }
 
-/// Memory projections whose `apply` panics once, on its `at`th call.
-struct PanicsOnce {
+/// Memory projections whose `apply` panics once, on its `at`th call, and refuses batches as a
+/// full disk would while `full` is set.
+struct Faulty {
     inner: Arc<MemoryProjections>,
     calls: AtomicUsize,
     at: usize,
+    full: AtomicBool,
 }
 
-impl ProjectionStore for PanicsOnce {
+impl ProjectionStore for Faulty {
     fn read_log(
         &self,
         after: Position,
@@ -186,6 +188,10 @@ impl ProjectionStore for PanicsOnce {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
             panic!("a bug in an applier");
+        }
+        if self.full.load(Ordering::SeqCst) {
+            let full = StoreError::unavailable("disk full");
+            return Box::pin(async { Err(full) });
         }
         self.inner.apply(target, batch, owner)
     }
@@ -229,10 +235,11 @@ async fn a_panicking_applier_fails_the_pass_and_the_next_one_resumes() {
     let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let memory = Arc::new(MemoryProjections::new(store.clone()));
-    let panics = Arc::new(PanicsOnce {
+    let panics = Arc::new(Faulty {
         inner: memory.clone(),
         calls: AtomicUsize::new(0),
         at: 3,
+        full: AtomicBool::new(false),
     });
     append_all(&*store, history(1, 6, &random_steps(2, 6, 150), start)).await;
     let projector = Projector::new(store.clone(), panics.clone()).with_options(ProjectorOptions {
@@ -274,4 +281,71 @@ async fn a_panicking_applier_fails_the_pass_and_the_next_one_resumes() {
         live_rows(&*memory, Kind::TenantPhase).await,
         expected(&*store, Kind::TenantPhase).await
     );
+}
+
+/// Waits (at most 30 s) until the status of `kind` satisfies `done`.
+async fn status_until(
+    projector: &Projector,
+    kind: Kind,
+    done: impl Fn(&ProjectionStatus) -> bool,
+) -> ProjectionStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = projector.status().await.unwrap();
+        let status = status.into_iter().find(|s| s.name == kind).unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A runner whose batches fail says `failing` with the failure's code instead of `live`,
+/// retries with backoff and, once batches succeed again, catches up by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_runner_says_so_and_resumes() {
+    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let memory = Arc::new(MemoryProjections::new(store.clone()));
+    let faulty = Arc::new(Faulty {
+        inner: memory.clone(),
+        calls: AtomicUsize::new(0),
+        at: usize::MAX,
+        full: AtomicBool::new(true),
+    });
+    append_all(&*store, history(1, 6, &random_steps(3, 6, 100), start)).await;
+    let projector = Projector::new(store.clone(), faulty.clone()).with_options(ProjectorOptions {
+        retry_delay: Duration::from_millis(20),
+        max_retry_delay: Duration::from_millis(100),
+        ..ProjectorOptions::default()
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let runner = projector.clone();
+    let running = tokio::spawn(async move {
+        runner
+            .run(&[Kind::TenantPhase], async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+
+    let failing = status_until(&projector, Kind::TenantPhase, |s| s.state == State::Failing).await;
+    assert_eq!(failing.error, Some("unavailable"));
+    assert!(failing.lag > 0);
+    // Backing off to one try per 100 ms (a loaded machine only makes fewer).
+    let tries = faulty.calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let more = faulty.calls.load(Ordering::SeqCst) - tries;
+    assert!(more <= 10, "{more} tries in 300 ms");
+
+    faulty.full.store(false, Ordering::SeqCst);
+    let live = status_until(&projector, Kind::TenantPhase, |s| s.lag == 0).await;
+    assert_eq!((live.state, live.error), (State::Live, None));
+    assert_eq!(
+        live_rows(&*memory, Kind::TenantPhase).await,
+        expected(&*store, Kind::TenantPhase).await
+    );
+    let _ = stop.send(());
+    running.await.unwrap();
 }

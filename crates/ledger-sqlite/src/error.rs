@@ -4,10 +4,13 @@ use ledger_core::StoreError;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::MigrateError;
 
+use crate::health::Fault;
+
 /// SQLite's primary result codes that mean "busy or unreachable, retry later".
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_NOMEM: i32 = 7;
+const SQLITE_READONLY: i32 = 8;
 const SQLITE_IOERR: i32 = 10;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;
@@ -24,6 +27,7 @@ pub(crate) fn store_err(error: sqlx::Error) -> StoreError {
                 SQLITE_BUSY
                     | SQLITE_LOCKED
                     | SQLITE_NOMEM
+                    | SQLITE_READONLY
                     | SQLITE_IOERR
                     | SQLITE_FULL
                     | SQLITE_CANTOPEN
@@ -54,6 +58,23 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// True for a violated NOT NULL constraint.
 pub(crate) fn is_not_null_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.kind() == ErrorKind::NotNullViolation)
+}
+
+/// What a failed write ran into.
+pub(crate) fn fault_of(error: &sqlx::Error) -> Fault {
+    match error {
+        sqlx::Error::Database(db) => match primary_code(db.code().as_deref()) {
+            Some(SQLITE_FULL) => Fault::Full,
+            Some(SQLITE_READONLY) => Fault::ReadOnly,
+            Some(SQLITE_IOERR) => Fault::Io,
+            Some(SQLITE_CANTOPEN) => Fault::CantOpen,
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => Fault::Locked,
+            _ => Fault::Other,
+        },
+        sqlx::Error::Io(_) => Fault::Io,
+        sqlx::Error::PoolTimedOut => Fault::Locked,
+        _ => Fault::Other,
+    }
 }
 
 /// The primary result code (low byte) of SQLite's extended result code.

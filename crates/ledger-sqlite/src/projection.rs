@@ -24,6 +24,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
 use crate::error::store_err;
+use crate::health::WriteHealth;
 use crate::store::SqliteStore;
 
 /// How often a caught-up runner looks for events appended by other processes.
@@ -310,6 +311,21 @@ async fn reset(
     checkpoint_of(row).ok_or_else(|| StoreError::backend("a checkpoint does not decode"))
 }
 
+/// Removes a checkpoint.
+async fn drop_checkpoint(
+    conn: &mut SqliteConnection,
+    kind: Kind,
+    slot: Slot,
+) -> Result<(), StoreError> {
+    sqlx::query(DELETE_CHECKPOINT)
+        .bind(kind.name())
+        .bind(slot.name())
+        .execute(&mut *conn)
+        .await
+        .map_err(store_err)?;
+    Ok(())
+}
+
 /// Loads, folds and writes back the rows of one target for a batch.
 async fn apply_rows(
     conn: &mut SqliteConnection,
@@ -353,6 +369,11 @@ async fn run_query(conn: &mut SqliteConnection, query: &Query) -> Result<Rows, S
 }
 
 impl SqliteProjections {
+    /// The health of the writer every projection write goes through.
+    fn health(&self) -> &WriteHealth {
+        &self.store.inner.health
+    }
+
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.store
             .inner
@@ -434,32 +455,33 @@ impl ProjectionStore for SqliteProjections {
             if slot == Slot::Live {
                 ddl += &indexes;
             }
-            let mut tx = self.write().await?;
-            sqlx::raw_sql(AssertSqlSafe(ddl))
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-            let checkpoint = reset(&mut tx, kind, slot, None).await?;
-            tx.commit().await.map_err(store_err)?;
-            Ok(checkpoint)
+            let written = async {
+                let mut tx = self.write().await?;
+                sqlx::raw_sql(AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err)?;
+                let checkpoint = reset(&mut tx, kind, slot, None).await?;
+                tx.commit().await.map_err(store_err)?;
+                Ok(checkpoint)
+            };
+            self.health().record(written.await)
         })
     }
 
     fn drop_rebuild(&self, kind: Kind) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut tx = self.write().await?;
-            let ddl = format!("DROP TABLE IF EXISTS {}", kind.table(Slot::Rebuild));
-            sqlx::raw_sql(AssertSqlSafe(ddl))
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-            sqlx::query(DELETE_CHECKPOINT)
-                .bind(kind.name())
-                .bind(Slot::Rebuild.name())
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-            tx.commit().await.map_err(store_err)
+            let written = async {
+                let mut tx = self.write().await?;
+                let ddl = format!("DROP TABLE IF EXISTS {}", kind.table(Slot::Rebuild));
+                sqlx::raw_sql(AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err)?;
+                drop_checkpoint(&mut tx, kind, Slot::Rebuild).await?;
+                tx.commit().await.map_err(store_err)
+            };
+            self.health().record(written.await)
         })
     }
 
@@ -473,28 +495,31 @@ impl ProjectionStore for SqliteProjections {
             let Some(last) = batch.last() else {
                 return Ok(true);
             };
-            let mut tx = self.write().await?;
-            let moved = sqlx::query(ADVANCE)
-                .bind(target.kind.name())
-                .bind(target.slot.name())
-                .bind(target.generation)
-                .bind(int(target.position.0))
-                .bind(int(last.0))
-                .bind(int(batch.len()))
-                .bind(owner)
-                .bind(now())
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?
-                .rows_affected();
-            if moved != 1 {
-                // Nothing was written; dropping the transaction rolls back too.
-                let _ = tx.rollback().await;
-                return Ok(false);
-            }
-            apply_rows(&mut tx, target, batch).await?;
-            tx.commit().await.map_err(store_err)?;
-            Ok(true)
+            let written = async {
+                let mut tx = self.write().await?;
+                let moved = sqlx::query(ADVANCE)
+                    .bind(target.kind.name())
+                    .bind(target.slot.name())
+                    .bind(target.generation)
+                    .bind(int(target.position.0))
+                    .bind(int(last.0))
+                    .bind(int(batch.len()))
+                    .bind(owner)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err)?
+                    .rows_affected();
+                if moved != 1 {
+                    // Nothing was written; dropping the transaction rolls back too.
+                    let _ = tx.rollback().await;
+                    return Ok(false);
+                }
+                apply_rows(&mut tx, target, batch).await?;
+                tx.commit().await.map_err(store_err)?;
+                Ok(true)
+            };
+            self.health().record(written.await)
         })
     }
 
@@ -507,35 +532,33 @@ impl ProjectionStore for SqliteProjections {
     fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>> {
         Box::pin(async move {
             let kind = rebuilt.kind;
-            let mut tx = self.write().await?;
-            let current = read_checkpoint(&mut tx, kind, Slot::Rebuild).await?;
-            let still = current.as_ref().is_some_and(|c| {
-                c.generation == rebuilt.generation && c.position == rebuilt.position
-            });
-            let Some(current) = current.filter(|_| still) else {
-                let _ = tx.rollback().await;
-                return Ok(Swapped::Moved);
-            };
-            let (live, shadow) = (kind.table(Slot::Live), kind.table(Slot::Rebuild));
-            let (_, indexes) = definition_parts(definition(kind), live);
-            let ddl = format!(
-                "DROP TABLE IF EXISTS {live};\n\
+            let written = async {
+                let mut tx = self.write().await?;
+                let current = read_checkpoint(&mut tx, kind, Slot::Rebuild).await?;
+                let still = current.as_ref().is_some_and(|c| {
+                    c.generation == rebuilt.generation && c.position == rebuilt.position
+                });
+                let Some(current) = current.filter(|_| still) else {
+                    let _ = tx.rollback().await;
+                    return Ok(Swapped::Moved);
+                };
+                let (live, shadow) = (kind.table(Slot::Live), kind.table(Slot::Rebuild));
+                let (_, indexes) = definition_parts(definition(kind), live);
+                let ddl = format!(
+                    "DROP TABLE IF EXISTS {live};\n\
                  ALTER TABLE {shadow} RENAME TO {live};\n\
                  {indexes}"
-            );
-            sqlx::raw_sql(AssertSqlSafe(ddl))
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-            reset(&mut tx, kind, Slot::Live, Some(&current)).await?;
-            sqlx::query(DELETE_CHECKPOINT)
-                .bind(kind.name())
-                .bind(Slot::Rebuild.name())
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-            tx.commit().await.map_err(store_err)?;
-            Ok(Swapped::Yes)
+                );
+                sqlx::raw_sql(AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err)?;
+                reset(&mut tx, kind, Slot::Live, Some(&current)).await?;
+                drop_checkpoint(&mut tx, kind, Slot::Rebuild).await?;
+                tx.commit().await.map_err(store_err)?;
+                Ok(Swapped::Yes)
+            };
+            self.health().record(written.await)
         })
     }
 

@@ -15,7 +15,8 @@ use sqlx::sqlite::{
 };
 
 use crate::append::Batch;
-use crate::error::store_err;
+use crate::error::{fault_of, store_err};
+use crate::health::{Fault, WriteHealth, outside_transaction};
 use crate::schema;
 use crate::tx::SqliteTx;
 use crate::{append, read};
@@ -42,6 +43,9 @@ const READER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a database keeps retrying while the file is locked by another opener.
 const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
 
+/// SQLite's largest `max_page_count`: no limit below the file format's own.
+const NO_PAGE_LIMIT: u32 = 0xffff_fffe;
+
 /// An event store in one SQLite file; clones share the same connections.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -57,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) reader: SqlitePool,
     /// Limits and page size.
     pub(crate) options: StoreOptions,
+    /// Whether writes succeed; read by the writer pool's hooks too.
+    pub(crate) health: Arc<WriteHealth>,
 }
 
 impl SqliteStore {
@@ -72,49 +78,59 @@ impl SqliteStore {
         let mut delay = Duration::from_millis(10);
         loop {
             match Self::open_once(connect.clone(), options.clone()).await {
-                Err(StoreError::Unavailable { .. }) if std::time::Instant::now() < deadline => {
+                Err((_, Retry::Yes)) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(200));
                 }
-                result => return result,
+                result => return result.map_err(|(error, _)| error),
             }
         }
     }
 
-    /// One attempt of [`Self::open`].
+    /// One attempt of [`Self::open`]; a failure says whether another attempt may succeed.
     async fn open_once(
         connect: SqliteConnectOptions,
         options: StoreOptions,
-    ) -> Result<SqliteStore, StoreError> {
-        let writer = writer_pool(connect.clone()).await?;
+    ) -> Result<SqliteStore, (StoreError, Retry)> {
+        let health = Arc::new(WriteHealth::default());
+        let writer = writer_pool(connect.clone(), &health)
+            .await
+            .map_err(Retry::of_connect)?;
         {
-            let mut conn = writer.acquire().await.map_err(store_err)?;
-            let state = schema::schema_state(&mut conn).await?;
+            let mut conn = writer.acquire().await.map_err(Retry::of_connect)?;
+            let state = schema::schema_state(&mut conn)
+                .await
+                .map_err(Retry::of_store)?;
             if state.found == 0 && !state.ahead && state.dirty.is_none() {
-                schema::migrate(&mut conn).await?;
+                schema::migrate(&mut conn).await.map_err(Retry::of_store)?;
             } else {
-                state.check()?;
+                state.check().map_err(Retry::of_store)?;
             }
         }
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(READER_ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
+            .after_release(outside_transaction)
             .connect_with(connect)
             .await
-            .map_err(store_err)?;
+            .map_err(Retry::of_connect)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 reader,
                 options,
+                health,
             }),
         })
     }
 
     /// Applies pending migrations; returns (version before, version after).
     pub async fn migrate(url: &str) -> Result<(i64, i64), StoreError> {
-        let writer = writer_pool(connect_options(url)?).await?;
+        let health = Arc::new(WriteHealth::default());
+        let writer = writer_pool(connect_options(url)?, &health)
+            .await
+            .map_err(store_err)?;
         let result = async {
             let mut conn = writer.acquire().await.map_err(store_err)?;
             schema::migrate(&mut conn).await
@@ -127,6 +143,26 @@ impl SqliteStore {
     /// The schema version this code needs (the highest migration number).
     pub fn required_schema_version() -> i64 {
         schema::required_version()
+    }
+
+    /// Caps the database file at `pages` pages for this process's writes (SQLite's
+    /// `max_page_count`, kept when the writer reconnects): a write that needs more fails as on
+    /// a full disk. `None` lifts the cap. Lets tests fill the disk without filling one.
+    pub async fn set_page_limit(&self, pages: Option<u32>) -> Result<(), StoreError> {
+        let pages = pages.unwrap_or(NO_PAGE_LIMIT);
+        let writer = &self.inner.writer;
+        let options = (*writer.connect_options())
+            .clone()
+            .pragma("max_page_count", pages.to_string());
+        writer.set_connect_options(options);
+        let mut conn = writer.acquire().await.map_err(store_err)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(store_err)?;
+        Ok(())
     }
 }
 
@@ -149,9 +185,14 @@ fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES.to_string()))
 }
 
-/// The pool of exactly one connection that every write goes through, kept open for good so
-/// its prepared statements stay cached.
-async fn writer_pool(connect: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+/// The pool of exactly one connection that every write goes through, kept open so its
+/// prepared statements stay cached; it is replaced by a fresh one after a failed write (see
+/// [`WriteHealth`]) and never handed out inside a transaction.
+async fn writer_pool(
+    connect: SqliteConnectOptions,
+    health: &Arc<WriteHealth>,
+) -> Result<SqlitePool, sqlx::Error> {
+    let health = health.clone();
     SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
@@ -159,9 +200,44 @@ async fn writer_pool(connect: SqliteConnectOptions) -> Result<SqlitePool, StoreE
         .idle_timeout(None)
         .max_lifetime(None)
         .test_before_acquire(false)
+        .before_acquire(move |_, _| {
+            let keep = health.keep();
+            Box::pin(async move { Ok(keep) })
+        })
+        .after_release(outside_transaction)
         .connect_with(connect)
         .await
-        .map_err(store_err)
+}
+
+/// Whether opening again may succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// The file was locked (by another process creating, switching to WAL or migrating it).
+    Yes,
+    /// Anything else, a read-only file or directory included.
+    No,
+}
+
+impl Retry {
+    /// A failure to connect: retried while the file is locked.
+    fn of_connect(error: sqlx::Error) -> (StoreError, Retry) {
+        let retry = if fault_of(&error) == Fault::Locked {
+            Retry::Yes
+        } else {
+            Retry::No
+        };
+        (store_err(error), retry)
+    }
+
+    /// A failure of the schema check or migration: retried while the database is unavailable.
+    fn of_store(error: StoreError) -> (StoreError, Retry) {
+        let retry = if matches!(error, StoreError::Unavailable { .. }) {
+            Retry::Yes
+        } else {
+            Retry::No
+        };
+        (error, retry)
+    }
 }
 
 impl EventStore for SqliteStore {
@@ -175,8 +251,11 @@ impl EventStore for SqliteStore {
             let limits = &self.inner.options.limits;
             validate_batch(&events, limits)?;
             let batch = Batch::encode(&stream, expected, &events)?;
-            let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
-            append::append_autocommit(&mut conn, &batch, limits).await
+            let written = async {
+                let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
+                append::append_autocommit(&mut conn, &batch, limits).await
+            };
+            self.inner.health.record(written.await)
         })
     }
 
@@ -191,26 +270,29 @@ impl EventStore for SqliteStore {
                 .iter()
                 .map(|a| Batch::encode(&a.stream, a.expected, &a.events))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut tx = self
-                .inner
-                .writer
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(store_err)?;
-            let mut results = Vec::with_capacity(appends.len());
-            for batch in &batches {
-                match append::append_in_tx(&mut tx, batch, limits).await {
-                    Ok(result) => results.push(result),
-                    Err(error) => {
-                        // The answer is already known; a failed rollback changes nothing in it
-                        // (dropping the transaction rolls back too).
-                        let _ = tx.rollback().await;
-                        return Err(error);
+            let written = async {
+                let mut tx = self
+                    .inner
+                    .writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(store_err)?;
+                let mut results = Vec::with_capacity(appends.len());
+                for batch in &batches {
+                    match append::append_in_tx(&mut tx, batch, limits).await {
+                        Ok(result) => results.push(result),
+                        Err(error) => {
+                            // The answer is already known; a failed rollback changes nothing in
+                            // it (and the connection does not go back into service inside it).
+                            let _ = tx.rollback().await;
+                            return Err(error);
+                        }
                     }
                 }
-            }
-            tx.commit().await.map_err(store_err)?;
-            Ok(results)
+                tx.commit().await.map_err(store_err)?;
+                Ok(results)
+            };
+            self.inner.health.record(written.await)
         })
     }
 
@@ -225,6 +307,13 @@ impl EventStore for SqliteStore {
     fn read_all(&self, query: ReadAll) -> EventStream {
         read::read_all(self.inner.clone(), query).boxed()
     }
+
+    fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let fault = self.inner.health.fault(&self.inner.writer).await?;
+            Some(fault.reason().to_string())
+        })
+    }
 }
 
 impl TransactionalStore for SqliteStore {
@@ -235,8 +324,8 @@ impl TransactionalStore for SqliteStore {
                 .writer
                 .begin_with("BEGIN IMMEDIATE")
                 .await
-                .map_err(store_err)?;
-            Ok(Box::new(SqliteTx::new(tx, self.inner.options.limits)) as Box<dyn AppendTx>)
+                .map_err(|e| self.inner.health.failed(store_err(e)))?;
+            Ok(Box::new(SqliteTx::new(tx, self.inner.clone())) as Box<dyn AppendTx>)
         })
     }
 }

@@ -1,5 +1,7 @@
 //! Write transactions held open by the caller, on the writer connection.
 
+use std::sync::Arc;
+
 use ledger_core::{
     AppendResult, AppendTx, BoxFuture, ExpectedSeq, Limits, NewEvent, StoreError, StreamName,
     validate_batch,
@@ -8,18 +10,21 @@ use sqlx::{Sqlite, Transaction};
 
 use crate::append::{self, Batch};
 use crate::error::store_err;
+use crate::store::Inner;
 
 /// An open `BEGIN IMMEDIATE` transaction on the writer connection; other writers of this
 /// process wait for the connection until it ends.
 pub(crate) struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
     limits: Limits,
+    inner: Arc<Inner>,
 }
 
 impl SqliteTx {
-    /// Wraps an open write transaction.
-    pub(crate) fn new(tx: Transaction<'static, Sqlite>, limits: Limits) -> Self {
-        Self { tx, limits }
+    /// Wraps an open write transaction of the store `inner`, which records its outcome.
+    pub(crate) fn new(tx: Transaction<'static, Sqlite>, inner: Arc<Inner>) -> Self {
+        let limits = inner.options.limits;
+        Self { tx, limits, inner }
     }
 }
 
@@ -33,12 +38,15 @@ impl AppendTx for SqliteTx {
         Box::pin(async move {
             validate_batch(&events, &self.limits)?;
             let batch = Batch::encode(&stream, expected, &events)?;
-            append::append_in_tx(&mut self.tx, &batch, &self.limits).await
+            append::append_in_tx(&mut self.tx, &batch, &self.limits)
+                .await
+                .map_err(|e| self.inner.health.failed(e))
         })
     }
 
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move { self.tx.commit().await.map_err(store_err) })
+        let Self { tx, inner, .. } = *self;
+        Box::pin(async move { inner.health.record(tx.commit().await.map_err(store_err)) })
     }
 
     fn rollback(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -171,7 +171,7 @@ pub(crate) async fn progress(
                 let envelope = match next {
                     Ok(e) => e,
                     Err(e) => {
-                        tracing::warn!(error = %e, "progress stream: reading the tenant failed");
+                        tracing::warn!(error = &e as &dyn std::error::Error, "progress stream: reading the tenant failed");
                         yield Ok(Event::default().event("error").data(json!({"error": e.code()}).to_string()));
                         return;
                     }

@@ -29,6 +29,8 @@ pub(crate) enum StateSchema {
     Rebuilding,
     /// More than 1000 events behind, or not created yet.
     CatchingUp,
+    /// This server's runner fails to apply the next events (`error` has the code) and retries.
+    Failing,
 }
 
 /// A read model's status.
@@ -42,9 +44,11 @@ pub struct ProjectionView {
     pub checkpoint: u64,
     /// Events of the log after the checkpoint.
     pub lag: u64,
-    /// `live`, `rebuilding` or `catching_up`.
+    /// `live`, `rebuilding`, `catching_up` or `failing`.
     #[schema(value_type = StateSchema)]
     pub state: ProjectionState,
+    /// While `failing`: the code of the runner's last failure (e.g. `unavailable`).
+    pub error: Option<String>,
     /// Events applied to the live tables.
     pub events: u64,
     /// The runner that applied the last batch.
@@ -78,6 +82,7 @@ impl From<ProjectionStatus> for ProjectionView {
             checkpoint: s.checkpoint,
             lag: s.lag,
             state: s.state,
+            error: s.error.map(str::to_string),
             events: s.events,
             owner: s.owner,
             rebuild: s.rebuild.map(|r: RebuildStatus| RebuildView {

@@ -65,6 +65,9 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         ..StoreOptions::default()
     };
     let db = database::open(target, options).await?;
+    if let Some(reason) = db.store.write_fault().await {
+        tracing::warn!(%reason, "the database cannot be written; writes answer 503 until it can");
+    }
     let settled = ledger_api::settle_admin_token(db.store.as_ref(), source)
         .await
         .map_err(|e| admin_token_error(target, e))?;
@@ -81,8 +84,11 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let inner: Arc<dyn EventStore> = db.store;
     let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal.clone()));
     let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
-    let state =
-        AppState::with_stored_admin_tokens(store, config).with_projections(projector.clone());
+    let state = match &settled.unstored {
+        Some(token) => AppState::new(store, token, config),
+        None => AppState::with_stored_admin_tokens(store, config),
+    }
+    .with_projections(projector.clone());
     let server = Server::from_listener(listener, state)
         .map_err(|e| CliError::Internal(anyhow::Error::new(e)))?
         .with_limits(connection_limits(&args));
