@@ -15,7 +15,7 @@ mod store;
 mod stream;
 
 pub use baseline::{Baseline, BenchRow};
-pub use error::{Conflict, StoreError};
+pub use error::{Conflict, MAX_REPORTED_MISSED, StoreError};
 pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};
 pub use expected::{ExpectedSeq, ParseExpectedSeqError};
 pub use limits::{Limits, validate_appends, validate_batch};
