@@ -36,6 +36,9 @@ mod api_suite;
 mod http;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
+// The HTTP contract of a real server: bounded, JSON error bodies even for requests hyper
+// refuses, a position beyond the log refused at once, a protected /metrics.
+mod contract;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

@@ -17,15 +17,15 @@ use crate::api_suite::commands::cmd;
 use crate::api_suite::races;
 
 /// The admin token the servers get through `LEDGER_ADMIN_TOKEN`.
-const ADMIN: &str = "serve-test-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "serve-test-admin-token-0123456789";
 
 /// How long a server may take to start or to stop.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `ledger serve`.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     startup: Value,
     _stdout: Lines<BufReader<ChildStdout>>,
 }
@@ -52,7 +52,12 @@ fn serve_command(db: &Db, admin: Option<&str>, extra: &[&str]) -> Command {
 
 /// Starts `ledger serve` and waits for its startup line.
 async fn serve(db: &Db, admin: Option<&str>) -> Served {
-    let mut child = serve_command(db, admin, &[])
+    serve_with(db, admin, &[]).await
+}
+
+/// Starts `ledger serve` with `extra` arguments and waits for its startup line.
+pub(crate) async fn serve_with(db: &Db, admin: Option<&str>, extra: &[&str]) -> Served {
+    let mut child = serve_command(db, admin, extra)
         .spawn()
         .expect("cannot start ledger serve");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -90,7 +95,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.terminate().await;
         let status = timeout(PATIENCE, self.child.wait())
             .await
@@ -101,7 +106,7 @@ impl Served {
 }
 
 /// An API client for servers at `addrs`, with a store on `db` for checks behind their back.
-async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
+pub(crate) async fn client(db: &Db, addrs: Vec<SocketAddr>) -> Api {
     let store = db.open(ledger_tests::options()).await.unwrap();
     Api::tcp(addrs, ADMIN.to_string(), store)
 }
@@ -119,7 +124,7 @@ store_test!(databases: serve_over_http, |db| async move {
     api.req("GET", "/readyz").send().await.expect(200);
     let doc = api.req("GET", "/openapi.json").send().await;
     doc.expect(200);
-    assert!(doc.body["paths"]["/v1/tenants/{id}/commands/{name}"]["post"].is_object());
+    assert!(doc.body["paths"]["/v1/tenants/{id}/commands/acquire-lock"]["post"].is_object());
 
     let a = api.register("served-a").await;
     let b = api.register("served-b").await;

@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::input::{MAX_HEADER_ID_LEN, is_header_id};
+use crate::metrics::{count_conflicts, method_label};
 use crate::state::AppState;
 
 /// `X-Request-Id`: taken from the request or generated, echoed on the response.
@@ -21,9 +23,6 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 /// `X-Causation-Id`: recorded in the metadata of appended events when sent.
 pub static CAUSATION_ID: HeaderName = HeaderName::from_static("x-causation-id");
-
-/// Longest id accepted in the id headers.
-const MAX_ID_LEN: usize = 200;
 
 /// Ids that tie a request's events to the request and to other messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,10 +69,10 @@ fn header_id(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, A
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    if text.is_empty() || text.len() > MAX_ID_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_header_id(text) {
         return Err(ApiError::new(
             "invalid_header",
-            format!("{name} must be 1 to {MAX_ID_LEN} visible ASCII characters"),
+            format!("{name} must be 1 to {MAX_HEADER_ID_LEN} visible ASCII characters"),
         ));
     }
     Ok(Some(text.to_string()))
@@ -101,12 +100,12 @@ pub(crate) async fn track(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let (mut response, request_id) = match RequestContext::from_headers(request.headers()) {
         Ok(ctx) => {
             let id = ctx.request_id.clone();
             request.extensions_mut().insert(ctx);
-            (next.run(request).await, id)
+            (count_conflicts(&state.metrics, next.run(request)).await, id)
         }
         Err(e) => (e.into_response(), Uuid::now_v7().to_string()),
     };
@@ -114,7 +113,7 @@ pub(crate) async fn track(
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let status = response.status();
-    state.metrics.request(&route, &method, status.as_u16());
+    state.metrics.request(&route, method, status.as_u16());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {

@@ -8,6 +8,7 @@ use axum::Router;
 use ledger_core::EventStore;
 use tokio::net::TcpListener;
 
+use crate::raw_errors::JsonErrors;
 use crate::routes::app;
 use crate::state::{ApiConfig, AppState};
 
@@ -73,7 +74,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         tracing::info!(addr = %self.addr, "serving the ledger API");
-        axum::serve(self.listener, self.app)
+        axum::serve(JsonErrors(self.listener), self.app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServeError::Serve)?;

@@ -32,6 +32,8 @@ pub struct ApiConfig {
     pub projection_wait: Duration,
     /// How often a live progress stream looks for new events when this process did not append.
     pub progress_poll: Duration,
+    /// A bearer token `GET /metrics` requires (besides the admin token); `None`: it is open.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +46,7 @@ impl Default for ApiConfig {
             max_attempts: 10,
             projection_wait: Duration::from_secs(5),
             progress_poll: Duration::from_millis(250),
+            metrics_token: None,
         }
     }
 }
@@ -54,6 +57,7 @@ pub struct AppState {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) executor: Executor<Arc<dyn EventStore>>,
     pub(crate) admin_hash: [u8; 32],
+    pub(crate) metrics_hash: Option<[u8; 32]>,
     pub(crate) tokens: Arc<TokenCache>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) config: Arc<ApiConfig>,
@@ -84,6 +88,10 @@ impl AppState {
             store,
             executor,
             admin_hash: sha256(admin_token.as_bytes()),
+            metrics_hash: config
+                .metrics_token
+                .as_deref()
+                .map(|t| sha256(t.as_bytes())),
             tokens: Arc::new(TokenCache::default()),
             metrics,
             config: Arc::new(config),

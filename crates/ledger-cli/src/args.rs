@@ -87,6 +87,14 @@ pub struct ServeArgs {
     /// projection tables, kept by `ledger project` or another server).
     #[arg(long)]
     pub no_projections: bool,
+    /// A bearer token `GET /metrics` then requires (the admin token works too); unset, it is open.
+    #[arg(
+        long,
+        env = "LEDGER_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 /// Arguments of `ledger append`.

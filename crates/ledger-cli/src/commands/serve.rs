@@ -41,6 +41,7 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
+        metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         ..ApiConfig::default()
     };
     let state = AppState::new(store, &admin_token, config).with_projections(projector.clone());
