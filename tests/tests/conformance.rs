@@ -45,6 +45,9 @@ mod serve_limits;
 mod faults_postgres;
 // SQLite faults a server recovers from without a restart: a full disk, a read-only file.
 mod faults_sqlite;
+// The HTTP contract of a real server: bounded, JSON error bodies even for requests hyper
+// refuses, a position beyond the log refused at once, a protected /metrics.
+mod contract;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;

@@ -712,5 +712,7 @@ http_projection_cases!(
     tenant_tokens_see_their_tenant,
     status_and_online_rebuild,
     projection_behind,
+    own_writes_are_never_refused,
+    projection_metrics,
     progress_stream,
 );

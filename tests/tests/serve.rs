@@ -61,7 +61,12 @@ pub(crate) fn ledger_command(db: &Db, admin: Option<&str>) -> Command {
 
 /// Starts `ledger serve` and waits for its startup line.
 async fn serve(db: &Db, admin: Option<&str>) -> Served {
-    start(serve_command(db, admin, &[])).await
+    serve_with(db, admin, &[]).await
+}
+
+/// Starts `ledger serve` with `extra` arguments and waits for its startup line.
+pub(crate) async fn serve_with(db: &Db, admin: Option<&str>, extra: &[&str]) -> Served {
+    start(serve_command(db, admin, extra)).await
 }
 
 /// Starts a `ledger serve` command and waits for its startup line.
@@ -131,7 +136,7 @@ store_test!(databases: serve_over_http, |db| async move {
     api.req("GET", "/readyz").send().await.expect(200);
     let doc = api.req("GET", "/openapi.json").send().await;
     doc.expect(200);
-    assert!(doc.body["paths"]["/v1/tenants/{id}/commands/{name}"]["post"].is_object());
+    assert!(doc.body["paths"]["/v1/tenants/{id}/commands/acquire-lock"]["post"].is_object());
 
     let a = api.register("served-a").await;
     let b = api.register("served-b").await;

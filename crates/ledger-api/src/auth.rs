@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use futures::TryStreamExt;
@@ -211,30 +212,34 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "this needs a token: send the header `Authorization: Bearer <token>`",
-            ));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "the Authorization header must be `Bearer <token>` with the admin token or a tenant token",
-                )
-            })?;
-        authenticate(state, token).await
+        authenticate(state, bearer_token(&parts.headers)?).await
     }
 }
 
+/// The token of the `Authorization: Bearer <token>` header, or 401.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "this needs a token: send the header `Authorization: Bearer <token>`",
+        ));
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "the Authorization header must be `Bearer <token>` with the admin token or a tenant token",
+            )
+        })
+}
+
 /// Who `token` belongs to, or 401.
-async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let hash = sha256(token.as_bytes());
     let tenant = token_tenant(token);
     // A token shaped like a tenant token is not looked for again in the admin registry.

@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, TOKEN_METADATA_KEY};
 use crate::error::{ApiError, ErrorCode};
+use crate::input::{MAX_HEADER_ID_LEN, is_header_id};
+use crate::metrics::{count_conflicts, method_label};
 use crate::state::AppState;
 
 /// `X-Request-Id`: taken from the request or generated, echoed on the response.
@@ -22,9 +24,6 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 /// `X-Causation-Id`: recorded in the metadata of appended events when sent.
 pub static CAUSATION_ID: HeaderName = HeaderName::from_static("x-causation-id");
-
-/// Longest id accepted in the id headers.
-const MAX_ID_LEN: usize = 200;
 
 /// Ids that tie a request's events to the request and to other messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,10 +73,10 @@ fn header_id(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, A
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("").trim();
-    if text.is_empty() || text.len() > MAX_ID_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_header_id(text) {
         return Err(ApiError::new(
             "invalid_header",
-            format!("{name} must be 1 to {MAX_ID_LEN} visible ASCII characters"),
+            format!("{name} must be 1 to {MAX_HEADER_ID_LEN} visible ASCII characters"),
         ));
     }
     Ok(Some(text.to_string()))
@@ -105,14 +104,15 @@ pub(crate) async fn track(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let (mut response, request_id) = match RequestContext::from_headers(request.headers()) {
         Ok(ctx) => {
             let id = ctx.request_id.clone();
             request.extensions_mut().insert(ctx);
             // Every line logged while the handler runs (its errors included) names the request.
             let span = tracing::error_span!("request", request_id = %id);
-            (next.run(request).instrument(span).await, id)
+            let response = count_conflicts(&state.metrics, next.run(request)).instrument(span);
+            (response.await, id)
         }
         Err(e) => (e.into_response(), Uuid::now_v7().to_string()),
     };
@@ -120,7 +120,7 @@ pub(crate) async fn track(
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let status = response.status();
-    state.metrics.request(&route, &method, status.as_u16());
+    state.metrics.request(&route, method, status.as_u16());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     // Milliseconds to the microsecond, printed without float noise.
     let took_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0);

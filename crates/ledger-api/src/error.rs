@@ -13,6 +13,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use crate::metrics::ConflictOn;
+use crate::quote::{bound_quotes, excerpt, quote};
+
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -68,7 +71,8 @@ impl From<ExecuteError> for ApiError {
 /// The HTTP status of each error code: the one place codes become statuses.
 pub fn status_of(code: &str) -> StatusCode {
     match code {
-        "invalid_json"
+        "invalid_request"
+        | "invalid_json"
         | "invalid_tenant_id"
         | "invalid_path"
         | "invalid_query"
@@ -82,10 +86,17 @@ pub fn status_of(code: &str) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "conflict" | "lock_held" | "invalid_transition" | "slug_taken" | "tenant_exists"
-        | "sync_not_pending" => StatusCode::CONFLICT,
+        "conflict"
+        | "lock_held"
+        | "invalid_transition"
+        | "slug_taken"
+        | "tenant_exists"
+        | "sync_not_pending"
+        | "position_not_reached" => StatusCode::CONFLICT,
         "body_timeout" => StatusCode::REQUEST_TIMEOUT,
         "payload_too_large" | "event_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "uri_too_long" => StatusCode::URI_TOO_LONG,
+        "headers_too_large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         "invalid_body"
         | "invalid_slug"
         | "invalid_command"
@@ -105,6 +116,24 @@ pub fn status_of(code: &str) -> StatusCode {
         | "projections_unavailable"
         | "request_timeout" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The code of an answer raised without one (by the framework or the HTTP server), by its
+/// status: [`status_of`] maps each back to that status.
+pub(crate) fn code_of_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
     }
 }
 
@@ -164,8 +193,34 @@ impl ApiError {
         status_of(self.code())
     }
 
+    /// The error of an answer that came without a JSON body (from the framework or the HTTP
+    /// server, before any handler ran), by its status.
+    pub(crate) fn of_status(status: StatusCode) -> Self {
+        let message = match status {
+            StatusCode::BAD_REQUEST => {
+                "the request is not HTTP this server can read: check the method, the URL (percent-encode any byte that is not ASCII) and the headers"
+            }
+            StatusCode::URI_TOO_LONG => {
+                "the URL is longer than this server accepts; send long values in the request body"
+            }
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                "the request headers are larger than this server accepts; send fewer or shorter headers"
+            }
+            StatusCode::NOT_FOUND => "there is no such route; GET /openapi.json lists them",
+            StatusCode::METHOD_NOT_ALLOWED => {
+                "this method is not allowed on this route; GET /openapi.json lists the routes"
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "the request body is over this server's size limit; send less per request"
+            }
+            s if s.is_server_error() => INTERNAL_MESSAGE,
+            s => s.canonical_reason().unwrap_or("the request was refused"),
+        };
+        Self::new(code_of_status(status), message)
+    }
+
     /// The response body (message and details), logging what must not reach the client.
-    fn body(self) -> ErrorBody {
+    pub(crate) fn body(self) -> ErrorBody {
         let code = self.code();
         let mut details = Map::new();
         let message = match self {
@@ -185,16 +240,18 @@ impl ApiError {
             ApiError::Store(e) => store_message(e, &mut details),
             ApiError::Execute(ExecuteError::SlugTaken { slug }) => {
                 let message = format!(
-                    "slug {slug:?} is already taken by another tenant; choose another slug"
+                    "slug {} is already taken by another tenant; choose another slug",
+                    quote(&slug)
                 );
-                details.insert("slug".into(), json!(slug));
+                details.insert("slug".into(), json!(excerpt(&slug)));
                 message
             }
             ApiError::Execute(ExecuteError::IdempotencyKeyReused { key }) => {
                 let message = format!(
-                    "Idempotency-Key {key:?} was already used for a different request; send a new key with a new request"
+                    "Idempotency-Key {} was already used for a different request; send a new key with a new request",
+                    quote(&key)
                 );
-                details.insert("idempotency_key".into(), json!(key));
+                details.insert("idempotency_key".into(), json!(excerpt(&key)));
                 message
             }
             ApiError::Execute(e @ ExecuteError::CorruptHistory { .. }) => {
@@ -209,7 +266,7 @@ impl ApiError {
                     tracing::error!(error = &e as &dyn std::error::Error, "command failed");
                     INTERNAL_MESSAGE.to_string()
                 } else {
-                    e.to_string()
+                    bound_quotes(&e.to_string()).into_owned()
                 }
             }
             ApiError::Domain(e) => domain_message(e, &mut details),
@@ -222,16 +279,31 @@ impl ApiError {
     }
 }
 
+/// The conflict's fields, with the events the writer missed (at most
+/// [`ledger_core::MAX_REPORTED_MISSED`], oldest first) so it can rebase without another read.
 fn conflict_details(c: &Conflict, details: &mut Map<String, Value>) {
-    details.insert("stream".into(), json!(c.stream));
+    let (missed, truncated) = c.reported_missed();
+    details.insert("stream".into(), json!(excerpt(c.stream.as_str())));
     details.insert("expected_seq".into(), json!(c.expected));
     details.insert("current_seq".into(), json!(c.current_seq));
+    details.insert("missed".into(), json!(missed));
+    details.insert("missed_truncated".into(), json!(truncated));
 }
 
 fn conflict_message(c: &Conflict) -> String {
+    let (missed, truncated) = c.reported_missed();
+    let reread = if truncated {
+        "read the stream again"
+    } else {
+        "fold the events in `missed`"
+    };
     format!(
-        "stream {} is at seq {}, not at the expected {}: someone else wrote first; read it again, decide again and retry with expected_seq {}",
-        c.stream, c.current_seq, c.expected, c.current_seq
+        "stream {} is at seq {}, not at the expected {}: someone else wrote first ({} event(s) in `missed`); {reread}, decide again and retry with expected_seq {}",
+        excerpt(c.stream.as_str()),
+        c.current_seq,
+        c.expected,
+        missed.len(),
+        c.current_seq
     )
 }
 
@@ -270,14 +342,14 @@ fn store_message(e: StoreError, details: &mut Map<String, Value>) -> String {
             )
         }
         StoreError::InvalidStreamName { name, reason } => {
-            details.insert("stream".into(), json!(name));
-            format!("{name:?} is not a valid stream name: {reason}")
+            details.insert("stream".into(), json!(excerpt(&name)));
+            format!("{} is not a valid stream name: {reason}", quote(&name))
         }
         other if other.code() == "internal" => {
             tracing::error!(error = %other, "store error");
             INTERNAL_MESSAGE.to_string()
         }
-        other => other.to_string(),
+        other => bound_quotes(&other.to_string()).into_owned(),
     }
 }
 
@@ -303,13 +375,20 @@ fn domain_message(e: DomainError, details: &mut Map<String, Value>) -> String {
         }
         _ => {}
     }
-    e.to_string()
+    bound_quotes(&e.to_string()).into_owned()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.code();
         let status = status_of(code);
+        let conflict = match &self {
+            ApiError::Store(StoreError::Conflict(c))
+            | ApiError::Execute(ExecuteError::Conflict(c)) => {
+                Some(ConflictOn(c.stream.category().to_string()))
+            }
+            _ => None,
+        };
         let body = self.body();
         if status.is_server_error() {
             tracing::warn!(code, message = %body.message, "request failed");
@@ -323,6 +402,9 @@ impl IntoResponse for ApiError {
                 .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
         response.extensions_mut().insert(ErrorCode(code));
+        if let Some(conflict) = conflict {
+            response.extensions_mut().insert(conflict);
+        }
         response
     }
 }
@@ -332,18 +414,27 @@ impl From<JsonRejection> for ApiError {
         match r {
             JsonRejection::JsonSyntaxError(e) => ApiError::new(
                 "invalid_json",
-                format!("the body is not valid JSON: {}", e.body_text()),
+                format!(
+                    "the body is not valid JSON: {}",
+                    bound_quotes(&e.body_text())
+                ),
             ),
             JsonRejection::JsonDataError(e) => ApiError::new(
                 "invalid_body",
-                format!("the body does not fit this request: {}", e.body_text()),
+                format!(
+                    "the body does not fit this request: {}",
+                    bound_quotes(&e.body_text())
+                ),
             ),
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 "invalid_header",
                 "send the body with Content-Type: application/json",
             ),
             JsonRejection::BytesRejection(b) => b.into(),
-            other => ApiError::new("invalid_body", other.body_text()),
+            other => ApiError::new(
+                "invalid_body",
+                bound_quotes(&other.body_text()).into_owned(),
+            ),
         }
     }
 }
@@ -361,7 +452,10 @@ impl From<BytesRejection> for ApiError {
         } else {
             ApiError::new(
                 "invalid_body",
-                format!("the request body could not be read: {}", r.body_text()),
+                format!(
+                    "the request body could not be read: {}",
+                    bound_quotes(&r.body_text())
+                ),
             )
         }
     }
@@ -371,7 +465,10 @@ impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::new(
             "invalid_path",
-            format!("the URL path is not valid: {}", r.body_text()),
+            format!(
+                "the URL path is not valid: {}",
+                bound_quotes(&r.body_text())
+            ),
         )
     }
 }
@@ -380,7 +477,10 @@ impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::new(
             "invalid_query",
-            format!("the query string is not valid: {}", r.body_text()),
+            format!(
+                "the query string is not valid: {}",
+                bound_quotes(&r.body_text())
+            ),
         )
     }
 }
@@ -419,6 +519,16 @@ mod tests {
             status_of("corrupt_history"),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn codes_of_bare_answers_map_back_to_their_status() {
+        for status in [400, 401, 403, 404, 405, 413, 414, 431, 500, 503] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(status_of(code_of_status(status)), status, "{status}");
+            let body = ApiError::of_status(status).body();
+            assert!(!body.message.is_empty());
+        }
     }
 
     #[test]

@@ -10,14 +10,28 @@ use uuid::Uuid;
 
 use crate::auth::{hex, sha256};
 use crate::error::ApiError;
+use crate::quote::{bound_quotes, excerpt, quote};
+use crate::state::ApiConfig;
 
 /// `Idempotency-Key`.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set to `true` on a response that replays the first response to the same idempotency key.
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// Longest idempotency key accepted.
-const MAX_KEY_LEN: usize = 200;
+/// Longest id accepted in a header (`Idempotency-Key`, `X-Correlation-Id`, `X-Causation-Id`).
+pub(crate) const MAX_HEADER_ID_LEN: usize = 200;
+
+/// What `If-Match` must match: `*`, or a seq (at most 19 digits), bare, quoted or weak.
+pub(crate) const IF_MATCH_PATTERN: &str = r#"^(\*|[0-9]{1,19}|"[0-9]{1,19}"|W/"[0-9]{1,19}")$"#;
+
+/// Largest seq or position a query takes (the databases store them as signed 64-bit).
+pub(crate) const MAX_POSITION: u64 = i64::MAX as u64;
+
+/// Whether `text` is an id a header may carry: 1 to [`MAX_HEADER_ID_LEN`] visible ASCII
+/// characters.
+pub(crate) fn is_header_id(text: &str) -> bool {
+    (1..=MAX_HEADER_ID_LEN).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// Path parameters, refused as `invalid_path` when they do not parse.
 #[derive(FromRequestParts)]
@@ -56,7 +70,10 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         )),
         Err(e) => Err(ApiError::new(
             "invalid_json",
-            format!("the body is not valid JSON: {e}"),
+            format!(
+                "the body is not valid JSON: {}",
+                bound_quotes(&e.to_string())
+            ),
         )),
     }
 }
@@ -66,19 +83,26 @@ pub(crate) fn from_object<T: DeserializeOwned>(object: Map<String, Value>) -> Re
     serde_json::from_value(Value::Object(object)).map_err(|e| {
         ApiError::new(
             "invalid_body",
-            format!("the body does not fit this request: {e}"),
+            format!(
+                "the body does not fit this request: {}",
+                bound_quotes(&e.to_string())
+            ),
         )
     })
 }
 
-/// A tenant id from the URL.
+/// A tenant id from the URL: a UUID in its hyphenated form (36 characters).
 pub(crate) fn tenant_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(text).map_err(|_| {
+    let parsed = Uuid::try_parse(text).ok().filter(|_| text.len() == 36);
+    parsed.ok_or_else(|| {
         ApiError::new(
             "invalid_tenant_id",
-            format!("{text:?} is not a tenant id: tenant ids are UUIDs like 0190c3a1-7b2e-7c4d-9f00-1a2b3c4d5e6f"),
+            format!(
+                "{} is not a tenant id: tenant ids are UUIDs like 0190c3a1-7b2e-7c4d-9f00-1a2b3c4d5e6f",
+                quote(text)
+            ),
         )
-        .with("tenant_id", text)
+        .with("tenant_id", excerpt(text))
     })
 }
 
@@ -93,11 +117,11 @@ pub(crate) fn idempotency(
         return Ok(None);
     };
     let key = value.to_str().unwrap_or("").trim();
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_header_id(key) {
         return Err(ApiError::new(
             "invalid_idempotency_key",
             format!(
-                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters, e.g. a UUID"
+                "Idempotency-Key must be 1 to {MAX_HEADER_ID_LEN} visible ASCII characters, e.g. a UUID"
             ),
         ));
     }
@@ -113,7 +137,8 @@ pub(crate) fn idempotency(
     }))
 }
 
-/// The seq in `If-Match: "<seq>"` (`W/"<seq>"` and a bare number too); `None` when absent or `*`.
+/// The seq in `If-Match: "<seq>"` (`W/"<seq>"` and a bare number too); `None` when absent or
+/// `*`. Exactly the values [`IF_MATCH_PATTERN`] matches.
 pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
         return Ok(None);
@@ -122,19 +147,65 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    let tag = text.strip_prefix("W/").unwrap_or(text);
-    let tag = tag
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(tag);
-    tag.parse::<u64>().map(Some).map_err(|_| {
+    let digits = match text.strip_prefix("W/") {
+        Some(weak) => unquoted(weak),
+        None if text.starts_with('"') => unquoted(text),
+        None => Some(text),
+    };
+    let seq = digits
+        .filter(|d| (1..=19).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u64>().ok());
+    seq.map(Some).ok_or_else(|| {
         ApiError::new(
             "invalid_if_match",
             format!(
-                "If-Match must be the ETag of the resource, a quoted seq like \"5\", not {text:?}"
+                "If-Match must be the ETag of the resource, a quoted seq like \"5\", not {}",
+                quote(text)
             ),
         )
     })
+}
+
+/// The page size a query asked for: `limit`, else the default; 1 to the configured maximum.
+pub(crate) fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(config.default_page_size);
+    if limit == 0 || limit > config.max_page_size {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!("limit must be 1 to {}, not {limit}", config.max_page_size),
+        ));
+    }
+    Ok(limit)
+}
+
+/// A seq or position of a query (`name`), at most [`MAX_POSITION`].
+pub(crate) fn position_param(name: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(v) if v > MAX_POSITION => Err(ApiError::new(
+            "invalid_query",
+            format!("{name} must be 0 to {MAX_POSITION}, not {v}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A seq sent in a JSON body: a non-negative integer up to [`MAX_POSITION`], also written
+/// with a fraction of zero (`3.0`), which JSON Schema counts as an integer too.
+pub(crate) fn body_seq(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_POSITION as f64).contains(f))
+                .map(|f| f as u64)
+        })
+        .filter(|seq| *seq <= MAX_POSITION)
+}
+
+/// `text` without its surrounding double quotes, if it has them.
+fn unquoted(text: &str) -> Option<&str> {
+    text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
 }
 
 /// The `ETag` of a resource at `seq`.
@@ -159,8 +230,14 @@ mod tests {
             h.insert(axum::http::header::IF_MATCH, text.parse().unwrap());
             assert_eq!(if_match(&h).unwrap(), want, "{text}");
         }
-        h.insert(axum::http::header::IF_MATCH, "\"x\"".parse().unwrap());
-        assert_eq!(if_match(&h).unwrap_err().code(), "invalid_if_match");
+        for bad in ["\"x\"", "W/5", "\"5", "+5", "12345678901234567890", "\"\""] {
+            h.insert(axum::http::header::IF_MATCH, bad.parse().unwrap());
+            assert_eq!(
+                if_match(&h).unwrap_err().code(),
+                "invalid_if_match",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

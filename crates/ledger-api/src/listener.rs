@@ -13,6 +13,8 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+
+use crate::raw_errors::JsonErrorsIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -206,7 +208,8 @@ impl Connections {
                 return;
             }
             let activity = Activity::reading_head();
-            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+            // hyper's own answers to unparsable requests get the JSON error body too.
+            let io = TokioIo::new(JsonErrorsIo::new(Watched::new(stream, activity.clone())));
             let conn = http.serve_connection(io, TowerToHyperService::new(watch(app, &activity)));
             tokio::select! {
                 served = watcher.watch(conn) => {

@@ -1,14 +1,111 @@
 //! Prometheus metrics kept in process memory and rendered as text at `GET /metrics`.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::Method;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use ledger_core::{
-    AppendResult, BoxFuture, EventStore, EventStream, ExpectedSeq, NewEvent, ReadAll, Seq,
-    StoreError, StreamAppend, StreamName,
+    AppendResult, BoxFuture, EventStore, EventStream, ExpectedSeq, NewEvent, Position, ReadAll,
+    Seq, StoreError, StreamAppend, StreamName,
 };
+use ledger_projections::{ProjectionError, ProjectionStatus, Projector, State};
+
+/// Longest wait for the first event after a projection's checkpoint, to date its lag.
+const LAG_READ_TIMEOUT: Duration = Duration::from_millis(500);
+
+tokio::task_local! {
+    /// While a request is served: whether the store refused one of its appends for a stale
+    /// expected seq (and [`MeteredStore`] counted it).
+    static STORE_CONFLICT: Cell<bool>;
+}
+
+/// Marks an answer that reports a conflict, with the stream category, so that
+/// [`count_conflicts`] counts it unless the store already did.
+#[derive(Clone, Debug)]
+pub(crate) struct ConflictOn(pub String);
+
+/// Serves `request` (a request's future), counting a conflict it answers that no store
+/// append counted: a stale expected seq refused before anything was appended. Together with
+/// [`MeteredStore`], every conflict is counted exactly once.
+pub(crate) async fn count_conflicts(
+    metrics: &Metrics,
+    request: impl Future<Output = Response>,
+) -> Response {
+    STORE_CONFLICT
+        .scope(Cell::new(false), async move {
+            let response = request.await;
+            let counted = STORE_CONFLICT.with(Cell::get);
+            if let (false, Some(ConflictOn(category))) = (counted, response.extensions().get()) {
+                metrics.conflict(category);
+            }
+            response
+        })
+        .await
+}
+
+/// The `method` label of a request: a standard method, else `other`, so a client cannot
+/// grow the label set.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", |m| m.as_str())
+}
+
+/// What `/metrics` shows of one projection.
+#[derive(Clone, Debug)]
+pub(crate) struct ProjectionSample {
+    /// Its status.
+    pub status: ProjectionStatus,
+    /// Age of the oldest event it has not applied (0 when caught up; `None` when unknown).
+    pub lag_seconds: Option<f64>,
+}
+
+/// The status of every projection of `projector`, with the age of its oldest unapplied event.
+pub(crate) async fn projection_samples(
+    projector: &Projector,
+    now: DateTime<Utc>,
+) -> Result<Vec<ProjectionSample>, ProjectionError> {
+    let mut samples = Vec::new();
+    for status in projector.status().await? {
+        let lag_seconds = if status.lag == 0 {
+            Some(0.0)
+        } else {
+            let mut log = projector
+                .events()
+                .read_all(ReadAll::after(Position(status.checkpoint)));
+            match tokio::time::timeout(LAG_READ_TIMEOUT, log.next()).await {
+                Ok(Some(Ok(oldest))) => {
+                    Some((now - oldest.recorded_at).num_milliseconds().max(0) as f64 / 1000.0)
+                }
+                _ => None,
+            }
+        };
+        samples.push(ProjectionSample {
+            status,
+            lag_seconds,
+        });
+    }
+    Ok(samples)
+}
 
 /// Upper bounds (seconds) of the append latency histogram's buckets.
 const BUCKETS: [f64; 13] = [
@@ -55,7 +152,8 @@ impl Metrics {
         f(&mut inner)
     }
 
-    /// Counts one answered request by route template, method and status.
+    /// Counts one answered request by route template, method (see [`method_label`]) and
+    /// status.
     pub fn request(&self, route: &str, method: &str, status: u16) {
         self.with(|i| {
             *i.requests
@@ -87,6 +185,25 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
+        self.render_with(&[])
+    }
+
+    /// [`render`](Self::render), plus the projections' gauges.
+    pub(crate) fn render_with(&self, projections: &[ProjectionSample]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ledger_build_info The running ledger's version.\n");
+        out.push_str("# TYPE ledger_build_info gauge\n");
+        let _ = writeln!(
+            out,
+            "ledger_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        render_projections(&mut out, projections);
+        out.push_str(&self.render_counters());
+        out
+    }
+
+    fn render_counters(&self) -> String {
         self.with(|i| {
             let mut out = String::new();
             out.push_str("# HELP ledger_http_requests_total HTTP requests answered, by route template, method and status.\n");
@@ -151,6 +268,7 @@ impl MeteredStore {
         self.metrics.append_latency(op, started.elapsed());
         if let Err(StoreError::Conflict(c)) = result {
             self.metrics.conflict(c.stream.category());
+            let _ = STORE_CONFLICT.try_with(|counted| counted.set(true));
         }
     }
 }
@@ -196,6 +314,70 @@ impl EventStore for MeteredStore {
 
     fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
         self.inner.write_fault()
+    }
+}
+
+/// The gauges of each projection: checkpoint, lag in events and seconds, state, rebuild.
+fn render_projections(out: &mut String, samples: &[ProjectionSample]) {
+    if samples.is_empty() {
+        return;
+    }
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&ProjectionSample) -> Option<f64>,
+    );
+    let gauges: [Gauge; 5] = [
+        (
+            "ledger_projection_checkpoint",
+            "Position of the last event the projection applied (0: none).",
+            |s| Some(s.status.checkpoint as f64),
+        ),
+        (
+            "ledger_projection_lag_events",
+            "Events of the log after the projection's checkpoint.",
+            |s| Some(s.status.lag as f64),
+        ),
+        (
+            "ledger_projection_lag_seconds",
+            "Age of the oldest event the projection has not applied (0 when caught up).",
+            |s| s.lag_seconds,
+        ),
+        (
+            "ledger_projection_rebuild_done_events",
+            "Events a rebuild in progress has applied.",
+            |s| s.status.rebuild.as_ref().map(|r| r.done as f64),
+        ),
+        (
+            "ledger_projection_rebuild_total_events",
+            "Events a rebuild in progress has to apply in all.",
+            |s| s.status.rebuild.as_ref().map(|r| r.total as f64),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for sample in samples {
+            if let Some(v) = value(sample) {
+                let _ = writeln!(out, "{name}{{projection=\"{}\"}} {v}", sample.status.name);
+            }
+        }
+    }
+    out.push_str("# HELP ledger_projection_state 1 for the state the projection is in: live, rebuilding or catching_up.\n");
+    out.push_str("# TYPE ledger_projection_state gauge\n");
+    for sample in samples {
+        for (state, label) in [
+            (State::Live, "live"),
+            (State::Rebuilding, "rebuilding"),
+            (State::CatchingUp, "catching_up"),
+        ] {
+            let _ = writeln!(
+                out,
+                "ledger_projection_state{{projection=\"{}\",state=\"{label}\"}} {}",
+                sample.status.name,
+                u8::from(sample.status.state == state)
+            );
+        }
     }
 }
 

@@ -3,10 +3,15 @@
 //! The paths themselves come from the `#[utoipa::path]` annotations of the handlers, collected
 //! by the router in [`crate::app`], so the document lists exactly the routes that are served.
 
+use ledger_core::{Limits, StreamName};
+use ledger_projections::Kind;
 use serde::Serialize;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::input::{IF_MATCH_PATTERN, MAX_HEADER_ID_LEN, MAX_POSITION};
+use crate::state::ApiConfig;
 use crate::views::{PhaseSchema, StageSchema};
 
 /// The document's frame; [`crate::app`] adds every route.
@@ -177,4 +182,234 @@ pub(crate) struct BackfillPhaseBody {
     phase: PhaseSchema,
     /// The tenant's seq the caller decided on.
     expected_seq: Option<u64>,
+}
+
+/// What a slug must match (the domain's rule: 2 to 63 of `a-z0-9-`, no hyphen at either end).
+const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$";
+
+/// What a text field the domain requires must match somewhere: a character that is not
+/// white space (the characters Rust's `char::is_whitespace` trims).
+const NOT_BLANK: &str =
+    "[^\\t-\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
+
+/// What an event type must match: no control character (`char::is_control`).
+const NO_CONTROL: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// Longest event type, in characters.
+const MAX_EVENT_TYPE_LEN: usize = 200;
+
+/// Longest text field of a command, in characters.
+const MAX_FIELD_LEN: usize = 1000;
+
+/// The generic command route, documented once per command.
+const COMMAND_ROUTE: &str = "/v1/tenants/{id}/commands/{name}";
+
+/// The body schema of each command.
+const COMMAND_BODIES: [(&str, &str); 13] = [
+    ("verify-payment", "VerifyPaymentBody"),
+    ("acquire-lock", "AcquireLockBody"),
+    ("release-lock", "ReleaseLockBody"),
+    ("create-organization", "StepBody"),
+    ("provision-workspace", "StepBody"),
+    ("issue-api-key", "StepBody"),
+    ("complete-onboarding", "StepBody"),
+    ("record-step-failure", "RecordStepFailureBody"),
+    ("record-sync-failure", "RecordSyncFailureBody"),
+    ("record-sync-retry", "SyncBody"),
+    ("record-sync-success", "SyncBody"),
+    ("abandon-sync", "AbandonSyncBody"),
+    ("backfill-phase", "BackfillPhaseBody"),
+];
+
+/// Makes the generated document say exactly what the server accepts where the annotations
+/// cannot: limits from the constants the checks use, header, path and field patterns, the
+/// values a query accepts, bodies that may be absent but are never `null`, and one operation
+/// per command with that command's body.
+pub(crate) fn contract(doc: utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    let phases = case_insensitive(&doc["components"]["schemas"]["Phase"]["enum"]);
+    amend_operations(&mut doc, &ApiConfig::default(), &phases);
+    amend_schemas(&mut doc["components"]["schemas"]);
+    split_commands(&mut doc);
+    doc
+}
+
+/// Exact parameter schemas, and request bodies that may be absent but are never `null`.
+fn amend_operations(doc: &mut Value, config: &ApiConfig, phases: &str) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let params = op.get_mut("parameters").and_then(Value::as_array_mut);
+            for param in params.into_iter().flatten() {
+                let place = param["in"].as_str().unwrap_or_default().to_string();
+                let name = param["name"].as_str().unwrap_or_default().to_string();
+                if let Some(schema) = param_schema(path, &place, &name, config, phases) {
+                    param["schema"] = schema;
+                }
+            }
+            let contents = op
+                .get_mut("requestBody")
+                .and_then(|b| b.get_mut("content"))
+                .and_then(Value::as_object_mut);
+            for (_, content) in contents.into_iter().flatten() {
+                let schema = &mut content["schema"];
+                let not_null: Vec<Value> = schema["oneOf"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["type"] != "null")
+                    .cloned()
+                    .collect();
+                if let [only] = not_null.as_slice() {
+                    *schema = only.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The rules the domain and the store check on body fields.
+fn amend_schemas(schemas: &mut Value) {
+    let text =
+        json!({"type": "string", "minLength": 1, "maxLength": MAX_FIELD_LEN, "pattern": NOT_BLANK});
+    for (schema, field) in [
+        ("RegisterTenant", "name"),
+        ("VerifyPaymentBody", "checkout_session_id"),
+        ("AcquireLockBody", "holder"),
+        ("ReleaseLockBody", "holder"),
+        ("RecordStepFailureBody", "code"),
+        ("RecordSyncFailureBody", "target"),
+        ("RecordSyncFailureBody", "last_error"),
+        ("SyncBody", "target"),
+        ("AbandonSyncBody", "target"),
+        ("AbandonSyncBody", "reason"),
+    ] {
+        merge(&mut schemas[schema]["properties"][field], &text);
+    }
+    for schema in ["VerifyPaymentBody", "StepBody", "RecordStepFailureBody"] {
+        merge(
+            &mut schemas[schema]["properties"]["holder"],
+            &json!({"pattern": NOT_BLANK}),
+        );
+    }
+    merge(
+        &mut schemas["RegisterTenant"]["properties"]["slug"],
+        &json!({"pattern": SLUG_PATTERN}),
+    );
+    merge(
+        &mut schemas["AppendEvents"]["properties"]["events"],
+        &json!({"minItems": 1, "maxItems": Limits::default().max_batch_events}),
+    );
+    let event = &mut schemas["EventInput"]["properties"];
+    merge(
+        &mut event["type"],
+        &json!({"minLength": 1, "maxLength": MAX_EVENT_TYPE_LEN, "pattern": NO_CONTROL}),
+    );
+    event["data"] = json!({"description": event["data"]["description"]});
+}
+
+/// The generic command route as one operation per command, each with its own body.
+fn split_commands(doc: &mut Value) {
+    let Some(generic) = doc["paths"]
+        .as_object_mut()
+        .and_then(|p| p.remove(COMMAND_ROUTE))
+    else {
+        return;
+    };
+    let schemas = doc["components"]["schemas"].clone();
+    for (name, body) in COMMAND_BODIES {
+        let item = command_item(&generic, name, &schemas[body]);
+        doc["paths"][COMMAND_ROUTE.replace("{name}", name)] = item;
+    }
+}
+
+/// The exact schema of a parameter, where the annotations do not give it.
+fn param_schema(
+    path: &str,
+    place: &str,
+    name: &str,
+    config: &ApiConfig,
+    phases: &str,
+) -> Option<Value> {
+    let header_id = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_HEADER_ID_LEN,
+        "pattern": format!("^[!-~]{{1,{MAX_HEADER_ID_LEN}}}$"),
+    });
+    Some(match (place, name) {
+        ("header", "Idempotency-Key" | "X-Correlation-Id" | "X-Causation-Id") => header_id,
+        ("header", "If-Match") => json!({"type": "string", "pattern": IF_MATCH_PATTERN}),
+        ("header", _) => json!({"type": "string"}),
+        ("query", "limit") => {
+            json!({"type": "integer", "minimum": 1, "maximum": config.max_page_size})
+        }
+        ("query", "min_position" | "from_seq") => {
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_POSITION})
+        }
+        ("query", "cursor") => json!({"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"}),
+        ("query", "phase") => json!({"type": "string", "pattern": phases}),
+        ("query", "status") => json!({"$ref": "#/components/schemas/SyncStatus"}),
+        ("path", "stream") => json!({"type": "string", "pattern": StreamName::PATTERN}),
+        ("path", "name") if path.starts_with("/v1/projections") => {
+            json!({"type": "string", "enum": Kind::ALL.map(Kind::name)})
+        }
+        _ => return None,
+    })
+}
+
+/// The generic command operation for one command: its own path, without the `name`
+/// parameter, with the command's body (required when it has required fields).
+fn command_item(generic: &Value, name: &str, body: &Value) -> Value {
+    let mut item = generic.clone();
+    let op = &mut item["post"];
+    if let Some(params) = op["parameters"].as_array_mut() {
+        params.retain(|p| p["name"] != "name");
+    }
+    if let Some(id) = op["operationId"].as_str() {
+        op["operationId"] = json!(format!("{id}_{}", name.replace('-', "_")));
+    }
+    let mut schema = body.clone();
+    schema["properties"]["command"] = json!({"type": "string", "enum": [name], "description": "The URL's command, if sent at all."});
+    schema["additionalProperties"] = json!(false);
+    let required = schema["required"].as_array().is_some_and(|r| !r.is_empty());
+    op["requestBody"] = json!({
+        "description": op["requestBody"]["description"],
+        "required": required,
+        "content": {"application/json": {"schema": schema}},
+    });
+    item
+}
+
+/// A pattern matching any of `names` in any ASCII case (`phase=completed` is `COMPLETED`).
+fn case_insensitive(names: &Value) -> String {
+    let alternatives: Vec<String> = names
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|name| {
+            name.chars()
+                .map(|c| match (c.to_ascii_lowercase(), c.to_ascii_uppercase()) {
+                    (l, u) if l != u => format!("[{l}{u}]"),
+                    _ => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^({})$", alternatives.join("|"))
+}
+
+/// Adds the fields of `extra` to the object `target`.
+fn merge(target: &mut Value, extra: &Value) {
+    if let (Some(target), Some(extra)) = (target.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            target.insert(k.clone(), v.clone());
+        }
+    }
 }

@@ -41,6 +41,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Longest pause while a request body arrives (then 408 `body_timeout`).
     pub body_timeout: Duration,
+    /// A bearer token `GET /metrics` requires (besides the admin token); `None`: it is open.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +58,7 @@ impl Default for ApiConfig {
             admin_token_refresh: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(15),
+            metrics_token: None,
         }
     }
 }
@@ -67,6 +70,7 @@ pub struct AppState {
     pub(crate) executor: Executor<Arc<dyn EventStore>>,
     pub(crate) local_admin_hash: Option<[u8; 32]>,
     pub(crate) admin_tokens: Arc<RegistryCache>,
+    pub(crate) metrics_hash: Option<[u8; 32]>,
     pub(crate) tokens: Arc<TokenCache>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) config: Arc<ApiConfig>,
@@ -113,6 +117,10 @@ impl AppState {
             executor,
             local_admin_hash,
             admin_tokens: Arc::new(RegistryCache::new(config.admin_token_refresh)),
+            metrics_hash: config
+                .metrics_token
+                .as_deref()
+                .map(|t| sha256(t.as_bytes())),
             tokens: Arc::new(TokenCache::default()),
             metrics,
             config: Arc::new(config),

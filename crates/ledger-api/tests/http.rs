@@ -48,6 +48,9 @@ memory_cases!(
     bad_input::bad_input_table,
     meta::health,
     meta::openapi_document,
+    meta::openapi_contract,
+    meta::metrics_token,
+    commands::conflict_carries_missed,
     meta::metrics,
     meta::custom_ready_check,
     races::two_tabs_acquire_lock,
@@ -75,6 +78,8 @@ memory_projection_cases!(
     tenant_tokens_see_their_tenant,
     status_and_online_rebuild,
     projection_behind,
+    own_writes_are_never_refused,
+    projection_metrics,
     progress_stream,
 );
 

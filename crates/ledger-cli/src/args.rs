@@ -171,6 +171,14 @@ pub struct ServeArgs {
     #[arg(long, env = "LEDGER_DB_ACQUIRE_TIMEOUT", value_name = "DURATION", value_parser = crate::units::positive_duration,
           default_value_t = ledger_core::StoreOptions::DEFAULT_ACQUIRE_TIMEOUT.into())]
     pub db_acquire_timeout: humantime::Duration,
+    /// A bearer token `GET /metrics` then requires (the admin token works too); unset, it is open.
+    #[arg(
+        long,
+        env = "LEDGER_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 /// Arguments of `ledger append`.

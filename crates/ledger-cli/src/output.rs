@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use ledger_core::{ExpectedSeq, Seq, StoreError};
+use ledger_core::{Envelope, ExpectedSeq, Seq, StoreError};
 use serde::Serialize;
 
 /// Exit code of bad input: invalid arguments, names, JSON, ids, sizes, a schema mismatch.
@@ -65,16 +65,29 @@ impl CliError {
     /// The JSON object printed on stderr: `{"error": code, "message": text, ...}`.
     pub fn body(&self) -> ErrorBody {
         match self {
-            CliError::Store(StoreError::Conflict(c)) => ErrorBody::Conflict {
-                error: "conflict",
-                stream: c.stream.to_string(),
-                expected: c.expected,
-                current_seq: c.current_seq,
-                message: format!(
-                    "stream {} is at seq {}, not {}: read it and retry with --expected {}",
-                    c.stream, c.current_seq, c.expected, c.current_seq
-                ),
-            },
+            CliError::Store(StoreError::Conflict(c)) => {
+                let (missed, missed_truncated) = c.reported_missed();
+                ErrorBody::Conflict {
+                    error: "conflict",
+                    stream: c.stream.to_string(),
+                    expected: c.expected,
+                    current_seq: c.current_seq,
+                    missed: missed.to_vec(),
+                    missed_truncated,
+                    message: format!(
+                        "stream {} is at seq {}, not {}: {} and retry with --expected {}",
+                        c.stream,
+                        c.current_seq,
+                        c.expected,
+                        if missed_truncated {
+                            "read it again (`missed` holds only the first events you missed)"
+                        } else {
+                            "the events you missed are in `missed`; decide again"
+                        },
+                        c.current_seq
+                    ),
+                }
+            }
             CliError::Store(e) => ErrorBody::Plain {
                 error: e.code(),
                 // With its causes: the driver's error under a database failure.
@@ -117,6 +130,10 @@ pub enum ErrorBody {
         expected: ExpectedSeq,
         /// Where the stream is.
         current_seq: Seq,
+        /// The events after `expected`, oldest first (at most `MAX_REPORTED_MISSED`).
+        missed: Vec<Envelope>,
+        /// True when more events were missed than `missed` holds.
+        missed_truncated: bool,
         /// What to do.
         message: String,
     },
@@ -226,11 +243,41 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use ledger_core::{Conflict, StreamName};
+    use ledger_core::{Conflict, MAX_REPORTED_MISSED, StreamName};
 
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn conflicts_carry_the_missed_events_bounded() {
+        let s = StreamName::parse("order-7").unwrap();
+        let missed: Vec<Envelope> = (1..=25)
+            .map(|seq| Envelope {
+                event_id: uuid::Uuid::now_v7(),
+                stream: s.clone(),
+                seq: Seq(seq),
+                position: ledger_core::Position(seq),
+                event_type: "Noted".into(),
+                data: json!({"n": seq}),
+                metadata: json!({}),
+                recorded_at: chrono::Utc::now(),
+            })
+            .collect();
+        let err = CliError::Store(Conflict::error(
+            &s,
+            ExpectedSeq::Exact(Seq(0)),
+            Seq(25),
+            missed,
+            32,
+        ));
+        let v = err.to_json();
+        assert_eq!(v["missed"].as_array().unwrap().len(), MAX_REPORTED_MISSED);
+        assert_eq!(v["missed"][0]["data"], json!({"n": 1}));
+        assert_eq!(v["missed"][0]["type"], "Noted");
+        assert_eq!(v["missed_truncated"], true);
+        assert!(v["message"].as_str().unwrap().contains("read it again"));
+    }
 
     #[test]
     fn conflicts_exit_3_with_the_current_seq() {
@@ -248,6 +295,8 @@ mod tests {
         assert_eq!(v["stream"], "tenant-x");
         assert_eq!(v["expected"], "no_stream");
         assert_eq!(v["current_seq"], 2);
+        assert_eq!(v["missed"], json!([]));
+        assert_eq!(v["missed_truncated"], false);
     }
 
     #[test]

@@ -21,6 +21,21 @@ pub struct Conflict {
     pub missed_truncated: bool,
 }
 
+/// Most missed events a conflict shows a client (the HTTP 409 body, the CLI's stderr).
+pub const MAX_REPORTED_MISSED: usize = 20;
+
+impl Conflict {
+    /// The missed events a client is shown (oldest first, at most [`MAX_REPORTED_MISSED`]) and
+    /// whether the writer missed more than that.
+    pub fn reported_missed(&self) -> (&[Envelope], bool) {
+        let shown = &self.missed[..self.missed.len().min(MAX_REPORTED_MISSED)];
+        (
+            shown,
+            self.missed_truncated || shown.len() < self.missed.len(),
+        )
+    }
+}
+
 /// Everything a store operation can fail with; each variant has a stable [`code`](Self::code).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -195,6 +210,36 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conflict_reports_at_most_twenty_missed_events() {
+        let stream = StreamName::parse("order-1").unwrap();
+        let event = |seq: u64| Envelope {
+            event_id: Uuid::now_v7(),
+            stream: stream.clone(),
+            seq: Seq(seq),
+            position: crate::Position(seq),
+            event_type: "Noted".into(),
+            data: serde_json::json!({}),
+            metadata: serde_json::json!({}),
+            recorded_at: chrono::Utc::now(),
+        };
+        let conflict = |n: u64, truncated: bool| Conflict {
+            stream: stream.clone(),
+            expected: ExpectedSeq::Exact(Seq(0)),
+            current_seq: Seq(n),
+            missed: (1..=n).map(event).collect(),
+            missed_truncated: truncated,
+        };
+        let few = conflict(3, false);
+        assert_eq!(few.reported_missed().0.len(), 3);
+        assert!(!few.reported_missed().1);
+        let many = conflict(32, false);
+        let (shown, more) = many.reported_missed();
+        assert_eq!((shown.len(), more), (MAX_REPORTED_MISSED, true));
+        assert_eq!(shown[0].seq, Seq(1));
+        assert!(conflict(2, true).reported_missed().1);
+    }
 
     #[test]
     fn schema_messages_say_what_to_do() {

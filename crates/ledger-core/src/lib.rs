@@ -15,7 +15,7 @@ mod store;
 mod stream;
 
 pub use baseline::{Baseline, BenchRow};
-pub use error::{BoxError, Conflict, StoreError, schema_message};
+pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_message};
 pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};
 pub use expected::{ExpectedSeq, ParseExpectedSeqError};
 pub use limits::{Limits, validate_appends, validate_batch};

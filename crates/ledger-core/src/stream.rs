@@ -15,6 +15,9 @@ const MAX_ID_LEN: usize = 200;
 pub struct StreamName(String);
 
 impl StreamName {
+    /// The regular expression every valid name matches (as [`parse`](Self::parse) checks it).
+    pub const PATTERN: &'static str = "^[a-z][a-z0-9_]*-[A-Za-z0-9_.:-]{1,200}$";
+
     /// Parses and validates a stream name.
     pub fn parse(name: impl Into<String>) -> Result<Self, StoreError> {
         let name = name.into();

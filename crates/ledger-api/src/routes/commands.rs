@@ -18,10 +18,11 @@ use crate::auth::{Caller, hex, random_hex, sha256};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{
-    ApiPath, IDEMPOTENT_REPLAYED, RawBody, etag, from_object, idempotency, if_match, json_object,
-    tenant_id,
+    ApiPath, IDEMPOTENT_REPLAYED, RawBody, body_seq, etag, from_object, idempotency, if_match,
+    json_object, tenant_id,
 };
 use crate::openapi::CommandBody;
+use crate::quote::quote;
 use crate::routes::tenants::header;
 use crate::state::AppState;
 use crate::views::TenantView;
@@ -125,7 +126,8 @@ pub(crate) async fn run_command(
         return Err(ApiError::new(
             "unknown_command",
             format!(
-                "there is no command {name:?}{hint}; the commands are {}",
+                "there is no command {}{hint}; the commands are {}",
+                quote(&name),
                 COMMANDS.join(", ")
             ),
         )
@@ -134,7 +136,7 @@ pub(crate) async fn run_command(
     let mut object = json_object(&body)?;
     let in_body = match object.remove("expected_seq") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
+        Some(v) => Some(body_seq(&v).ok_or_else(|| {
             ApiError::new(
                 "invalid_body",
                 "expected_seq must be a non-negative integer: the tenant's seq (or ETag) you decided on",

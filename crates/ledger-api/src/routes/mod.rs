@@ -14,6 +14,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -24,13 +25,14 @@ use utoipa_axum::routes;
 
 use crate::context::track;
 use crate::error::ApiError;
-use crate::openapi::ApiDoc;
+use crate::openapi::{ApiDoc, contract};
+use crate::quote::quote;
 use crate::state::AppState;
 use crate::timeouts;
 
 /// Every route with its OpenAPI description.
-pub(crate) fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
+    let (router, doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(meta::metrics))
@@ -46,16 +48,15 @@ pub(crate) fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(projections::list_projections))
         .routes(routes!(projections::get_projection))
         .routes(routes!(projections::rebuild))
-        .split_for_parts()
+        .split_for_parts();
+    (router, contract(doc))
 }
 
 /// The HTTP API over `state`: every route, JSON errors for unknown routes, methods, panics and
 /// oversized bodies, request ids and metrics.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = documented();
-    let json = doc
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let json = serde_json::to_string_pretty(&doc).expect("the OpenAPI document serializes");
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -64,7 +65,29 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panicked))
         .layer(timeouts::layer(&state.config))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Gives an error answer that has no JSON body (one raised by the framework or a layer rather
+/// than a handler) the `{error, message}` body of every other error, keeping its status and
+/// headers.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let (body_parts, body) = ApiError::of_status(status).into_response().into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.extend(body_parts.headers);
+    parts.extensions.extend(body_parts.extensions);
+    Response::from_parts(parts, body)
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -72,7 +95,7 @@ async fn not_found(uri: Uri) -> ApiError {
         "not_found",
         format!(
             "there is no route {}; GET /openapi.json lists them",
-            uri.path()
+            quote(uri.path())
         ),
     )
 }
@@ -81,8 +104,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         "method_not_allowed",
         format!(
-            "{method} is not allowed on {}; GET /openapi.json lists the routes",
-            uri.path()
+            "{} is not allowed on {}; GET /openapi.json lists the routes",
+            quote(method.as_str()),
+            quote(uri.path())
         ),
     )
 }
@@ -94,4 +118,44 @@ fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "a handler panicked".to_string());
     ApiError::internal(format!("a handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn bare_error_answers_get_the_json_shape() {
+        for status in [
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::BAD_REQUEST,
+            StatusCode::BAD_GATEWAY,
+        ] {
+            let bare = Response::builder()
+                .status(status)
+                .header("x-kept", "1")
+                .header(CONTENT_LENGTH, "0")
+                .body(Body::empty())
+                .unwrap();
+            let answer = json_errors(bare).await;
+            assert_eq!(answer.status(), status);
+            assert_eq!(answer.headers()["x-kept"], "1");
+            assert_eq!(answer.headers()[CONTENT_TYPE], "application/json");
+            let body = to_bytes(answer.into_body(), 4096).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(
+                body["error"].as_str().is_some_and(|c| !c.is_empty()),
+                "{body}"
+            );
+            assert!(
+                body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{body}"
+            );
+        }
+        let ok = json_errors(Response::new(Body::from("fine"))).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
 }

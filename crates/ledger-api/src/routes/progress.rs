@@ -119,7 +119,7 @@ async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Durati
     params(("id" = uuid::Uuid, Path, description = "The tenant id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`text/event-stream` of `stage` events, then `completed` or `failed` (or `shutdown` with `retry`: reconnect)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: one `stage` event per completed stage, its `data` a JSON object `{stage, index, of, completed_at, seq}`; then `completed` (`{completed_at, seq}`) or `failed` (`{stage, code, at, seq}`), or `shutdown` with `retry` when the server stops: reconnect", content_type = "text/event-stream"),
         (status = 400, description = "`invalid_tenant_id`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: another tenant's token", body = ErrorBody),

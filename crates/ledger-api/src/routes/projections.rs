@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::ApiPath;
+use crate::quote::{bound_quotes, excerpt};
 use crate::routes::queries::projector;
 use crate::routes::tenants::header;
 use crate::state::AppState;
@@ -118,8 +119,13 @@ pub struct RebuildStarted {
 }
 
 fn kind(name: &str) -> Result<Kind, ApiError> {
-    name.parse::<Kind>()
-        .map_err(|e| ApiError::new("unknown_projection", e.to_string()).with("name", name))
+    name.parse::<Kind>().map_err(|e| {
+        ApiError::new(
+            "unknown_projection",
+            bound_quotes(&e.to_string()).into_owned(),
+        )
+        .with("name", excerpt(name))
+    })
 }
 
 /// The status of every projection: version, checkpoint, lag and state (admin).

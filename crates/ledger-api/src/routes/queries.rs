@@ -3,7 +3,10 @@
 //! Each reads one projection's live table, a page at a time (`limit`, `cursor`), in key order.
 //! A tenant token sees only its own tenant's rows. `min_position` (the `position` a write
 //! returned) makes the query wait until the projection has applied that event, so a client
-//! reads its own writes; 503 `projection_behind` when it does not within the configured wait.
+//! reads its own writes; 503 `projection_behind` when it does not within the configured wait,
+//! and 409 `position_not_reached` at once for a position the log does not hold.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -15,11 +18,13 @@ use ledger_projections::{
     TenantPhaseRow,
 };
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, hex};
 use crate::error::{ApiError, ErrorBody};
-use crate::input::ApiQuery;
+use crate::input::{ApiQuery, page_limit, position_param};
+use crate::quote::quote;
 use crate::state::AppState;
 use crate::views::{PhaseSchema, SyncStatusSchema};
 
@@ -256,6 +261,55 @@ impl From<ProjectionError> for ApiError {
     }
 }
 
+/// Longest pause between two looks at whether the log holds a position waited for.
+const MAX_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Waits until `kind` has applied the event at `position`, at most `timeout` (then 503
+/// `projection_behind`). A position the log does not hold is refused at once with 409
+/// `position_not_reached` and the log's head: waiting for it could never succeed.
+///
+/// A projection that has read every event of the log (nothing after its checkpoint) without
+/// reaching `position` proves the log does not hold it. The count of events after the
+/// checkpoint reads every committed event, so a position a write of this client returned is
+/// always counted and never refused; on PostgreSQL that includes transactions the projection
+/// cannot read yet because an older one is still running.
+async fn wait_for(
+    projector: &Projector,
+    kind: Kind,
+    position: Position,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    if position == Position::START {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::ZERO;
+    loop {
+        let wait = pause.min(deadline.saturating_duration_since(Instant::now()));
+        match projector.wait_for(kind, position, wait).await {
+            Ok(()) => return Ok(()),
+            Err(ProjectionError::Behind { checkpoint, .. })
+                if projector.store().events_after(checkpoint).await? == 0 =>
+            {
+                return Err(ApiError::new(
+                    "position_not_reached",
+                    format!(
+                        "position {position} is not in the log (yet): the log ends at position {checkpoint}; send a position a write returned"
+                    ),
+                )
+                .with("min_position", position.0)
+                .with("head", checkpoint.0));
+            }
+            Err(e @ ProjectionError::Behind { .. }) if Instant::now() >= deadline => {
+                return Err(e.into());
+            }
+            Err(ProjectionError::Behind { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        pause = (pause * 2).clamp(Duration::from_millis(10), MAX_LOOK_INTERVAL);
+    }
+}
+
 /// A cursor: the hex of the last key (`tenant` or `tenant\ntarget`).
 fn encode_cursor(key: &RowKey) -> String {
     let text = match &key.target {
@@ -272,14 +326,14 @@ fn decode_cursor(cursor: &str) -> Result<RowKey, ApiError> {
             "cursor is not a cursor this API returned; send the next_cursor of the previous page",
         )
     };
-    if !cursor.len().is_multiple_of(2) {
+    if !cursor.len().is_multiple_of(2) || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let bytes = (0..cursor.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(cursor.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
         .collect::<Result<Vec<u8>, _>>()?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     Ok(match text.split_once('\n') {
         Some((tenant, target)) => RowKey::target(tenant, target),
         None => RowKey::tenant(text),
@@ -295,21 +349,10 @@ async fn page(
     paging: Paging,
 ) -> Result<(Rows, Option<String>), ApiError> {
     let projector = projector(state)?;
-    let limit = paging.limit.unwrap_or(state.config.default_page_size);
-    if limit == 0 || limit > state.config.max_page_size {
-        return Err(ApiError::new(
-            "invalid_query",
-            format!(
-                "limit must be 1 to {}, not {limit}",
-                state.config.max_page_size
-            ),
-        ));
-    }
+    let limit = page_limit(paging.limit, &state.config)?;
     let after = paging.cursor.as_deref().map(decode_cursor).transpose()?;
-    if let Some(p) = paging.min_position {
-        projector
-            .wait_for(kind, Position(p), state.config.projection_wait)
-            .await?;
+    if let Some(p) = position_param("min_position", paging.min_position)? {
+        wait_for(projector, kind, Position(p), state.config.projection_wait).await?;
     }
     let tenant = match caller {
         Caller::Admin { .. } => None,
@@ -348,7 +391,7 @@ fn parse<T: serde::de::DeserializeOwned>(
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
         ApiError::new(
             "invalid_query",
-            format!("{name} must be one of {allowed}, not {text:?}"),
+            format!("{name} must be one of {allowed}, not {}", quote(text)),
         )
     })
 }
@@ -365,6 +408,7 @@ fn parse<T: serde::de::DeserializeOwned>(
         (status = 200, description = "A page of tenants", body = TenantPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 409, description = "`position_not_reached`: `min_position` is not in the log (yet); with `head`, the log's last position", body = ErrorBody),
         (status = 503, description = "`projection_behind` (with `checkpoint`), `projections_unavailable` or `unavailable`", body = ErrorBody),
     )
 )]
@@ -408,6 +452,7 @@ pub(crate) async fn list_tenants(
         (status = 200, description = "A page of locks", body = LockPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 409, description = "`position_not_reached`: `min_position` is not in the log (yet); with `head`, the log's last position", body = ErrorBody),
         (status = 503, description = "`projection_behind` (with `checkpoint`), `projections_unavailable` or `unavailable`", body = ErrorBody),
     )
 )]
@@ -446,6 +491,7 @@ pub(crate) async fn list_locks(
         (status = 200, description = "A page of syncs", body = PendingSyncPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 409, description = "`position_not_reached`: `min_position` is not in the log (yet); with `head`, the log's last position", body = ErrorBody),
         (status = 503, description = "`projection_behind` (with `checkpoint`), `projections_unavailable` or `unavailable`", body = ErrorBody),
     )
 )]
@@ -482,7 +528,7 @@ mod tests {
         for key in [RowKey::tenant("0190-ab"), RowKey::target("t-1", "crm\nx")] {
             assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
         }
-        for bad in ["zz", "abc", "ff"] {
+        for bad in ["zz", "abc", "+f"] {
             assert_eq!(decode_cursor(bad).unwrap_err().code(), "invalid_query");
         }
     }

@@ -22,9 +22,10 @@ use crate::auth::{
 use crate::context::RequestContext;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{
-    ApiPath, ApiQuery, IDEMPOTENT_REPLAYED, RawBody, etag, from_object, idempotency, if_match,
-    json_object,
+    ApiPath, ApiQuery, IDEMPOTENT_REPLAYED, MAX_POSITION, RawBody, body_seq, etag, from_object,
+    idempotency, if_match, json_object, page_limit, position_param,
 };
+use crate::quote::{bound_quotes, excerpt};
 use crate::routes::tenants::header;
 use crate::routes::tokens::{FINGERPRINT_KEY, KEY_KEY};
 use crate::state::AppState;
@@ -156,6 +157,15 @@ pub(crate) async fn append(
     caller.require_stream(&stream)?;
     let mut object = json_object(&body)?;
     let header_expected = if_match(&headers)?;
+    if let Some(number @ Value::Number(_)) = object.get("expected_seq") {
+        let seq = body_seq(number).ok_or_else(|| {
+            ApiError::new(
+                "invalid_body",
+                format!("expected_seq must be a seq from 0 to {MAX_POSITION}, \"no_stream\", \"exists\" or \"any\""),
+            )
+        })?;
+        object.insert("expected_seq".into(), Value::from(seq));
+    }
     match (object.get("expected_seq"), header_expected) {
         (None | Some(Value::Null), None) => {
             return Err(ApiError::new(
@@ -253,10 +263,14 @@ fn check_catalog(stream: &StreamName, index: usize, event: &EventInput) -> Resul
     let refuse = |reason: String| {
         Err(ApiError::new(
             "invalid_event",
-            format!("event {index} does not belong in {stream}: {reason}"),
+            format!(
+                "event {index} does not belong in {}: {}",
+                excerpt(stream.as_str()),
+                bound_quotes(&reason)
+            ),
         )
         .with("index", index)
-        .with("type", &event.event_type))
+        .with("type", excerpt(&event.event_type)))
     };
     match stream.category() {
         "tenant" => match TenantEvent::from_parts(&event.event_type, &event.data) {
@@ -337,15 +351,10 @@ pub(crate) async fn read(
 ) -> Result<Json<EventPage>, ApiError> {
     let stream = StreamName::parse(name)?;
     caller.require_stream(&stream)?;
-    let max = state.config.max_page_size;
-    let limit = query.limit.unwrap_or(state.config.default_page_size);
-    if limit == 0 || limit > max {
-        return Err(ApiError::new(
-            "invalid_query",
-            format!("limit must be between 1 and {max}"),
-        ));
-    }
-    let from = Seq(query.from_seq.unwrap_or(1).max(1));
+    let limit = page_limit(query.limit, &state.config)?;
+    let from = Seq(position_param("from_seq", query.from_seq)?
+        .unwrap_or(1)
+        .max(1));
     let mut events: Vec<_> = state
         .store
         .read_stream(stream, from)

@@ -398,3 +398,47 @@ pub async fn issue_api_key_once(store: Store) {
     assert_eq!(retry.body["seq"], first.body["seq"]);
     assert_eq!(api.seq(&format!("tenant-{t}")).await, 5);
 }
+
+/// A 409 carries the events the writer missed (oldest first, at most 20, with
+/// `missed_truncated`), for a stale If-Match on a command and a stale append alike.
+pub async fn conflict_carries_missed(store: Store) {
+    let api = Api::new(store);
+    let t = api.register("missed").await;
+    api.ok(t, "acquire-lock", json!({"holder": "a"})).await;
+    let r = api
+        .req("POST", cmd(t, "verify-payment"))
+        .admin()
+        .header("if-match", "\"1\"")
+        .json(json!({"checkout_session_id": "cs", "holder": "a"}))
+        .send()
+        .await;
+    r.expect_error(409, "conflict");
+    assert_eq!(r.body["missed_truncated"], false);
+    let missed = r.body["missed"].as_array().unwrap();
+    assert_eq!(missed.len(), 1, "{}", r.text);
+    assert_eq!(missed[0]["type"], "OnboardingLockAcquired");
+    assert_eq!(missed[0]["seq"], 2);
+    assert_eq!(missed[0]["data"]["holder"], "a");
+    let stream = "order-missed";
+    for seq in 0..25 {
+        api.req("POST", format!("/v1/streams/{stream}/events"))
+            .admin()
+            .json(json!({"expected_seq": seq, "events": [{"type": "Noted", "data": {"n": seq}}]}))
+            .send()
+            .await
+            .expect(200);
+    }
+    let r = api
+        .req("POST", format!("/v1/streams/{stream}/events"))
+        .admin()
+        .json(json!({"expected_seq": 0, "events": [{"type": "Noted", "data": {}}]}))
+        .send()
+        .await;
+    r.expect_error(409, "conflict");
+    assert_eq!(r.body["current_seq"], 25);
+    assert_eq!(r.body["missed_truncated"], true);
+    let missed = r.body["missed"].as_array().unwrap();
+    assert_eq!(missed.len(), ledger_core::MAX_REPORTED_MISSED);
+    assert_eq!(missed[0]["seq"], 1);
+    assert_eq!(missed[0]["data"], json!({"n": 0}));
+}

@@ -40,7 +40,6 @@ pub async fn openapi_document(store: Store) {
         ("/v1/tenants", "post"),
         ("/v1/tenants/{id}", "get"),
         ("/v1/tenants/{id}/tokens", "post"),
-        ("/v1/tenants/{id}/commands/{name}", "post"),
         ("/v1/streams/{stream}/events", "post"),
         ("/v1/streams/{stream}/events", "get"),
         ("/v1/tenants", "get"),
@@ -51,7 +50,15 @@ pub async fn openapi_document(store: Store) {
         ("/v1/projections/{name}", "get"),
         ("/v1/projections/{name}/rebuild", "post"),
     ];
-    for (path, method) in routes {
+    let commands: Vec<String> = ledger_api::COMMANDS
+        .iter()
+        .map(|c| format!("/v1/tenants/{{id}}/commands/{c}"))
+        .collect();
+    let routes: Vec<(&str, &str)> = routes
+        .into_iter()
+        .chain(commands.iter().map(|c| (c.as_str(), "post")))
+        .collect();
+    for &(path, method) in &routes {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is not documented");
         assert!(
@@ -85,7 +92,99 @@ pub async fn openapi_document(store: Store) {
     }
     let conflict = &doc["paths"]["/v1/streams/{stream}/events"]["post"]["responses"]["428"];
     assert!(conflict.is_object());
-    assert_eq!(doc, &serde_json::to_value(ledger_api::openapi()).unwrap());
+    assert_eq!(doc, &ledger_api::openapi());
+}
+
+/// The document says exactly what the server accepts: the limits, patterns and lengths it
+/// checks, bodies that are never `null`, each command with its own body, the SSE stream
+/// without a string schema, and a position beyond the log as a 409.
+pub async fn openapi_contract(store: Store) {
+    let api = Api::new(store);
+    let doc = api.req("GET", "/openapi.json").send().await.body;
+    let param = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))["schema"]
+            .clone()
+    };
+    for path in [
+        "/v1/tenants",
+        "/v1/locks",
+        "/v1/pending-syncs",
+        "/v1/streams/{stream}/events",
+    ] {
+        let limit = param(path, "get", "limit");
+        assert_eq!(
+            (limit["minimum"].as_u64(), limit["maximum"].as_u64()),
+            (Some(1), Some(1000)),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        param("/v1/streams/{stream}/events", "post", "stream")["pattern"],
+        ledger_core::StreamName::PATTERN
+    );
+    let key = param("/v1/tenants", "post", "Idempotency-Key");
+    assert_eq!(
+        (key["minLength"].as_u64(), key["maxLength"].as_u64()),
+        (Some(1), Some(200))
+    );
+    assert_eq!(key["type"], "string", "a header is never null");
+    let correlation = param(
+        "/v1/tenants/{id}/commands/acquire-lock",
+        "post",
+        "X-Correlation-Id",
+    );
+    assert_eq!(correlation["minLength"], 1);
+    let slug = &doc["components"]["schemas"]["RegisterTenant"]["properties"]["slug"];
+    assert!(slug["pattern"].is_string());
+    for (path, required) in [
+        ("/v1/tenants/{id}/commands/acquire-lock", true),
+        ("/v1/tenants/{id}/commands/complete-onboarding", false),
+        ("/v1/tenants/{id}/tokens", false),
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(
+            body["required"].as_bool().unwrap_or(false),
+            required,
+            "{path}"
+        );
+        let schema = &body["content"]["application/json"]["schema"];
+        assert!(
+            schema["oneOf"].is_null() && schema["type"] != "null",
+            "{path}: a body is never null: {schema}"
+        );
+    }
+    let acquire = &doc["paths"]["/v1/tenants/{id}/commands/acquire-lock"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(acquire["properties"]["holder"]["minLength"], 1);
+    assert_eq!(
+        acquire["properties"]["command"]["enum"],
+        json!(["acquire-lock"])
+    );
+    assert_eq!(acquire["additionalProperties"], false);
+    let sse = &doc["paths"]["/v1/tenants/{id}/progress"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert!(sse["schema"].is_null(), "{sse}");
+    for path in ["/v1/tenants", "/v1/locks", "/v1/pending-syncs"] {
+        let responses = &doc["paths"][path]["get"]["responses"];
+        assert!(
+            responses["409"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("position_not_reached")
+        );
+        let phase_or_status = param(path, "get", "min_position");
+        assert_eq!(phase_or_status["maximum"].as_u64(), Some(i64::MAX as u64));
+    }
+    assert!(
+        param("/v1/tenants", "get", "phase")["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("[cC][oO][mM][pP][lL][eE][tT][eE][dD]")
+    );
 }
 
 /// `/metrics` counts requests by route template and status, append latency, conflicts (stale
@@ -118,6 +217,11 @@ pub async fn metrics(store: Store) {
         .await
         .expect_error(409, "slug_taken");
     api.get("/nope").await.expect(404);
+    api.req("FOOBAR", "/v1/tenants")
+        .admin()
+        .send()
+        .await
+        .expect(405);
     let r = api.req("GET", "/metrics").send().await;
     r.expect(200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
@@ -131,13 +235,57 @@ pub async fn metrics(store: Store) {
         "ledger_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
         "ledger_append_duration_seconds_count{kind=\"append_multi\"} 2",
         "ledger_append_duration_seconds_count{kind=\"append\"} 2",
-        "ledger_append_conflicts_total{category=\"tenant\"} 1",
+        // The stale expected seq of the command (refused before any append) and the stale
+        // append to the stream (refused by the store), each counted once.
+        "ledger_append_conflicts_total{category=\"tenant\"} 2",
+        "method=\"other\",status=\"405\"} 1",
+        "ledger_build_info{version=",
         "ledger_append_conflicts_total{category=\"slug\"} 1",
         "ledger_idempotent_replays_total{kind=\"command\"} 1",
         "# TYPE ledger_append_duration_seconds histogram",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    assert!(
+        !text.contains("FOOBAR"),
+        "a client's method became a label:\n{text}"
+    );
+}
+
+/// With a metrics token configured, `/metrics` needs it or the admin token.
+pub async fn metrics_token(store: Store) {
+    let config = ApiConfig {
+        metrics_token: Some("scrape-token".into()),
+        ..ApiConfig::default()
+    };
+    let api = Api::with_config(store, config);
+    let t = api.register("scraped").await;
+    let tenant = api.tenant_token(t).await;
+    api.req("GET", "/metrics")
+        .send()
+        .await
+        .expect_error(401, "unauthorized");
+    api.req("GET", "/metrics")
+        .token("not-it")
+        .send()
+        .await
+        .expect_error(401, "unauthorized");
+    api.req("GET", "/metrics")
+        .token(&tenant)
+        .send()
+        .await
+        .expect_error(403, "forbidden");
+    let r = api
+        .req("GET", "/metrics")
+        .token("scrape-token")
+        .send()
+        .await;
+    r.expect(200);
+    assert!(r.text.contains("ledger_http_requests_total"));
+    api.get("/metrics").await.expect(200);
+    // Without a token configured it stays open.
+    let open = Api::new(api.store.clone());
+    open.req("GET", "/metrics").send().await.expect(200);
 }
 
 /// A store whose every operation fails with one error.

@@ -260,32 +260,86 @@ pub async fn status_and_online_rebuild(store: Store, projections: Arc<dyn Projec
         .expect_error(404, "unknown_projection");
 }
 
-/// A `min_position` the projection does not reach in time is 503 `projection_behind`.
+/// A `min_position` beyond the log is refused at once (409 `position_not_reached`, with the
+/// log's head); 0 waits for nothing; a position the projection does not reach in time is 503
+/// `projection_behind`.
 pub async fn projection_behind(store: Store, projections: Arc<dyn ProjectionStore>) {
     let config = ApiConfig {
-        projection_wait: Duration::from_millis(50),
+        projection_wait: Duration::from_secs(20),
         ..ApiConfig::default()
     };
-    let api = Api::with_projections(store, projections, config);
+    let api = Api::with_projections(store.clone(), projections.clone(), config);
     let t = api.register("late").await;
     let p = position(&api.ok(t, "acquire-lock", json!({"holder": "x"})).await);
+    let started = std::time::Instant::now();
     let r = api
         .get(format!("/v1/locks?min_position={}", p + 1000))
         .await;
-    r.expect_error(503, "projection_behind");
-    assert_eq!(r.body["projection"], "onboarding_locks");
+    r.expect_error(409, "position_not_reached");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused after {:?}, not at once",
+        started.elapsed()
+    );
     assert_eq!(r.body["min_position"], p + 1000);
-    assert!(r.body["checkpoint"].is_u64());
-    // Once the runner has caught up, the same wait succeeds.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = api.get(format!("/v1/locks?min_position={p}")).await;
-        if r.status.as_u16() == 200 {
-            break;
-        }
+    assert!(r.body["head"].as_u64().unwrap() >= p, "{}", r.text);
+    api.get("/v1/tenants?min_position=0").await.expect(200);
+    api.get(format!("/v1/locks?min_position={}", u64::MAX))
+        .await
+        .expect_error(400, "invalid_query");
+    // Nothing applies the log here: a position in it is waited for, then 503.
+    let config = ApiConfig {
+        projection_wait: Duration::from_millis(200),
+        ..ApiConfig::default()
+    };
+    let idle = ledger_projections::Projector::new(store.clone(), projections);
+    let state = ledger_api::AppState::new(store.clone(), super::client::ADMIN, config)
+        .with_projections(idle);
+    let behind = Api::from_router(ledger_api::app(state), store);
+    let r = behind.get(format!("/v1/locks?min_position={p}")).await;
+    if r.status.as_u16() != 200 {
         r.expect_error(503, "projection_behind");
-        assert!(tokio::time::Instant::now() < deadline, "{}", r.text);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(r.body["checkpoint"].is_u64());
+    }
+}
+
+/// A query with the position a write of this client just returned is never refused as
+/// beyond the log, however soon it follows the write.
+pub async fn own_writes_are_never_refused(store: Store, projections: Arc<dyn ProjectionStore>) {
+    let api = api(store, projections);
+    let t = api.register("soon").await;
+    for i in 0..20 {
+        let failure = json!({"target": format!("crm-{i}"), "last_error": "timeout"});
+        let p = position(&api.ok(t, "record-sync-failure", failure).await);
+        for path in ["/v1/tenants", "/v1/locks", "/v1/pending-syncs"] {
+            api.get(format!("{path}?min_position={p}"))
+                .await
+                .expect(200);
+        }
+    }
+}
+
+/// `/metrics` shows each projection's checkpoint, lag, state and the build.
+pub async fn projection_metrics(store: Store, projections: Arc<dyn ProjectionStore>) {
+    let api = api(store, projections);
+    let t = api.register("gauged").await;
+    let p = position(&api.ok(t, "acquire-lock", json!({"holder": "x"})).await);
+    for path in ["/v1/tenants", "/v1/locks", "/v1/pending-syncs"] {
+        api.get(format!("{path}?min_position={p}"))
+            .await
+            .expect(200);
+    }
+    let text = api.get("/metrics").await.text;
+    for line in [
+        format!("ledger_projection_checkpoint{{projection=\"onboarding_locks\"}} {p}"),
+        "ledger_projection_lag_events{projection=\"tenant_phase\"} 0".to_string(),
+        "ledger_projection_lag_seconds{projection=\"pending_syncs\"} 0".to_string(),
+        "ledger_projection_state{projection=\"tenant_phase\",state=\"live\"} 1".to_string(),
+        "ledger_projection_state{projection=\"tenant_phase\",state=\"rebuilding\"} 0".to_string(),
+        "# TYPE ledger_projection_rebuild_done_events gauge".to_string(),
+        "ledger_build_info{version=".to_string(),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
     }
 }
 

@@ -1,0 +1,61 @@
+"""Makes schemathesis behave like a correct client where /openapi.json cannot say how.
+
+Two rules of the ledger's HTTP contract tie values together across a request or across
+requests, which OpenAPI has no way to express; a generated request that breaks one is
+rightly refused, so it would read as a false "schema-valid request rejected":
+
+- an Idempotency-Key names one request: reusing it for a different request is refused
+  (422 idempotency_key_reused), so each valid generated key is made unique;
+- an event id names one event: reusing it for another event is refused (422 event_id_reused,
+  or invalid_input within one batch), so each valid generated event id is made unique;
+- a command's expected seq may come in the body (expected_seq) or as If-Match, and when both
+  come they must agree (else 400 conflicting_expected_seq), so a valid If-Match that disagrees
+  with the body is left out.
+
+Values that are invalid on purpose (negative tests) are left as generated.
+"""
+
+import re
+import uuid
+
+import schemathesis
+
+HEADER_ID = re.compile(r"^[!-~]{1,200}$")
+IF_MATCH = re.compile(r'^(\*|[0-9]{1,19}|"[0-9]{1,19}"|W/"[0-9]{1,19}")$')
+
+
+def _is_uuid(value):
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _header(headers, name):
+    for key in list(headers or {}):
+        if key.lower() == name.lower():
+            return key
+    return None
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    body = case.body if isinstance(case.body, dict) else {}
+    events = body.get("events")
+    for event in events if isinstance(events, list) else []:
+        if isinstance(event, dict) and _is_uuid(event.get("event_id")):
+            event["event_id"] = str(uuid.uuid4())
+    headers = case.headers
+    if not headers:
+        return
+    key = _header(headers, "Idempotency-Key")
+    if key and isinstance(headers[key], str) and HEADER_ID.match(headers[key]):
+        headers[key] = str(uuid.uuid4())
+    key = _header(headers, "If-Match")
+    expected = body.get("expected_seq")
+    if key and expected is not None and isinstance(headers[key], str):
+        value = headers[key]
+        if IF_MATCH.match(value) and value != "*":
+            digits = value.removeprefix("W/").strip('"')
+            if str(expected) != str(int(digits)):
+                del headers[key]
