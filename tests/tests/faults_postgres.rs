@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ledger_core::EventStore;
 use ledger_tests::pg;
 use ledger_tests::proxy::Proxy;
 use serde_json::{Value, json};
@@ -400,6 +401,52 @@ async fn a_transaction_whose_append_was_dropped_commits_nothing() {
             .await
             .unwrap();
         assert_eq!(store.stream_seq(stream).await.unwrap().0, 1);
+    })
+    .await;
+}
+
+/// A database whose sessions are read-only: `/readyz`'s write check names it and an append
+/// answers `unavailable` (503), not `internal`; a database that accepts writes has no fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_a_write_fault() {
+    pg::with_database(true, |url| async move {
+        let name = url.rsplit('/').next().unwrap().to_string();
+        let store = ledger_postgres::PgStore::connect(&url, ledger_tests::options())
+            .await
+            .unwrap();
+        assert_eq!(store.write_fault().await, None);
+        drop(store);
+
+        let mut admin = pg::admin_connection().await;
+        let set = format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = on");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let store = ledger_postgres::PgStore::connect(&url, ledger_tests::options())
+            .await
+            .unwrap();
+        let fault = store
+            .write_fault()
+            .await
+            .expect("a read-only database is a fault");
+        assert!(fault.contains("read-only"), "{fault}");
+        let stream = ledger_core::StreamName::parse("order-1").unwrap();
+        let refused = store
+            .append(
+                stream,
+                ledger_core::ExpectedSeq::Any,
+                vec![ledger_core::NewEvent::new("Placed", json!({}))],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "unavailable", "{refused}");
+        drop(store);
+        let reset = format!("ALTER DATABASE \"{name}\" RESET default_transaction_read_only");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     })
     .await;
 }

@@ -10,6 +10,8 @@ const UNAVAILABLE_CODES: &[&str] = &[
     "57P01", // admin_shutdown
     "57P02", // crash_shutdown
     "57P03", // cannot_connect_now
+    "53100", // disk_full
+    "25006", // read_only_sql_transaction: a standby, or a database set read-only
 ];
 
 /// Maps a `sqlx` error to the store's error, keeping it as the cause: unreachable or

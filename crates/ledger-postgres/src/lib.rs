@@ -8,6 +8,7 @@
 mod append;
 mod baseline;
 mod error;
+mod health;
 mod projection;
 mod read;
 mod schema;

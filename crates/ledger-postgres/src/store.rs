@@ -11,7 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::error::from_sqlx;
 use crate::tx::{PgTx, to_completion};
-use crate::{append, baseline, read, schema};
+use crate::{append, baseline, health, read, schema};
 
 /// An event store in a PostgreSQL database; clones share one connection pool.
 #[derive(Clone)]
@@ -107,6 +107,10 @@ impl EventStore for PgStore {
             self.options.settle_timeout,
             query,
         )
+    }
+
+    fn write_fault(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(health::write_fault(&self.pool))
     }
 }
 
