@@ -6,20 +6,20 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger_core::EventStore;
+use ledger_tests::backend::{Db, Kind};
 use ledger_tests::pg;
 use ledger_tests::proxy::Proxy;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 use uuid::Uuid;
 
 use crate::api_suite::client::{Api, Reply};
+use crate::serve;
 
 /// The admin token of the servers.
 const ADMIN: &str = "faults-test-admin-token-0123456789";
@@ -39,11 +39,10 @@ const BUSY_RETURN_WARNINGS: [&str; 2] = [
 
 /// A running `ledger serve` whose log goes to a file.
 struct Served {
-    child: Child,
+    server: serve::Served,
     addr: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
-    _stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Served {
@@ -51,42 +50,31 @@ impl Served {
     async fn start(url: &str) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-under-test"))
-            .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .env_remove("LEDGER_DATABASE_URL")
-            .env("LEDGER_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot start ledger serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = match timeout(PATIENCE, stdout.next_line()).await {
-            Ok(Ok(Some(line))) => line,
-            other => panic!(
-                "ledger serve did not start ({other:?}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
+        let db = Db {
+            kind: Kind::Postgres,
+            url: url.to_string(),
         };
-        let startup: Value = serde_json::from_str(&line).unwrap();
+        let mut command = serve::serve_command(&db, Some(ADMIN), &[]);
+        command
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stderr(std::fs::File::create(&log).unwrap());
+        let server = serve::start(command).await;
         Served {
-            child,
-            addr: startup["listening"].as_str().unwrap().parse().unwrap(),
+            addr: server.addr,
+            server,
             log,
             _dir: dir,
-            _stdout: stdout,
         }
     }
 
     /// Stops it with SIGTERM and returns its log.
     async fn stop(mut self) -> String {
-        let pid = self.child.id().expect("the server is running").to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
-        assert!(killed.unwrap().success());
-        let status = timeout(PATIENCE, self.child.wait()).await.unwrap().unwrap();
+        self.server.terminate().await;
+        let status = timeout(PATIENCE, self.server.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         let log = std::fs::read_to_string(&self.log).unwrap();
         assert!(status.success(), "ledger serve exited with {status}: {log}");
         log
