@@ -9,6 +9,7 @@ mod error;
 mod event;
 mod expected;
 mod limits;
+mod log;
 mod replay;
 mod seq;
 mod store;
@@ -19,6 +20,7 @@ pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_mess
 pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};
 pub use expected::{ExpectedSeq, ParseExpectedSeqError};
 pub use limits::{Limits, validate_appends, validate_batch};
+pub use log::{LogFilter, LogPage, LogReader, RawEvent};
 pub use replay::match_replay;
 pub use seq::{Position, Seq};
 pub use store::{AppendTx, EventStore, EventStream, ReadAll, StoreOptions, TransactionalStore};

@@ -1,0 +1,1 @@
+//! The onboarding ledger's read models.
