@@ -9,8 +9,9 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::batch::Batch;
 use crate::error::ProjectionError;
+use crate::fold::{Batch, Plan, Seen, fold};
+use crate::model::ReadModel;
 use crate::store::{ProjectionStore, Target};
 
 /// Batches a copy may have queued or in flight before the pass waits for it.
@@ -28,34 +29,49 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// One copy a pass fills: its read model and where its checkpoint is.
+pub(crate) struct Copy<E> {
+    /// The read model.
+    pub(crate) model: Arc<dyn ReadModel<E>>,
+    /// Its copy and checkpoint.
+    pub(crate) target: Target,
+}
+
 /// One applier task per copy of a pass, and the acknowledgements they send back.
-pub(crate) struct Appliers {
-    lanes: Vec<Lane>,
+pub(crate) struct Appliers<E> {
+    lanes: Vec<Lane<E>>,
     acks: mpsc::UnboundedReceiver<Ack>,
 }
 
 /// The queue of one copy's applier.
-struct Lane {
-    batches: mpsc::Sender<Arc<Batch>>,
+struct Lane<E> {
+    batches: mpsc::Sender<Arc<Batch<E>>>,
     in_flight: usize,
     _task: AbortOnDrop,
 }
 
-impl Appliers {
-    /// Starts an applier for each of `targets` (dropping [`Appliers`] stops them, rolling back
-    /// a batch being written).
-    pub(crate) fn start(store: &Arc<dyn ProjectionStore>, targets: &[Target], owner: &str) -> Self {
+impl<E: Send + Sync + 'static> Appliers<E> {
+    /// Starts an applier for each of `copies` (dropping [`Appliers`] stops them, rolling back
+    /// a batch being written). `from_empty`: the copies are filled from an empty start, so keys
+    /// never seen in this pass have no rows yet.
+    pub(crate) fn start(
+        store: &Arc<dyn ProjectionStore>,
+        copies: Vec<Copy<E>>,
+        owner: &str,
+        from_empty: bool,
+    ) -> Self {
         let (ack_tx, acks) = mpsc::unbounded_channel();
-        let lanes = targets
-            .iter()
+        let lanes = copies
+            .into_iter()
             .enumerate()
-            .map(|(index, target)| {
+            .map(|(index, copy)| {
                 let (batches, rx) = mpsc::channel(DEPTH);
                 let task = tokio::spawn(apply_queued(
                     store.clone(),
                     index,
-                    target.clone(),
+                    copy,
                     owner.to_string(),
+                    from_empty.then(Seen::new),
                     rx,
                     ack_tx.clone(),
                 ));
@@ -100,7 +116,7 @@ impl Appliers {
     /// copy has [`DEPTH`] batches queued.
     pub(crate) async fn send(
         &mut self,
-        batch: Batch,
+        batch: Batch<E>,
         targets: &mut [Target],
         applied: &mut (dyn FnMut(&[Target]) + Send),
     ) -> Result<(), ProjectionError> {
@@ -142,22 +158,29 @@ impl Appliers {
 
 /// One copy's applier: writes each queued batch with the copy's new checkpoint, and reports;
 /// stops at the first failure (or when the checkpoint moved under it, or a panic).
-async fn apply_queued(
+async fn apply_queued<E: Send + Sync + 'static>(
     store: Arc<dyn ProjectionStore>,
     index: usize,
-    mut target: Target,
+    copy: Copy<E>,
     owner: String,
-    mut batches: mpsc::Receiver<Arc<Batch>>,
+    mut seen: Option<Seen>,
+    mut batches: mpsc::Receiver<Arc<Batch<E>>>,
     acks: mpsc::UnboundedSender<Ack>,
 ) {
+    let Copy { model, mut target } = copy;
     while let Some(batch) = batches.recv().await {
         // A panic becomes the pass's error instead of a queue that is never acknowledged.
-        let apply = async { store.apply(&target, &batch, &owner).await };
+        let apply = apply(&*store, &*model, &target, &batch, &owner, seen.as_mut());
         let applied = AssertUnwindSafe(apply).catch_unwind().await;
+        let projection = || target.name.clone();
         let result = match (batch.last(), applied) {
-            (_, Err(_)) => Err(ProjectionError::ApplierGone { kind: target.kind }),
-            (_, Ok(Err(e))) => Err(e.into()),
-            (_, Ok(Ok(false))) => Err(ProjectionError::Moved { kind: target.kind }),
+            (_, Err(_)) => Err(ProjectionError::ApplierGone {
+                projection: projection(),
+            }),
+            (_, Ok(Err(e))) => Err(e),
+            (_, Ok(Ok(false))) => Err(ProjectionError::Moved {
+                projection: projection(),
+            }),
             (Some(last), Ok(Ok(true))) => {
                 target.position = last;
                 target.events += batch.len();
@@ -170,4 +193,44 @@ async fn apply_queued(
             return;
         }
     }
+}
+
+/// Applies one batch to one copy in one transaction: the checkpoint moves (false, writing
+/// nothing, when it had moved under us), the rows the batch touches are loaded and folded, and
+/// the changed rows are written.
+async fn apply<E>(
+    store: &dyn ProjectionStore,
+    model: &dyn ReadModel<E>,
+    target: &Target,
+    batch: &Batch<E>,
+    owner: &str,
+    seen: Option<&mut Seen>,
+) -> Result<bool, ProjectionError> {
+    let Some(last) = batch.last() else {
+        return Ok(true);
+    };
+    let schema = model.schema();
+    let plan = Plan::of(model, batch, seen);
+    let Some(mut tx) = store
+        .begin(schema, target, last, batch.len(), owner)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let mut loaded = Vec::with_capacity(schema.tables.len());
+    for (i, table) in schema.tables.iter().enumerate() {
+        let keys = plan.to_load(i);
+        loaded.push(if keys.is_empty() {
+            Vec::new()
+        } else {
+            tx.load(table, &keys).await?
+        });
+    }
+    let writes = fold(model, plan, loaded, batch).map_err(|source| ProjectionError::Row {
+        projection: target.name.clone(),
+        source,
+    })?;
+    tx.write(writes).await?;
+    tx.commit().await?;
+    Ok(true)
 }

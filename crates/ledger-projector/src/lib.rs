@@ -11,9 +11,12 @@
 //! and swaps them in, and verifies a live copy against a fresh rebuild. Rows depend only on
 //! the events, so replaying the log always gives the same rows.
 
+mod appliers;
 mod error;
 pub mod fold;
 mod model;
+mod rebuild;
+mod runner;
 mod signal;
 mod spec;
 mod store;
@@ -22,6 +25,10 @@ mod value;
 pub use error::ProjectionError;
 pub use fold::{Batch, Keys, Plan, Rows, Seen, TableWrite, Tables, fold};
 pub use model::{Catalog, Decode, ReadModel, UnknownReadModel};
+pub use rebuild::{Difference, MAX_LISTED_DIFFERENCES, Progress, RebuildReport, VerifyReport};
+pub use runner::{
+    CATCHING_UP_LAG, ProjectionStatus, Projector, ProjectorOptions, RebuildStatus, State,
+};
 pub use signal::{Signal, SignalingStore};
 pub use spec::{Column, ColumnType, Index, Schema, Slot, SpecError, TableSpec};
 pub use store::{

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use ledger_core::Position;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::Value as Json;
 use tokio::time::Instant;
 
 use crate::error::ProjectionError;
-use crate::rows::RowKey;
 use crate::runner::{Ended, Projector, Until};
+use crate::spec::{Schema, Slot, TableSpec};
 use crate::store::{ProjectionStore, Query, Snapshot, Swapped, Target};
-use crate::{Kind, Slot};
+use crate::value::{Key, Row};
 
 /// Rounds of catching up a rebuild makes before it swaps even though the live copy is further
 /// along (the live runner then continues from the rebuilt checkpoint).
@@ -29,8 +29,8 @@ pub const MAX_LISTED_DIFFERENCES: usize = 100;
 /// How far a rebuild or verification is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Progress {
-    /// The projections being filled together.
-    pub kinds: Vec<Kind>,
+    /// The read models being filled together.
+    pub projections: Vec<&'static str>,
     /// Events applied (including those applied before a resume).
     pub done: u64,
     /// Events in the log when this pass started (grows when `done` passes it).
@@ -40,8 +40,8 @@ pub struct Progress {
 /// What a rebuild did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RebuildReport {
-    /// The projections rebuilt.
-    pub kinds: Vec<Kind>,
+    /// The read models rebuilt.
+    pub projections: Vec<&'static str>,
     /// Events applied by this run (a resumed rebuild counts only the rest).
     pub events: u64,
     /// Events the rebuilt copies had applied before this run (0 unless resumed).
@@ -58,24 +58,26 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 /// One row that differs between the live and the rebuilt copy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Difference {
-    /// The row's key.
-    pub key: RowKey,
+    /// The table.
+    pub table: &'static str,
+    /// The row's key, by key column.
+    pub key: Json,
     /// The live row (`None`: missing from the live table).
-    pub live: Option<Value>,
+    pub live: Option<Json>,
     /// The rebuilt row (`None`: the rebuild has no such row).
-    pub rebuilt: Option<Value>,
+    pub rebuilt: Option<Json>,
 }
 
 /// What a verification found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VerifyReport {
-    /// The projection.
-    pub kind: Kind,
+    /// The read model.
+    pub projection: &'static str,
     /// The live checkpoint both copies were compared at.
     pub checkpoint: u64,
-    /// Rows of the live table.
+    /// Rows of the live tables.
     pub live_rows: u64,
-    /// Rows of the rebuilt table.
+    /// Rows of the rebuilt tables.
     pub rebuilt_rows: u64,
     /// How many rows differ.
     pub differences: u64,
@@ -84,91 +86,109 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// Whether the live table equals a fresh rebuild.
+    /// Whether the live tables equal a fresh rebuild.
     pub fn is_clean(&self) -> bool {
         self.differences == 0
     }
 }
 
-impl Projector {
-    /// Rebuilds `kinds`: each is replayed from the start of the log into its rebuild copy
-    /// (resuming a copy of the current version left by an interrupted rebuild), copies at the
-    /// same checkpoint together in one pass, and swapped in when caught up.
+impl<E: Send + Sync + 'static> Projector<E> {
+    /// Rebuilds the read models called `names`: each is replayed from the start of the log
+    /// into its rebuild copy (resuming a copy of the current version left by an interrupted
+    /// rebuild), copies at the same checkpoint together in one pass, and swapped in when
+    /// caught up.
     pub async fn rebuild(
         &self,
-        kinds: &[Kind],
+        names: &[&str],
         progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<RebuildReport, ProjectionError> {
+        let mut schemas: Vec<&'static Schema> = Vec::new();
+        for name in names {
+            let schema = self.model(name)?.schema();
+            if !schemas.iter().any(|s| s.name == schema.name) {
+                schemas.push(schema);
+            }
+        }
+        let projections: Vec<&'static str> = schemas.iter().map(|s| s.name).collect();
         let started = Instant::now();
-        self.mark(kinds, true, None);
-        let result = self.rebuild_inner(kinds, progress).await;
+        self.mark(&projections, true, None);
+        let result = self.rebuild_inner(&schemas, progress).await;
         let error = result.as_ref().err().map(ToString::to_string);
-        self.mark(kinds, false, error);
+        self.mark(&projections, false, error);
         let (events, resumed_from) = result?;
         Ok(RebuildReport {
-            kinds: kinds.to_vec(),
+            projections,
             events,
             resumed_from,
             elapsed: started.elapsed(),
         })
     }
 
-    /// Starts a rebuild of `kind` in the background unless this process is already rebuilding
+    /// Starts a rebuild of `name` in the background unless this process is already rebuilding
     /// it; returns whether it started one. Its progress shows in [`Projector::status`].
-    pub fn spawn_rebuild(&self, kind: Kind) -> bool {
+    pub fn spawn_rebuild(&self, name: &str) -> Result<bool, ProjectionError> {
+        let name = self.model(name)?.schema().name;
         {
             let mut rebuilds = self.rebuilds.lock().unwrap_or_else(|p| p.into_inner());
-            if rebuilds.get(&kind).is_some_and(|(running, _)| *running) {
-                return false;
+            if rebuilds.get(name).is_some_and(|(running, _)| *running) {
+                return Ok(false);
             }
-            rebuilds.insert(kind, (true, None));
+            rebuilds.insert(name, (true, None));
         }
         let this = self.clone();
         tokio::spawn(async move {
-            match this.rebuild(&[kind], &mut |_| {}).await {
+            match this.rebuild(&[name], &mut |_| {}).await {
                 Ok(report) => {
-                    tracing::info!(projection = %kind, events = report.events, "online rebuild done")
+                    tracing::info!(
+                        projection = name,
+                        events = report.events,
+                        "online rebuild done"
+                    )
                 }
                 Err(e) => {
-                    tracing::warn!(projection = %kind, error = &e as &dyn std::error::Error, "online rebuild failed")
+                    tracing::warn!(
+                        projection = name,
+                        error = &e as &dyn std::error::Error,
+                        "online rebuild failed"
+                    )
                 }
             }
         });
-        true
+        Ok(true)
     }
 
-    /// Records in this process whether a rebuild of `kinds` runs, and how it ended.
-    fn mark(&self, kinds: &[Kind], running: bool, error: Option<String>) {
+    /// Records in this process whether a rebuild of `names` runs, and how it ended.
+    fn mark(&self, names: &[&'static str], running: bool, error: Option<String>) {
         let mut rebuilds = self.rebuilds.lock().unwrap_or_else(|p| p.into_inner());
-        for kind in kinds {
+        for name in names {
             if running || error.is_some() {
-                rebuilds.insert(*kind, (running, error.clone()));
+                rebuilds.insert(name, (running, error.clone()));
             } else {
-                rebuilds.remove(kind);
+                rebuilds.remove(name);
             }
         }
     }
 
-    /// Whether this process is rebuilding `kind` right now.
-    pub fn is_rebuilding(&self, kind: Kind) -> bool {
+    /// Whether this process is rebuilding `name` right now.
+    pub fn is_rebuilding(&self, name: &str) -> bool {
         self.rebuilds
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&kind)
+            .get(name)
             .is_some_and(|(running, _)| *running)
     }
 
     async fn rebuild_inner(
         &self,
-        kinds: &[Kind],
+        schemas: &[&'static Schema],
         progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<(u64, u64), ProjectionError> {
         // The rebuild copies: resumed when one of the current version exists.
         let mut targets: Vec<Target> = Vec::new();
-        for &kind in kinds {
-            let cp = match self.store.checkpoint(kind, Slot::Rebuild).await? {
-                Some(cp) if cp.version == kind.version() => cp,
-                _ => self.store.create(kind, Slot::Rebuild).await?,
+        for schema in schemas {
+            let cp = match self.store.checkpoint(schema.name, Slot::Rebuild).await? {
+                Some(cp) if cp.version == schema.version => cp,
+                _ => self.store.create(schema, Slot::Rebuild).await?,
             };
             targets.push(cp.target());
         }
@@ -193,24 +213,34 @@ impl Projector {
         Ok((applied, resumed_from))
     }
 
+    /// The schema of the read model a target belongs to.
+    fn schema_of(&self, target: &Target) -> Result<&'static Schema, ProjectionError> {
+        Ok(self.model(&target.name)?.schema())
+    }
+
     /// Catches one group of rebuild copies up with the log, then swaps each in.
     async fn fill_and_swap(
         &self,
         group: &mut [Target],
         progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<(), ProjectionError> {
-        let kinds: Vec<Kind> = group.iter().map(|t| t.kind).collect();
+        let mut projections = Vec::new();
+        for t in group.iter() {
+            projections.push(self.schema_of(t)?.name);
+        }
+        let filter = self.catalog.filter(&projections);
         for round in 1..=SWAP_ROUNDS {
-            let mut total = group[0].events + self.store.events_after(group[0].position).await?;
+            let mut total =
+                group[0].events + self.log.count_after(group[0].position, &filter).await?;
             progress(&Progress {
-                kinds: kinds.clone(),
+                projections: projections.clone(),
                 done: group[0].events,
                 total,
             });
             let mut report = |targets: &[Target]| {
                 total = total.max(targets[0].events);
                 progress(&Progress {
-                    kinds: kinds.clone(),
+                    projections: projections.clone(),
                     done: targets[0].events,
                     total,
                 });
@@ -219,17 +249,22 @@ impl Projector {
                 .await?;
             if round == 1 {
                 // Filled: index the copies together now, so the swaps only rename.
-                futures::future::try_join_all(group.iter().map(|t| self.store.build_indexes(t)))
-                    .await?;
+                let mut builds = Vec::new();
+                for t in group.iter() {
+                    builds.push(self.store.build_indexes(self.schema_of(t)?, t));
+                }
+                futures::future::try_join_all(builds).await?;
             }
             if round < SWAP_ROUNDS && !self.ready_to_swap(group).await? {
                 continue;
             }
             for t in group.iter() {
-                if self.store.swap(t).await? == Swapped::Moved {
-                    return Err(ProjectionError::Moved { kind: t.kind });
+                if self.store.swap(self.schema_of(t)?, t).await? == Swapped::Moved {
+                    return Err(ProjectionError::Moved {
+                        projection: t.name.clone(),
+                    });
                 }
-                tracing::info!(projection = %t.kind, position = t.position.0, "rebuilt projection swapped in");
+                tracing::info!(projection = %t.name, position = t.position.0, "rebuilt read model swapped in");
             }
             return Ok(());
         }
@@ -240,13 +275,17 @@ impl Projector {
     /// is of another version or missing), so that swapping does not move readers back.
     async fn ready_to_swap(&self, group: &[Target]) -> Result<bool, ProjectionError> {
         for t in group {
-            let Some(live) = self.store.checkpoint(t.kind, Slot::Live).await? else {
+            let schema = self.schema_of(t)?;
+            let Some(live) = self.store.checkpoint(&t.name, Slot::Live).await? else {
                 continue;
             };
-            let ahead = live.version != t.kind.version()
+            let ahead = live.version != schema.version
                 || live.position == Position::START
                 || live.position == t.position
-                || self.store.covers(t.position, live.position).await?;
+                || self
+                    .log
+                    .covers(t.position, live.position, &self.filter_of(schema.name))
+                    .await?;
             if !ahead {
                 return Ok(false);
             }
@@ -254,24 +293,25 @@ impl Projector {
         Ok(true)
     }
 
-    /// Verifies `kind`: takes a consistent view of the live table, replays the log into a fresh
-    /// rebuild copy up to exactly the live checkpoint, and compares the two row by row. The
-    /// rebuild copy is dropped afterwards; nothing is swapped.
+    /// Verifies `name`: takes a consistent view of the live tables, replays the log into a
+    /// fresh rebuild copy up to exactly the live checkpoint, and compares the two row by row.
+    /// The rebuild copy is dropped afterwards; nothing is swapped.
     pub async fn verify(
         &self,
-        kind: Kind,
+        name: &str,
         progress: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<VerifyReport, ProjectionError> {
-        let mut snapshot = self.store.snapshot(kind).await?;
+        let schema = self.model(name)?.schema();
+        let mut snapshot = self.store.snapshot(schema).await?;
         let live = snapshot.checkpoint();
         let checkpoint = live.as_ref().map_or(Position::START, |c| c.position);
-        let fresh = self.store.create(kind, Slot::Rebuild).await?;
+        let fresh = self.store.create(schema, Slot::Rebuild).await?;
         let mut targets = [fresh.target()];
         if checkpoint != Position::START {
             let total = live.as_ref().map_or(0, |c| c.events);
             let mut report = |targets: &[Target]| {
                 progress(&Progress {
-                    kinds: vec![kind],
+                    projections: vec![schema.name],
                     done: targets[0].events,
                     total: total.max(targets[0].events),
                 })
@@ -286,31 +326,43 @@ impl Projector {
                 .await?;
             debug_assert_eq!(ended, Ended::Reached);
         }
-        let report = diff(kind, checkpoint, snapshot.as_mut(), self.store.as_ref()).await;
+        let mut report = VerifyReport {
+            projection: schema.name,
+            checkpoint: checkpoint.0,
+            live_rows: 0,
+            rebuilt_rows: 0,
+            differences: 0,
+            listed: Vec::new(),
+        };
+        for table in schema.tables {
+            diff(table, snapshot.as_mut(), self.store.as_ref(), &mut report).await?;
+        }
         drop(snapshot);
-        self.store.drop_rebuild(kind).await?;
-        report
+        self.store.drop_rebuild(schema).await?;
+        Ok(report)
     }
 }
 
 /// Rows of one side of a diff, fetched page by page in key order.
 struct Side<'a> {
     source: Source<'a>,
-    buffer: VecDeque<(RowKey, Value)>,
-    after: Option<RowKey>,
+    table: &'static TableSpec,
+    buffer: VecDeque<(Key, Row)>,
+    after: Option<Key>,
     done: bool,
     count: u64,
 }
 
 enum Source<'a> {
     Live(&'a mut dyn Snapshot),
-    Rebuilt(&'a dyn ProjectionStore, Kind),
+    Rebuilt(&'a dyn ProjectionStore),
 }
 
 impl<'a> Side<'a> {
-    fn new(source: Source<'a>) -> Self {
+    fn new(source: Source<'a>, table: &'static TableSpec) -> Self {
         Self {
             source,
+            table,
             buffer: VecDeque::new(),
             after: None,
             done: false,
@@ -318,40 +370,46 @@ impl<'a> Side<'a> {
         }
     }
 
-    async fn peek(&mut self) -> Result<Option<&RowKey>, ProjectionError> {
+    async fn peek(&mut self) -> Result<Option<&Key>, ProjectionError> {
         if self.buffer.is_empty() && !self.done {
             let rows = match &mut self.source {
-                Source::Live(snapshot) => snapshot.rows(self.after.clone(), DIFF_PAGE).await?,
-                Source::Rebuilt(store, kind) => {
-                    let query = Query::page(*kind, Slot::Rebuild, self.after.clone(), DIFF_PAGE);
+                Source::Live(snapshot) => {
+                    snapshot
+                        .rows(self.table, self.after.as_ref(), DIFF_PAGE)
+                        .await?
+                }
+                Source::Rebuilt(store) => {
+                    let query = Query::new(self.table, DIFF_PAGE)
+                        .slot(Slot::Rebuild)
+                        .after(self.after.clone());
                     store.query(&query).await?
                 }
             };
             self.done = rows.len() < DIFF_PAGE;
-            self.buffer.extend(rows.keyed_json());
+            let table = self.table;
+            self.buffer
+                .extend(rows.into_iter().map(|r| (table.key_of(&r), r)));
             self.after = self.buffer.back().map(|(k, _)| k.clone());
         }
         Ok(self.buffer.front().map(|(k, _)| k))
     }
 
-    fn take(&mut self) -> Option<(RowKey, Value)> {
+    fn take(&mut self) -> Option<(Key, Row)> {
         let next = self.buffer.pop_front();
         self.count += u64::from(next.is_some());
         next
     }
 }
 
-/// Merges the live and the rebuilt rows by key and lists what differs.
+/// Merges the live and the rebuilt rows of one table by key and records what differs.
 async fn diff(
-    kind: Kind,
-    checkpoint: Position,
+    table: &'static TableSpec,
     snapshot: &mut dyn Snapshot,
     store: &dyn ProjectionStore,
-) -> Result<VerifyReport, ProjectionError> {
-    let mut live = Side::new(Source::Live(snapshot));
-    let mut rebuilt = Side::new(Source::Rebuilt(store, kind));
-    let mut differences = 0u64;
-    let mut listed = Vec::new();
+    report: &mut VerifyReport,
+) -> Result<(), ProjectionError> {
+    let mut live = Side::new(Source::Live(snapshot), table);
+    let mut rebuilt = Side::new(Source::Rebuilt(store), table);
     loop {
         let l = live.peek().await?.cloned();
         let r = rebuilt.peek().await?.cloned();
@@ -375,21 +433,17 @@ async fn diff(
             }
             (Some(_), None) => unreachable!("covered by the arm above"),
         };
-        differences += 1;
-        if listed.len() < MAX_LISTED_DIFFERENCES {
-            listed.push(Difference {
-                key,
-                live: live_row,
-                rebuilt: rebuilt_row,
+        report.differences += 1;
+        if report.listed.len() < MAX_LISTED_DIFFERENCES {
+            report.listed.push(Difference {
+                table: table.name,
+                key: table.key_json(&key),
+                live: live_row.map(|r| table.to_json(&r)),
+                rebuilt: rebuilt_row.map(|r| table.to_json(&r)),
             });
         }
     }
-    Ok(VerifyReport {
-        kind,
-        checkpoint: checkpoint.0,
-        live_rows: live.count,
-        rebuilt_rows: rebuilt.count,
-        differences,
-        listed,
-    })
+    report.live_rows += live.count;
+    report.rebuilt_rows += rebuilt.count;
+    Ok(())
 }

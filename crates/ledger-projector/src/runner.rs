@@ -14,20 +14,20 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foldhash::{HashSet, HashSetExt};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use ledger_core::{EventStore, Position, StoreError};
+use ledger_core::{LogFilter, LogReader, Position, StoreError};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::appliers::{AbortOnDrop, Appliers};
-use crate::batch::{Batch, Decoded};
+use crate::appliers::{AbortOnDrop, Appliers, Copy};
 use crate::error::ProjectionError;
+use crate::fold::Batch;
+use crate::model::{Catalog, Decode, ReadModel};
 use crate::signal::Signal;
+use crate::spec::Slot;
 use crate::store::{Checkpoint, Lease, ProjectionStore, Target};
-use crate::{Kind, Slot};
 
 /// Longest wait for more events to fill a batch while the reader is in the middle of the log.
 const FILL_WAIT: Duration = Duration::from_millis(20);
@@ -93,8 +93,8 @@ pub enum State {
 /// A projection's status.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProjectionStatus {
-    /// The projection.
-    pub name: Kind,
+    /// The read model.
+    pub name: &'static str,
     /// The version of its live tables (the code's version when there are none yet).
     pub version: u32,
     /// The position of the last event applied to the live tables (0: none).
@@ -131,7 +131,7 @@ pub struct RebuildStatus {
 }
 
 /// Rebuilds running (true) or failed (with why) in this process, by projection.
-pub(crate) type Rebuilds = BTreeMap<Kind, (bool, Option<String>)>;
+pub(crate) type Rebuilds = BTreeMap<&'static str, (bool, Option<String>)>;
 
 /// A live runner's failures in a row: the last one's code and how many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,16 +147,31 @@ fn backoff(first: Duration, most: Duration, count: u32) -> Duration {
     first.saturating_mul(1 << doublings).min(most.max(first))
 }
 
-/// Runs, rebuilds and reports on projections over one event store and one projection store.
-#[derive(Clone)]
-pub struct Projector {
-    pub(crate) events: Arc<dyn EventStore>,
+/// Runs, rebuilds and reports on read models over one event log and one projection store.
+pub struct Projector<E> {
+    pub(crate) log: Arc<dyn LogReader>,
     pub(crate) store: Arc<dyn ProjectionStore>,
+    pub(crate) catalog: Catalog<E>,
     pub(crate) options: ProjectorOptions,
     signal: Option<Signal>,
     applied: Arc<watch::Sender<u64>>,
     pub(crate) rebuilds: Arc<Mutex<Rebuilds>>,
-    failures: Arc<Mutex<BTreeMap<Kind, Failures>>>,
+    failures: Arc<Mutex<BTreeMap<&'static str, Failures>>>,
+}
+
+impl<E> Clone for Projector<E> {
+    fn clone(&self) -> Self {
+        Self {
+            log: self.log.clone(),
+            store: self.store.clone(),
+            catalog: self.catalog.clone(),
+            options: self.options.clone(),
+            signal: self.signal.clone(),
+            applied: self.applied.clone(),
+            rebuilds: self.rebuilds.clone(),
+            failures: self.failures.clone(),
+        }
+    }
 }
 
 /// Where [`Projector::drive`] stops.
@@ -182,8 +197,8 @@ pub(crate) enum Ended {
 }
 
 /// What the log reader sends the applier.
-enum Item {
-    Events(Vec<Decoded>),
+enum Item<E> {
+    Events(Vec<(Position, Option<E>)>),
     CaughtUp,
     Failed(StoreError),
 }
@@ -222,25 +237,32 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between two reads while waiting for in-flight transactions.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 
-/// Reads the log after `after` page by page, until the applier goes away. Pages start at
-/// `pages.0` events and double after each full one, up to `pages.1`: the first batches of a
-/// catch-up are applied at once, and a long replay runs with few queries. With `follow` it
-/// waits for new events at the end; without, it stops at the end, having first waited for the
-/// transactions in flight when it started (so "caught up" includes them). The next page is
-/// read while the applier writes the previous one.
-async fn read_log(
-    store: Arc<dyn ProjectionStore>,
+/// Where a log reader reads, and how it decodes.
+struct Source<E> {
+    log: Arc<dyn LogReader>,
+    filter: LogFilter,
+    decoder: Arc<dyn Decode<E>>,
+}
+
+/// Reads the log after `after` page by page, decoding each event once, until the applier goes
+/// away. Pages start at `pages.0` events and double after each full one, up to `pages.1`: the
+/// first batches of a catch-up are applied at once, and a long replay runs with few queries.
+/// With `follow` it waits for new events at the end; without, it stops at the end, having
+/// first waited for the transactions in flight when it started (so "caught up" includes them).
+/// The next page is read while the applier writes the previous one.
+async fn read_log<E>(
+    source: Source<E>,
     mut after: Position,
     pages: (usize, usize),
     follow: Option<Wake>,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Item<E>>,
 ) {
     let (first, most) = (pages.0.max(1), pages.1.max(pages.0).max(1));
     let mut page = first;
     let mut follow = follow;
     let mut mark = None;
     if follow.is_none() {
-        match store.log_mark().await {
+        match source.log.log_mark().await {
             Ok(m) => mark = Some(m),
             Err(e) => {
                 let _ = tx.send(Item::Failed(e)).await;
@@ -250,7 +272,7 @@ async fn read_log(
     }
     let (mut waited, mut pause) = (Duration::ZERO, Duration::from_millis(1));
     loop {
-        let read = match store.read_log(after, page).await {
+        let read = match source.log.read_page(after, &source.filter, page).await {
             Ok(read) => read,
             Err(e) => {
                 let _ = tx.send(Item::Failed(e)).await;
@@ -260,7 +282,12 @@ async fn read_log(
         let short = read.events.len() < page;
         if let Some(last) = read.events.last() {
             after = last.position;
-            if tx.send(Item::Events(read.events)).await.is_err() {
+            let decoded = read
+                .events
+                .into_iter()
+                .map(|raw| (raw.position, source.decoder.decode(raw)))
+                .collect();
+            if tx.send(Item::Events(decoded)).await.is_err() {
                 return;
             }
         }
@@ -288,27 +315,17 @@ async fn read_log(
     }
 }
 
-/// Queues a batch for every copy's applier, first recording which of its tenants are new to
-/// copies filled from empty.
-async fn queue(
-    appliers: &mut Appliers,
-    mut batch: Batch,
-    seen: &mut Option<HashSet<u64>>,
-    targets: &mut [Target],
-    applied: &mut (dyn FnMut(&[Target]) + Send),
-) -> Result<(), ProjectionError> {
-    if let Some(seen) = seen.as_mut() {
-        batch.mark_new(seen);
-    }
-    appliers.send(batch, targets, applied).await
-}
-
-impl Projector {
-    /// A projector over the log of `events` and the tables of `store`.
-    pub fn new(events: Arc<dyn EventStore>, store: Arc<dyn ProjectionStore>) -> Self {
+impl<E: Send + Sync + 'static> Projector<E> {
+    /// A projector of `catalog`'s read models over the log of `log` and the tables of `store`.
+    pub fn new(
+        log: Arc<dyn LogReader>,
+        store: Arc<dyn ProjectionStore>,
+        catalog: Catalog<E>,
+    ) -> Self {
         Self {
-            events,
+            log,
             store,
+            catalog,
             options: ProjectorOptions::default(),
             signal: None,
             applied: Arc::new(watch::channel(0).0),
@@ -339,14 +356,29 @@ impl Projector {
         &self.store
     }
 
-    /// The event store.
-    pub fn events(&self) -> &Arc<dyn EventStore> {
-        &self.events
+    /// The log.
+    pub fn log(&self) -> &Arc<dyn LogReader> {
+        &self.log
+    }
+
+    /// The read models.
+    pub fn catalog(&self) -> &Catalog<E> {
+        &self.catalog
     }
 
     /// The options.
     pub fn options(&self) -> &ProjectorOptions {
         &self.options
+    }
+
+    /// The read model called `name`.
+    pub(crate) fn model(&self, name: &str) -> Result<Arc<dyn ReadModel<E>>, ProjectionError> {
+        Ok(self.catalog.get(name)?.clone())
+    }
+
+    /// The events the read model called `name` reads.
+    pub(crate) fn filter_of(&self, name: &str) -> LogFilter {
+        self.catalog.filter(&[name])
     }
 
     fn wake(&self) -> Wake {
@@ -366,24 +398,43 @@ impl Projector {
         stop: impl Future<Output = ()>,
         progress: &mut (dyn FnMut(&[Target]) + Send),
     ) -> Result<Ended, ProjectionError> {
-        let kind = targets[0].kind;
+        let projection = targets[0].name.clone();
         let batch_size = match targets[0].slot {
             Slot::Live => self.options.batch_size,
             Slot::Rebuild => self.options.rebuild_batch_size,
         }
         .max(1);
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        let mut copies = Vec::with_capacity(targets.len());
+        for t in targets.iter() {
+            copies.push(Copy {
+                model: self.model(&t.name)?,
+                target: t.clone(),
+            });
+        }
+        let source = Source {
+            log: self.log.clone(),
+            filter: self.catalog.filter(&names),
+            decoder: self.catalog.decoder().clone(),
+        };
         let (tx, mut rx) = mpsc::channel(1);
         let follow = (until == Until::Stopped).then(|| self.wake());
         let from = targets[0].position;
         let _reader = AbortOnDrop(tokio::spawn(read_log(
-            self.store.clone(),
+            source,
             from,
             (batch_size, self.options.read_page),
             follow,
             tx,
         )));
         let mut stop = pin!(stop);
-        let mut appliers = Appliers::start(&self.store, targets, &self.options.owner);
+        // Copies filled from empty in this pass: keys never seen have no rows to load.
+        let mut appliers = Appliers::start(
+            &self.store,
+            copies,
+            &self.options.owner,
+            from == Position::START,
+        );
         let mut applied = |targets: &[Target]| {
             if targets[0].slot == Slot::Live {
                 self.applied.send_modify(|n| *n = n.wrapping_add(1));
@@ -392,8 +443,6 @@ impl Projector {
         };
         let mut batch = Batch::new();
         let mut deadline = Instant::now();
-        // Copies filled from empty in this pass: tenants never seen have no rows to load.
-        let mut seen = (from == Position::START).then(HashSet::new);
         loop {
             // Between batches, stop when told to; within one, wait a little for the reader to
             // fill it while it is in the middle of the log (one transaction per handful of
@@ -408,36 +457,35 @@ impl Projector {
                 () = &mut stop, if batch.is_empty() => return Ok(Ended::Stopped),
                 () = tokio::time::sleep_until(deadline), if !batch.is_empty() => {
                     let full = std::mem::take(&mut batch);
-                    queue(&mut appliers, full, &mut seen, targets, &mut applied).await?;
+                    appliers.send(full, targets, &mut applied).await?;
                     continue;
                 }
                 item = rx.recv() => item,
             };
             let Some(item) = item else {
-                return Err(ProjectionError::ReaderGone { kind });
+                return Err(ProjectionError::ReaderGone { projection });
             };
             match item {
                 Item::Events(events) => {
                     if batch.is_empty() {
                         deadline = Instant::now() + FILL_WAIT;
                     }
-                    for decoded in events {
-                        let position = decoded.position;
-                        batch.push(decoded);
+                    for (position, event) in events {
+                        batch.push(position, event);
                         if until == Until::Position(position) {
-                            queue(&mut appliers, batch, &mut seen, targets, &mut applied).await?;
+                            appliers.send(batch, targets, &mut applied).await?;
                             appliers.flush(targets, &mut applied).await?;
                             return Ok(Ended::Reached);
                         }
                         if batch.len() >= batch_size as u64 {
                             let full = std::mem::take(&mut batch);
-                            queue(&mut appliers, full, &mut seen, targets, &mut applied).await?;
+                            appliers.send(full, targets, &mut applied).await?;
                         }
                     }
                 }
                 Item::CaughtUp => {
                     let rest = std::mem::take(&mut batch);
-                    queue(&mut appliers, rest, &mut seen, targets, &mut applied).await?;
+                    appliers.send(rest, targets, &mut applied).await?;
                     appliers.flush(targets, &mut applied).await?;
                     match until {
                         Until::CaughtUp => return Ok(Ended::CaughtUp),
@@ -446,7 +494,7 @@ impl Projector {
                     }
                 }
                 Item::Failed(e) => {
-                    queue(&mut appliers, batch, &mut seen, targets, &mut applied).await?;
+                    appliers.send(batch, targets, &mut applied).await?;
                     appliers.flush(targets, &mut applied).await?;
                     return Err(e.into());
                 }
@@ -454,16 +502,25 @@ impl Projector {
         }
     }
 
-    /// Runs the live runners of `kinds` until `shutdown` completes: each takes its projection's
-    /// lease (standing by while another runner holds it), creates the projection or rebuilds it
-    /// when its version changed, then applies the log as it grows. Failures are logged and
-    /// retried; this returns only at shutdown.
-    pub async fn run(&self, kinds: &[Kind], shutdown: impl Future<Output = ()> + Send) {
+    /// Runs the live runners of the read models called `names` until `shutdown` completes:
+    /// each takes its read model's lease (standing by while another runner holds it), creates
+    /// the read model or rebuilds it when its version changed, then applies the log as it
+    /// grows. Failures are logged and retried; this returns only at shutdown. Unknown names
+    /// are an error, before anything runs.
+    pub async fn run(
+        &self,
+        names: &[&str],
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProjectionError> {
+        let mut models = Vec::new();
+        for name in names {
+            models.push(self.model(name)?.schema().name);
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
-        let runners = kinds.iter().map(|&kind| {
+        let runners = models.into_iter().map(|name| {
             let mut stop = stop_rx.clone();
             async move {
-                self.run_one(kind, async move {
+                self.run_one(name, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await
@@ -478,34 +535,35 @@ impl Projector {
                 all.await;
             }
         }
+        Ok(())
     }
 
-    /// One projection's runner: lease, then apply; on failure or a lost lease, start over.
-    async fn run_one(&self, kind: Kind, shutdown: impl Future<Output = ()> + Send) {
+    /// One read model's runner: lease, then apply; on failure or a lost lease, start over.
+    async fn run_one(&self, name: &'static str, shutdown: impl Future<Output = ()> + Send) {
         let mut shutdown = pin!(shutdown);
         loop {
             let lease = tokio::select! {
                 () = &mut shutdown => return,
-                lease = self.take_lease(kind) => lease,
+                lease = self.take_lease(name) => lease,
             };
-            tracing::info!(projection = %kind, owner = %self.options.owner, "applying");
+            tracing::info!(projection = name, owner = %self.options.owner, "applying");
             let outcome = tokio::select! {
                 () = &mut shutdown => return,
-                outcome = self.serve(kind, lease) => outcome,
+                outcome = self.serve(name, lease) => outcome,
             };
             match outcome {
                 Ok(()) => {
-                    tracing::warn!(projection = %kind, "lost the projection lease; standing by")
+                    tracing::warn!(projection = name, "lost the projection lease; standing by")
                 }
                 Err(e) => {
-                    let failures = self.failed(kind, e.code());
+                    let failures = self.failed(name, e.code());
                     let delay = backoff(
                         self.options.retry_delay,
                         self.options.max_retry_delay,
                         failures,
                     );
                     tracing::warn!(
-                        projection = %kind,
+                        projection = name,
                         error = &e as &dyn std::error::Error,
                         failures,
                         retry_in_ms = delay.as_millis() as u64,
@@ -541,41 +599,45 @@ impl Projector {
         }
     }
 
-    /// Records a failure of `kind`'s runner; returns how many in a row.
-    fn failed(&self, kind: Kind, code: &'static str) -> u32 {
+    /// Records a failure of `name`'s runner; returns how many in a row.
+    fn failed(&self, name: &'static str, code: &'static str) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = failures.entry(kind).or_insert(Failures { code, count: 0 });
+        let entry = failures.entry(name).or_insert(Failures { code, count: 0 });
         entry.code = code;
         entry.count = entry.count.saturating_add(1);
         entry.count
     }
 
-    /// Forgets the failures of `kind`'s runner: it applied a batch.
-    fn recovered(&self, kind: Kind) {
+    /// Forgets the failures of `name`'s runner: it applied a batch.
+    fn recovered(&self, name: &str) {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&kind);
+            .remove(name);
     }
 
-    /// Waits until this runner holds `kind`'s lease.
-    async fn take_lease(&self, kind: Kind) -> Box<dyn Lease> {
+    /// Waits until this runner holds `name`'s lease.
+    async fn take_lease(&self, name: &str) -> Box<dyn Lease> {
         loop {
-            match self.store.lease(kind).await {
+            match self.store.lease(name).await {
                 Ok(Some(lease)) => return lease,
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(projection = %kind, error = &e as &dyn std::error::Error, "cannot ask for the projection lease")
+                    tracing::warn!(
+                        projection = name,
+                        error = &e as &dyn std::error::Error,
+                        "cannot ask for the projection lease"
+                    )
                 }
             }
             tokio::time::sleep(self.options.lease_retry).await;
         }
     }
 
-    /// Applies `kind` live while `lease` holds; returns `Ok` when the lease is lost.
-    async fn serve(&self, kind: Kind, mut lease: Box<dyn Lease>) -> Result<(), ProjectionError> {
+    /// Applies `name` live while `lease` holds; returns `Ok` when the lease is lost.
+    async fn serve(&self, name: &str, mut lease: Box<dyn Lease>) -> Result<(), ProjectionError> {
         loop {
-            let checkpoint = self.live_checkpoint(kind).await?;
+            let checkpoint = self.live_checkpoint(name).await?;
             let mut targets = [checkpoint.target()];
             let check = self.options.lease_check;
             let lost = async {
@@ -588,24 +650,27 @@ impl Projector {
             };
             match self
                 .drive(&mut targets, Until::Stopped, lost, &mut |_| {
-                    self.recovered(kind)
+                    self.recovered(name)
                 })
                 .await
             {
                 Ok(_) => return Ok(()),
                 Err(ProjectionError::Moved { .. }) => {
-                    tracing::info!(projection = %kind, "the live checkpoint moved (a rebuild was swapped in); reloading it");
+                    tracing::info!(
+                        projection = name,
+                        "the live checkpoint moved (a rebuild was swapped in); reloading it"
+                    );
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// Applies the log to the live copy of `kind` until it has read the log to its end, as a
-    /// runner would (creating the projection, or rebuilding it when its version changed) but
+    /// Applies the log to the live copy of `name` until it has read the log to its end, as a
+    /// runner would (creating the read model, or rebuilding it when its version changed) but
     /// without taking the lease; returns the new live checkpoint.
-    pub async fn catch_up(&self, kind: Kind) -> Result<Checkpoint, ProjectionError> {
-        let checkpoint = self.live_checkpoint(kind).await?;
+    pub async fn catch_up(&self, name: &str) -> Result<Checkpoint, ProjectionError> {
+        let checkpoint = self.live_checkpoint(name).await?;
         let mut targets = [checkpoint.target()];
         self.drive(
             &mut targets,
@@ -615,56 +680,62 @@ impl Projector {
         )
         .await?;
         self.store
-            .checkpoint(kind, Slot::Live)
+            .checkpoint(name, Slot::Live)
             .await?
-            .ok_or(ProjectionError::Moved { kind })
+            .ok_or_else(|| ProjectionError::Moved {
+                projection: name.to_string(),
+            })
     }
 
-    /// The live checkpoint of `kind`, creating the projection when it does not exist and
+    /// The live checkpoint of `name`, creating the read model when it does not exist and
     /// rebuilding it when its tables are of another version.
-    async fn live_checkpoint(&self, kind: Kind) -> Result<Checkpoint, ProjectionError> {
-        match self.store.checkpoint(kind, Slot::Live).await? {
-            None => Ok(self.store.create(kind, Slot::Live).await?),
-            Some(cp) if cp.version != kind.version() => {
+    async fn live_checkpoint(&self, name: &str) -> Result<Checkpoint, ProjectionError> {
+        let schema = self.model(name)?.schema();
+        match self.store.checkpoint(name, Slot::Live).await? {
+            None => Ok(self.store.create(schema, Slot::Live).await?),
+            Some(cp) if cp.version != schema.version => {
                 tracing::warn!(
-                    projection = %kind,
+                    projection = name,
                     from = cp.version,
-                    to = kind.version(),
-                    "the projection's version changed: rebuilding it"
+                    to = schema.version,
+                    "the read model's version changed: rebuilding it"
                 );
-                self.rebuild(&[kind], &mut |_| {}).await?;
+                self.rebuild(&[name], &mut |_| {}).await?;
                 self.store
-                    .checkpoint(kind, Slot::Live)
+                    .checkpoint(name, Slot::Live)
                     .await?
-                    .ok_or(ProjectionError::Moved { kind })
+                    .ok_or_else(|| ProjectionError::Moved {
+                        projection: name.to_string(),
+                    })
             }
             Some(cp) => Ok(cp),
         }
     }
 
-    /// Waits until the live copy of `kind` has applied the event at `position`, at most
-    /// `timeout`; `Behind` with the current checkpoint when it has not.
+    /// Waits until the live copy of `name` has seen everything up to the event at `position`,
+    /// at most `timeout`; `Behind` with the current checkpoint when it has not.
     pub async fn wait_for(
         &self,
-        kind: Kind,
+        name: &str,
         position: Position,
         timeout: Duration,
     ) -> Result<(), ProjectionError> {
+        let filter = self.filter_of(self.model(name)?.schema().name);
         let deadline = Instant::now() + timeout;
         let mut applied = self.applied.subscribe();
         loop {
             let checkpoint = self
                 .store
-                .checkpoint(kind, Slot::Live)
+                .checkpoint(name, Slot::Live)
                 .await?
                 .map_or(Position::START, |c| c.position);
-            if self.store.covers(checkpoint, position).await? {
+            if self.log.covers(checkpoint, position, &filter).await? {
                 return Ok(());
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(ProjectionError::Behind {
-                    kind,
+                    projection: name.to_string(),
                     wanted: position,
                     checkpoint,
                 });
@@ -675,7 +746,7 @@ impl Projector {
         }
     }
 
-    /// The status of every projection.
+    /// The status of every read model of the catalog.
     pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
         let checkpoints = self.store.checkpoints().await?;
         let running = self
@@ -689,38 +760,41 @@ impl Projector {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut all = Vec::new();
-        for kind in Kind::ALL {
+        for model in self.catalog.models() {
+            let schema = model.schema();
+            let name = schema.name;
+            let filter = self.filter_of(name);
             let find = |slot| {
                 checkpoints
                     .iter()
-                    .find(|c| c.kind == kind && c.slot == slot)
+                    .find(|c| c.name == name && c.slot == slot)
                     .cloned()
             };
             let live = find(Slot::Live);
             let position = live.as_ref().map_or(Position::START, |c| c.position);
-            let lag = self.store.events_after(position).await?;
-            let (running_here, error) = running.get(&kind).cloned().unwrap_or((false, None));
+            let lag = self.log.count_after(position, &filter).await?;
+            let (running_here, error) = running.get(name).cloned().unwrap_or((false, None));
             let rebuild = match find(Slot::Rebuild) {
                 Some(r) => Some(RebuildStatus {
                     version: r.version,
                     checkpoint: r.position.0,
                     done: r.events,
-                    total: r.events + self.store.events_after(r.position).await?,
+                    total: r.events + self.log.count_after(r.position, &filter).await?,
                     running: running_here,
                     error,
                 }),
                 None if running_here || error.is_some() => Some(RebuildStatus {
-                    version: kind.version(),
+                    version: schema.version,
                     checkpoint: 0,
                     done: 0,
-                    total: self.store.events_after(Position::START).await?,
+                    total: self.log.count_after(Position::START, &filter).await?,
                     running: running_here,
                     error,
                 }),
                 None => None,
             };
             // A failure is current while there is something left to apply.
-            let error = failures.get(&kind).filter(|_| lag > 0).map(|f| f.code);
+            let error = failures.get(name).filter(|_| lag > 0).map(|f| f.code);
             let state = if error.is_some() {
                 State::Failing
             } else if rebuild
@@ -734,8 +808,8 @@ impl Projector {
                 State::Live
             };
             all.push(ProjectionStatus {
-                name: kind,
-                version: live.as_ref().map_or(kind.version(), |c| c.version),
+                name,
+                version: live.as_ref().map_or(schema.version, |c| c.version),
                 checkpoint: position.0,
                 lag,
                 state,
