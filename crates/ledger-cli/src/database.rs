@@ -5,18 +5,19 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ledger_core::{Baseline, EventStore, StoreError, StoreOptions, schema_message};
+use ledger_core::{Baseline, EventStore, LogReader, StoreError, StoreOptions, schema_message};
 use ledger_postgres::PgStore;
-use ledger_projections::ProjectionStore;
+use ledger_projector::{ProjectionStore, Projector, ProjectorOptions};
+use ledger_read_models::Change;
 use ledger_sqlite::SqliteStore;
 
 use crate::args::DEFAULT_DATABASE_URL;
 use crate::output::CliError;
 
 /// Everything the commands need from a backend: the event store and the bench baseline.
-pub trait LedgerStore: EventStore + Baseline + 'static {}
+pub trait LedgerStore: EventStore + LogReader + Baseline + 'static {}
 
-impl<T: EventStore + Baseline + 'static> LedgerStore for T {}
+impl<T: EventStore + LogReader + Baseline + 'static> LedgerStore for T {}
 
 /// The backend a URL selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +215,15 @@ pub struct Database {
     pub store: Arc<dyn LedgerStore>,
     /// The projections' tables in the same database.
     pub projections: Arc<dyn ProjectionStore>,
+}
+
+impl Database {
+    /// The projector of every read model over this database's log and tables.
+    pub fn projector(&self, options: ProjectorOptions) -> Projector<Change> {
+        let log: Arc<dyn LogReader> = self.store.clone();
+        Projector::new(log, self.projections.clone(), ledger_read_models::catalog())
+            .with_options(options)
+    }
 }
 
 /// Opens the store `target` names, creating and migrating a missing SQLite file (what `serve`,

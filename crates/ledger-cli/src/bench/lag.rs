@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use ledger_core::{EventStore, ExpectedSeq, StoreOptions, StreamName};
 use ledger_domain::TenantEvent;
-use ledger_projections::generate::to_new_event;
-use ledger_projections::{Kind, Projector, Signal, SignalingStore};
+use ledger_core::NewEvent;
+use ledger_projector::{ProjectionError, ProjectorOptions, Signal, SignalingStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
@@ -28,15 +28,19 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError> {
     let db = database::open(target, StoreOptions::default()).await?;
     let signal = Signal::new();
+    let projector = db
+        .projector(ProjectorOptions::default())
+        .with_signal(signal.clone());
+    let names = projector.catalog().names();
     let inner: Arc<dyn EventStore> = db.store.clone();
-    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal.clone()));
-    let projector = Projector::new(store.clone(), db.projections.clone()).with_signal(signal);
+    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal));
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = {
         let projector = projector.clone();
         tokio::spawn(async move {
+            let names = projector.catalog().names();
             projector
-                .run(&Kind::ALL, async {
+                .run(&names, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -45,9 +49,9 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
 
     // Let the runners catch up with whatever the log already holds.
     let warmup = append_one(&*store).await?;
-    for kind in Kind::ALL {
+    for name in &names {
         projector
-            .wait_for(kind, warmup, Duration::from_secs(3600))
+            .wait_for(name, warmup, Duration::from_secs(3600))
             .await
             .map_err(projection_error)?;
     }
@@ -62,10 +66,10 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
             while let Some((position, appended)) = rx.recv().await {
                 let projector = projector.clone();
                 pending.spawn(async move {
-                    for kind in Kind::ALL {
-                        projector.wait_for(kind, position, TIMEOUT).await?;
+                    for name in projector.catalog().names() {
+                        projector.wait_for(name, position, TIMEOUT).await?;
                     }
-                    Ok::<Duration, ledger_projections::ProjectionError>(appended.elapsed())
+                    Ok::<Duration, ProjectionError>(appended.elapsed())
                 });
             }
             while let Some(done) = pending.join_next().await {
@@ -126,8 +130,9 @@ async fn append_one(store: &dyn EventStore) -> Result<ledger_core::Position, Cli
         name: "Lag bench".into(),
         at: Utc::now(),
     };
+    let (event_type, data) = event.to_parts();
     let result = store
-        .append(stream, ExpectedSeq::NoStream, vec![to_new_event(&event)])
+        .append(stream, ExpectedSeq::NoStream, vec![NewEvent::new(event_type, data)])
         .await?;
     Ok(result.position)
 }

@@ -1,5 +1,5 @@
 //! `ledger bench rebuild`: a generated onboarding history (`--tenants` tenants of ten events
-//! each, appended first when the log is shorter) rebuilt into all three projections, against a
+//! each, appended first when the log is shorter) rebuilt into every read model, against a
 //! raw scan of the same log (one plain ordered SELECT decoding every column), in one run.
 //!
 //! Each round times a raw scan and then a whole rebuild, back to back, so the two share the
@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{TimeZone, Utc};
-use ledger_core::{EventStore, ExpectedSeq, StoreError, StoreOptions, StreamAppend, StreamName};
-use ledger_projections::generate::bench_tenant;
-use ledger_projections::{Kind, Projector, ProjectorOptions};
+use ledger_core::{ExpectedSeq, StoreError, StoreOptions, StreamAppend, StreamName};
+use ledger_projector::ProjectorOptions;
+use ledger_read_models::bench_tenant;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -47,25 +47,25 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
     }
     reset_peak_rss();
 
-    let events: Arc<dyn EventStore> = db.store.clone();
-    let projector = Projector::new(events, db.projections.clone()).with_options(ProjectorOptions {
+    let projector = db.projector(ProjectorOptions {
         rebuild_batch_size: args.batch_size as usize,
         ..ProjectorOptions::default()
     });
+    let names = projector.catalog().names();
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let started = Instant::now();
         let scanned = db.store.baseline_scan().await?;
         let scan_rate = rate(scanned, started.elapsed());
         // A rebuild resumes an interrupted one; the bench times a whole one.
-        for kind in Kind::ALL {
+        for model in projector.catalog().models() {
             db.projections
-                .drop_rebuild(kind)
+                .drop_rebuild(model.schema())
                 .await
                 .map_err(CliError::Store)?;
         }
         let report = projector
-            .rebuild(&Kind::ALL, &mut |_| {})
+            .rebuild(&names, &mut |_| {})
             .await
             .map_err(projection_error)?;
         let rebuild_rate = rate(report.events, report.elapsed);

@@ -3,10 +3,7 @@
 //! exactly one applies each projection at a time, the others stand by and take over when it
 //! stops.
 
-use std::sync::Arc;
-
-use ledger_core::EventStore;
-use ledger_projections::{Kind, Projector, ProjectorOptions};
+use ledger_projector::ProjectorOptions;
 use serde::Serialize;
 
 use crate::args::ProjectArgs;
@@ -25,20 +22,22 @@ struct Projecting {
 /// Runs the runners until a shutdown signal.
 pub async fn run(target: &Target, args: ProjectArgs) -> Result<(), CliError> {
     let db = super::open_existing(target).await?;
-    let events: Arc<dyn EventStore> = db.store.clone();
     let options = ProjectorOptions {
         batch_size: args.batch_size as usize,
         ..ProjectorOptions::default()
     };
     let owner = options.owner.clone();
-    let projector = Projector::new(events, db.projections.clone()).with_options(options);
+    let projector = db.projector(options);
+    let names = projector.catalog().names();
     let shutdown = ledger_api::shutdown_signal();
     print_json(&Projecting {
-        projecting: Kind::ALL.iter().map(|k| k.name()).collect(),
+        projecting: names.clone(),
         backend: target.backend.name(),
         owner,
         pid: std::process::id(),
     })?;
-    projector.run(&Kind::ALL, shutdown).await;
-    Ok(())
+    projector
+        .run(&names, shutdown)
+        .await
+        .map_err(super::rebuild::projection_error)
 }

@@ -4,12 +4,10 @@
 //! difference).
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ledger_core::EventStore;
-use ledger_projections::{Kind, Progress, Projector, ProjectorOptions};
+use ledger_projector::{ProjectionError, Progress, ProjectorOptions};
 use serde::Serialize;
 
 use crate::args::RebuildArgs;
@@ -17,22 +15,23 @@ use crate::database::Target;
 use crate::output::{CliError, JsonLines, print_json};
 use crate::units;
 
-/// The projections a `<name|all>` argument names.
-pub fn kinds(name: &str) -> Result<Vec<Kind>, CliError> {
+/// The read models a `<name|all>` argument names.
+pub fn names(name: &str) -> Result<Vec<&'static str>, CliError> {
+    let catalog = ledger_read_models::catalog();
     if name == "all" {
-        return Ok(Kind::ALL.to_vec());
+        return Ok(catalog.names());
     }
-    name.parse::<Kind>()
-        .map(|k| vec![k])
+    catalog
+        .get(name)
+        .map(|m| vec![m.schema().name])
         .map_err(|e| CliError::bad_input("unknown_projection", format!("{e}, or all")))
 }
 
-/// Rebuilds (or verifies) the named projections.
+/// Rebuilds (or verifies) the named read models.
 pub async fn run(target: &Target, args: RebuildArgs) -> Result<(), CliError> {
-    let kinds = kinds(&args.projection)?;
+    let names = names(&args.projection)?;
     let db = super::open_existing(target).await?;
-    let events: Arc<dyn EventStore> = db.store.clone();
-    let projector = Projector::new(events, db.projections.clone()).with_options(ProjectorOptions {
+    let projector = db.projector(ProjectorOptions {
         rebuild_batch_size: args.batch_size as usize,
         ..ProjectorOptions::default()
     });
@@ -40,14 +39,14 @@ pub async fn run(target: &Target, args: RebuildArgs) -> Result<(), CliError> {
     if args.verify {
         let mut out = JsonLines::stdout();
         let mut differing = Vec::new();
-        for kind in kinds {
+        for name in names {
             let report = projector
-                .verify(kind, &mut |p| meter.show(p))
+                .verify(name, &mut |p| meter.show(p))
                 .await
                 .map_err(projection_error)?;
             meter.finish();
             if !report.is_clean() {
-                differing.push(kind.name());
+                differing.push(name);
             }
             out.write(&report)?;
         }
@@ -64,12 +63,12 @@ pub async fn run(target: &Target, args: RebuildArgs) -> Result<(), CliError> {
         });
     }
     let report = projector
-        .rebuild(&kinds, &mut |p| meter.show(p))
+        .rebuild(&names, &mut |p| meter.show(p))
         .await
         .map_err(projection_error)?;
     meter.finish();
     print_json(&Rebuilt {
-        rebuilt: report.kinds.iter().map(|k| k.name()).collect(),
+        rebuilt: report.projections.clone(),
         events: report.events,
         resumed_from: report.resumed_from,
         seconds: units::seconds(report.elapsed),
@@ -98,9 +97,9 @@ pub fn rate(events: u64, elapsed: Duration) -> f64 {
 }
 
 /// A projection failure as a CLI error.
-pub fn projection_error(e: ledger_projections::ProjectionError) -> CliError {
+pub fn projection_error(e: ProjectionError) -> CliError {
     match e {
-        ledger_projections::ProjectionError::Store(s) => CliError::Store(s),
+        ProjectionError::Store(s) => CliError::Store(s),
         other => CliError::Failed {
             code: other.code(),
             message: other.to_string(),
@@ -145,7 +144,7 @@ impl Meter {
 
     /// Shows one progress report.
     pub fn show(&mut self, p: &Progress) {
-        let names: Vec<&str> = p.kinds.iter().map(|k| k.name()).collect();
+        let names = &p.projections;
         let names = names.join(",");
         match &self.bar {
             Some(bar) => {
@@ -194,7 +193,7 @@ impl Meter {
             Some(bar) => bar.finish_and_clear(),
             None => {
                 if let Some(p) = self.last.take() {
-                    let names: Vec<&str> = p.kinds.iter().map(|k| k.name()).collect();
+                    let names = &p.projections;
                     self.line(&names.join(","), &p);
                 }
             }
@@ -209,9 +208,12 @@ mod tests {
 
     #[test]
     fn names_select_projections() {
-        assert_eq!(kinds("all").unwrap(), Kind::ALL.to_vec());
-        assert_eq!(kinds("pending_syncs").unwrap(), [Kind::PendingSyncs]);
-        let err = kinds("events").unwrap_err();
+        assert_eq!(
+            names("all").unwrap(),
+            ledger_read_models::catalog().names()
+        );
+        assert_eq!(names("pending_syncs").unwrap(), ["pending_syncs"]);
+        let err = names("events").unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert_eq!(rate(10, Duration::from_secs(2)), 5.0);
     }

@@ -13,7 +13,7 @@ use ledger_api::{
 };
 use ledger_core::{EventStore, StoreOptions};
 use ledger_domain::Policy;
-use ledger_projections::{Kind, Projector, Signal, SignalingStore};
+use ledger_projector::{ProjectorOptions, Signal, SignalingStore};
 use serde::Serialize;
 
 use crate::args::ServeArgs;
@@ -82,9 +82,11 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     }
     // This process's appends wake its projection runners at once.
     let signal = Signal::new();
+    let projector = db
+        .projector(ProjectorOptions::default())
+        .with_signal(signal.clone());
     let inner: Arc<dyn EventStore> = db.store;
-    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal.clone()));
-    let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
+    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal));
     let state = match &settled.unstored {
         Some(token) => AppState::new(store, token, config),
         None => AppState::with_stored_admin_tokens(store, config),
@@ -110,11 +112,13 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let runners = (!args.no_projections).then(|| {
         let mut stopped = stopped;
         tokio::spawn(async move {
-            projector
-                .run(&Kind::ALL, async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
+            let names = projector.catalog().names();
+            let run = projector.run(&names, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            if let Err(e) = run.await {
+                tracing::error!(error = &e as &dyn std::error::Error, "the projection runners cannot start");
+            }
         })
     });
     server.run(shutdown).await;
