@@ -15,7 +15,8 @@ use ledger_core::{
     AppendResult, BoxFuture, EventStore, EventStream, ExpectedSeq, NewEvent, Position, ReadAll,
     Seq, StoreError, StreamAppend, StreamName,
 };
-use ledger_projections::{ProjectionError, ProjectionStatus, Projector, State};
+use ledger_projector::{ProjectionError, ProjectionStatus, Projector, State};
+use ledger_read_models::Change;
 
 /// Longest wait for the first event after a projection's checkpoint, to date its lag.
 const LAG_READ_TIMEOUT: Duration = Duration::from_millis(500);
@@ -79,9 +80,11 @@ pub(crate) struct ProjectionSample {
     pub lag_seconds: Option<f64>,
 }
 
-/// The status of every projection of `projector`, with the age of its oldest unapplied event.
+/// The status of every projection of `projector`, with the age of its oldest unapplied event
+/// (read from `events`).
 pub(crate) async fn projection_samples(
-    projector: &Projector,
+    projector: &Projector<Change>,
+    events: &dyn EventStore,
     now: DateTime<Utc>,
 ) -> Result<Vec<ProjectionSample>, ProjectionError> {
     let mut samples = Vec::new();
@@ -89,9 +92,13 @@ pub(crate) async fn projection_samples(
         let lag_seconds = if status.lag == 0 {
             Some(0.0)
         } else {
-            let mut log = projector
-                .events()
-                .read_all(ReadAll::after(Position(status.checkpoint)));
+            let mut query = ReadAll::after(Position(status.checkpoint));
+            if let Ok(model) = projector.catalog().get(status.name)
+                && let [category] = model.categories()
+            {
+                query = query.category(*category);
+            }
+            let mut log = events.read_all(query);
             match tokio::time::timeout(LAG_READ_TIMEOUT, log.next()).await {
                 Ok(Some(Ok(oldest))) => {
                     Some((now - oldest.recorded_at).num_milliseconds().max(0) as f64 / 1000.0)

@@ -4,7 +4,6 @@
 //! by the router in [`crate::app`], so the document lists exactly the routes that are served.
 
 use ledger_core::{Limits, StreamName};
-use ledger_projections::Kind;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -357,7 +356,7 @@ fn param_schema(
         ("query", "status") => json!({"$ref": "#/components/schemas/SyncStatus"}),
         ("path", "stream") => json!({"type": "string", "pattern": StreamName::PATTERN}),
         ("path", "name") if path.starts_with("/v1/projections") => {
-            json!({"type": "string", "enum": Kind::ALL.map(Kind::name)})
+            json!({"type": "string", "enum": ledger_read_models::catalog().names()})
         }
         _ => return None,
     })

@@ -6,7 +6,8 @@ use std::time::Duration;
 use ledger_commands::{Clock, Executor};
 use ledger_core::{BoxFuture, EventStore, StoreError, StreamName};
 use ledger_domain::Policy;
-use ledger_projections::Projector;
+use ledger_projector::Projector;
+use ledger_read_models::Change;
 
 use crate::auth::{TokenCache, sha256};
 use crate::metrics::{MeteredStore, Metrics};
@@ -76,7 +77,7 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) ready: ReadyCheck,
     pub(crate) clock: Clock,
-    pub(crate) projector: Option<Projector>,
+    pub(crate) projector: Option<Projector<Change>>,
 }
 
 impl AppState {
@@ -133,7 +134,7 @@ impl AppState {
     /// The same state answering the projection queries (`GET /v1/tenants`, `/v1/locks`,
     /// `/v1/pending-syncs`, `/v1/projections`) from `projector`'s tables; without one they
     /// answer 503 `projections_unavailable`.
-    pub fn with_projections(mut self, projector: Projector) -> Self {
+    pub fn with_projections(mut self, projector: Projector<Change>) -> Self {
         self.projector = Some(projector);
         self
     }

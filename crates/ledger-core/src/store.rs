@@ -86,7 +86,7 @@ impl Default for StoreOptions {
 
 /// An event store: atomic appends checked against an expected seq, and paged reads.
 ///
-/// Every backend passes the same conformance suite; see DESIGN.md "Append semantics".
+/// Every backend passes the same conformance suite (the `ledger-tests` package).
 pub trait EventStore: Send + Sync {
     /// Appends `events` to `stream` atomically if the stream is where `expected` says.
     ///

@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 
-/// Durations the decisions use; defaults follow DESIGN.md.
+/// Durations the decisions use (defaults: a 60 s lock, a 2 h API key reveal window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// How long a lock lasts after it is acquired or renewed (default 60 s).

@@ -45,7 +45,7 @@ pub(crate) async fn metrics(
         }
     }
     let projections = match &state.projector {
-        Some(projector) => projection_samples(projector, (state.clock)())
+        Some(projector) => projection_samples(projector, state.store.as_ref(), (state.clock)())
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "metrics: the projections' status could not be read");

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
-use ledger_projections::{Kind, ProjectionStatus, RebuildStatus, State as ProjectionState};
+use ledger_projector::{ProjectionStatus, RebuildStatus, State as ProjectionState};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,7 +37,7 @@ pub(crate) enum StateSchema {
 /// A read model's status.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectionView {
-    /// `tenant_phase`, `onboarding_locks` or `pending_syncs`.
+    /// The read model: `tenant_phase`, `onboarding_locks`, `pending_syncs` or `onboarding_funnel`.
     pub name: String,
     /// The version of its live tables.
     pub version: u32,
@@ -78,7 +78,7 @@ pub struct RebuildView {
 impl From<ProjectionStatus> for ProjectionView {
     fn from(s: ProjectionStatus) -> Self {
         Self {
-            name: s.name.name().to_string(),
+            name: s.name.to_string(),
             version: s.version,
             checkpoint: s.checkpoint,
             lag: s.lag,
@@ -118,14 +118,15 @@ pub struct RebuildStarted {
     pub started: bool,
 }
 
-fn kind(name: &str) -> Result<Kind, ApiError> {
-    name.parse::<Kind>().map_err(|e| {
-        ApiError::new(
+fn model(name: &str) -> Result<&'static str, ApiError> {
+    match ledger_read_models::catalog().get(name) {
+        Ok(model) => Ok(model.schema().name),
+        Err(e) => Err(ApiError::new(
             "unknown_projection",
             bound_quotes(&e.to_string()).into_owned(),
         )
-        .with("name", excerpt(name))
-    })
+        .with("name", excerpt(name))),
+    }
 }
 
 /// The status of every projection: version, checkpoint, lag and state (admin).
@@ -163,7 +164,7 @@ pub(crate) async fn list_projections(
     get,
     path = "/v1/projections/{name}",
     tag = "projections",
-    params(("name" = String, Path, description = "`tenant_phase`, `onboarding_locks` or `pending_syncs`")),
+    params(("name" = String, Path, description = "A read model: `tenant_phase`, `onboarding_locks`, `pending_syncs` or `onboarding_funnel`")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The projection", body = ProjectionView),
@@ -179,13 +180,13 @@ pub(crate) async fn get_projection(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProjectionView>, ApiError> {
     caller.require_admin()?;
-    let kind = kind(&name)?;
+    let name = model(&name)?;
     let status = projector(&state)?
         .status()
         .await?
         .into_iter()
-        .find(|s| s.name == kind)
-        .ok_or_else(|| ApiError::internal(format!("no status for {kind}")))?;
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::internal(format!("no status for {name}")))?;
     Ok(Json(status.into()))
 }
 
@@ -195,7 +196,7 @@ pub(crate) async fn get_projection(
     post,
     path = "/v1/projections/{name}/rebuild",
     tag = "projections",
-    params(("name" = String, Path, description = "`tenant_phase`, `onboarding_locks` or `pending_syncs`")),
+    params(("name" = String, Path, description = "A read model: `tenant_phase`, `onboarding_locks`, `pending_syncs` or `onboarding_funnel`")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Started (or already running); follow `status_url`", body = RebuildStarted, headers(("Location" = String, description = "The status URL"))),
@@ -211,11 +212,11 @@ pub(crate) async fn rebuild(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    let kind = kind(&name)?;
-    let started = projector(&state)?.spawn_rebuild(kind);
-    let status_url = format!("/v1/projections/{kind}");
+    let name = model(&name)?;
+    let started = projector(&state)?.spawn_rebuild(name)?;
+    let status_url = format!("/v1/projections/{name}");
     let body = RebuildStarted {
-        name: kind.name().to_string(),
+        name: name.to_string(),
         status_url: status_url.clone(),
         started,
     };
