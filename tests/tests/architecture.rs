@@ -154,3 +154,174 @@ fn migrations_have_the_same_numbers_and_names() {
     assert!(!pg.is_empty());
     assert_eq!(pg, sqlite);
 }
+
+/// The workspace's own crates and, for each, the workspace crates it depends on (normal
+/// dependencies), as `cargo metadata` reports them.
+fn dependency_graph() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let ours: BTreeSet<String> = packages
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .filter(|n| n.starts_with("ledger-") && n != "ledger-tests")
+        .collect();
+    packages
+        .iter()
+        .filter(|p| ours.contains(p["name"].as_str().unwrap()))
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .filter(|d| ours.contains(d))
+                .collect();
+            (p["name"].as_str().unwrap().to_string(), deps)
+        })
+        .collect()
+}
+
+/// Every crate `name` depends on, directly or not.
+fn reaches(
+    graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+    name: &str,
+) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(n) = todo.pop() {
+        for d in graph.get(&n).into_iter().flatten() {
+            if seen.insert(d.clone()) {
+                todo.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_diagram_in_architecture_md_is_the_dependency_graph() {
+    let text = fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let start = text
+        .find("```text dependencies")
+        .expect("ARCHITECTURE.md lists the dependencies in a ```text dependencies block");
+    let block = &text[start..];
+    let block = &block[block.find('\n').unwrap() + 1..];
+    let block = &block[..block.find("```").unwrap()];
+    let mut written = std::collections::BTreeMap::new();
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        let (name, deps) = line.split_once("->").unwrap_or((line, ""));
+        let deps: BTreeSet<String> = deps
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty() && *d != "(nothing)")
+            .map(str::to_string)
+            .collect();
+        written.insert(name.trim().to_string(), deps);
+    }
+    assert_eq!(written, dependency_graph(), "ARCHITECTURE.md's dependency list is stale");
+    // Every crate of the list is drawn in the diagram above it.
+    let diagram = &text[..start];
+    for name in written.keys() {
+        assert!(diagram.contains(name.as_str()), "the diagram does not show {name}");
+    }
+}
+
+#[test]
+fn backends_and_the_engine_know_no_domain_and_no_read_model() {
+    let graph = dependency_graph();
+    let domain = ["ledger-domain", "ledger-read-models", "ledger-commands", "ledger-api"];
+    for name in ["ledger-core", "ledger-projector", "ledger-postgres", "ledger-sqlite", "ledger-memory"] {
+        let reached = reaches(&graph, name);
+        for d in domain {
+            assert!(!reached.contains(d), "{name} depends on {d}");
+        }
+        for (path, text) in sources(&root().join("crates").join(name)) {
+            for needle in [
+                "tenant",
+                "phase",
+                "onboarding",
+                "pending_sync",
+                "projections/postgres",
+                "projections/sqlite",
+            ] {
+                assert!(
+                    !text.to_lowercase().contains(needle),
+                    "{} mentions {needle:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+    // Only the read models and the crates above them know the domain.
+    for (name, _) in crates() {
+        let knows = reaches(&graph, &name).contains("ledger-domain");
+        let may = [
+            "ledger-domain",
+            "ledger-read-models",
+            "ledger-commands",
+            "ledger-api",
+            "ledger-cli",
+        ];
+        if knows {
+            assert!(may.contains(&name.as_str()), "{name} must not know the domain");
+        }
+    }
+}
+
+#[test]
+fn read_model_columns_are_named_in_their_module_and_sql_only() {
+    use ledger_projector::ReadModel;
+    let catalog = ledger_read_models::catalog();
+    // Names the domain itself uses for its own fields are the domain's vocabulary.
+    let domain: String = sources(&root().join("crates/ledger-domain"))
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let mut files = Vec::new();
+    for (_, dir) in crates() {
+        files.extend(sources(&dir));
+    }
+    for model in catalog.models() {
+        let schema = ReadModel::schema(&**model);
+        let module = root()
+            .join("crates/ledger-read-models/src")
+            .join(format!("{}.rs", schema.name));
+        assert!(module.exists(), "{} has its own module", schema.name);
+        for table in schema.tables {
+            for column in table.columns {
+                let word = column.name;
+                if is_word_in(&domain, word) {
+                    continue;
+                }
+                for (path, text) in &files {
+                    if *path == module {
+                        continue;
+                    }
+                    assert!(
+                        !is_word_in(text, word),
+                        "{} names the column {word} of {}",
+                        path.display(),
+                        table.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether `word` occurs in `text` as a whole identifier.
+fn is_word_in(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !ident(c));
+        let after = text[i + word.len()..].chars().next().is_none_or(|c| !ident(c));
+        before && after
+    })
+}
