@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::input::{IF_MATCH_PATTERN, MAX_HEADER_ID_LEN, MAX_POSITION};
 use crate::state::ApiConfig;
-use crate::views::{PhaseSchema, StageSchema};
+use crate::views::StageSchema;
+use ledger_read_models::PhaseSchema;
 
 /// The document's frame; [`crate::app`] adds every route.
 #[derive(OpenApi)]

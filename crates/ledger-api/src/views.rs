@@ -5,22 +5,9 @@ use ledger_core::Envelope;
 use ledger_domain::{Phase, Policy, Stage, SyncStatus, TenantState};
 use serde::Serialize;
 use serde_json::Value;
+use ledger_read_models::{PhaseSchema, SyncStatusSchema};
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// Onboarding phases, in order.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[schema(as = Phase)]
-#[allow(dead_code)]
-pub(crate) enum PhaseSchema {
-    NotStarted,
-    PaymentVerified,
-    OrganizationCreated,
-    WorkspaceProvisioned,
-    ApiKeyIssued,
-    Completed,
-}
 
 /// The five progress stages a person sees.
 #[derive(Serialize, ToSchema)]
@@ -33,17 +20,6 @@ pub(crate) enum StageSchema {
     SettingUpWorkspace,
     GeneratingApiKey,
     Finalizing,
-}
-
-/// Where a downstream sync stands.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = SyncStatus)]
-#[allow(dead_code)]
-pub(crate) enum SyncStatusSchema {
-    PendingSync,
-    Synced,
-    Failed,
 }
 
 /// A tenant's onboarding as its stream says it is.

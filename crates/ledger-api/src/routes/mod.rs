@@ -45,6 +45,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(progress::progress))
         .routes(routes!(queries::list_locks))
         .routes(routes!(queries::list_pending_syncs))
+        .routes(routes!(queries::funnel))
         .routes(routes!(projections::list_projections))
         .routes(routes!(projections::get_projection))
         .routes(routes!(projections::rebuild))

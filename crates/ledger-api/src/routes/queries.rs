@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use ledger_core::Position;
-use ledger_domain::{Phase, SyncStatus};
-use ledger_projections::{
-    Filter, Kind, LockRow, PendingSyncRow, ProjectionError, Projector, Query, RowKey, Rows, Slot,
-    TenantPhaseRow,
+use chrono::NaiveDate;
+use ledger_core::{LogFilter, Position};
+use ledger_projector::{Key, ProjectionError, Projector, Record, TableSpec, Value};
+use ledger_read_models::{
+    Change, FunnelDay, LockFilter, LockItem, PendingSyncRow, SyncFilter, TenantFilter,
+    TenantPhaseRow, onboarding_funnel, onboarding_locks, pending_syncs, tenant_phase,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -26,7 +26,6 @@ use crate::error::{ApiError, ErrorBody};
 use crate::input::{ApiQuery, page_limit, position_param};
 use crate::quote::quote;
 use crate::state::AppState;
-use crate::views::{PhaseSchema, SyncStatusSchema};
 
 /// Paging and read-your-writes parameters every list takes.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -83,130 +82,11 @@ pub struct SyncsQuery {
     pub min_position: Option<u64>,
 }
 
-/// A tenant as the `tenant_phase` projection shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantItem {
-    /// The tenant.
-    pub tenant_id: String,
-    /// Its slug.
-    pub slug: Option<String>,
-    /// Its display name.
-    pub name: Option<String>,
-    /// The furthest phase reached.
-    #[schema(value_type = PhaseSchema)]
-    pub phase: Phase,
-    /// When the payment was verified.
-    pub verifying_payment_at: Option<DateTime<Utc>>,
-    /// When the organisation was created.
-    pub creating_organization_at: Option<DateTime<Utc>>,
-    /// When the workspace was provisioned.
-    pub setting_up_workspace_at: Option<DateTime<Utc>>,
-    /// When the API key was issued.
-    pub generating_api_key_at: Option<DateTime<Utc>>,
-    /// When the finalising stage completed.
-    pub finalizing_at: Option<DateTime<Utc>>,
-    /// When onboarding completed.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The seq of the tenant stream's last event applied.
-    pub last_seq: u64,
-    /// The time of that event.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<TenantPhaseRow> for TenantItem {
-    fn from(r: TenantPhaseRow) -> Self {
-        Self {
-            tenant_id: r.tenant_id,
-            slug: r.slug,
-            name: r.name,
-            phase: r.phase,
-            verifying_payment_at: r.verifying_payment_at,
-            creating_organization_at: r.creating_organization_at,
-            setting_up_workspace_at: r.setting_up_workspace_at,
-            generating_api_key_at: r.generating_api_key_at,
-            finalizing_at: r.finalizing_at,
-            completed_at: r.completed_at,
-            last_seq: r.last_seq,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// A tenant's onboarding lock as the `onboarding_locks` projection shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LockItem {
-    /// The tenant.
-    pub tenant_id: String,
-    /// Who took it.
-    pub holder: String,
-    /// When this holder took it.
-    pub acquired_at: DateTime<Utc>,
-    /// When it lapses unless renewed.
-    pub expires_at: DateTime<Utc>,
-    /// When it was released.
-    pub released_at: Option<DateTime<Utc>>,
-    /// Why it was released.
-    pub release_reason: Option<String>,
-    /// Whether it holds now: not released and not expired.
-    pub active: bool,
-}
-
-impl LockItem {
-    fn new(r: LockRow, now: DateTime<Utc>) -> Self {
-        Self {
-            active: r.is_active(now),
-            tenant_id: r.tenant_id,
-            holder: r.holder,
-            acquired_at: r.acquired_at,
-            expires_at: r.expires_at,
-            released_at: r.released_at,
-            release_reason: r.release_reason,
-        }
-    }
-}
-
-/// One tenant's sync with one downstream target, from the `pending_syncs` projection.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PendingSyncItem {
-    /// The tenant.
-    pub tenant_id: String,
-    /// The downstream system.
-    pub target: String,
-    /// `pending_sync`, `synced` or `failed`.
-    #[schema(value_type = SyncStatusSchema)]
-    pub status: SyncStatus,
-    /// Failed attempts since the last success.
-    pub attempts: u32,
-    /// Retries started since the current run of failures began.
-    pub retry_count: u32,
-    /// The last error (or why it was given up).
-    pub last_error: Option<String>,
-    /// When the current run of failures began.
-    pub first_failed_at: Option<DateTime<Utc>>,
-    /// When anything last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<PendingSyncRow> for PendingSyncItem {
-    fn from(r: PendingSyncRow) -> Self {
-        Self {
-            tenant_id: r.tenant_id,
-            target: r.target,
-            status: r.status,
-            attempts: r.attempts,
-            retry_count: r.retry_count,
-            last_error: r.last_error,
-            first_failed_at: r.first_failed_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
 /// A page of tenants.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantPage {
     /// The tenants, by id.
-    pub items: Vec<TenantItem>,
+    pub items: Vec<TenantPhaseRow>,
     /// Send as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
@@ -224,13 +104,13 @@ pub struct LockPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingSyncPage {
     /// The syncs, by tenant id and target.
-    pub items: Vec<PendingSyncItem>,
+    pub items: Vec<PendingSyncRow>,
     /// Send as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
 /// The projector, or 503 `projections_unavailable`.
-pub(crate) fn projector(state: &AppState) -> Result<&Projector, ApiError> {
+pub(crate) fn projector(state: &AppState) -> Result<&Projector<Change>, ApiError> {
     state.projector.as_ref().ok_or_else(|| {
         ApiError::new(
             "projections_unavailable",
@@ -244,16 +124,16 @@ impl From<ProjectionError> for ApiError {
         match e {
             ProjectionError::Store(s) => ApiError::Store(s),
             ProjectionError::Behind {
-                kind,
+                projection,
                 wanted,
                 checkpoint,
             } => ApiError::new(
                 "projection_behind",
                 format!(
-                    "{kind} has not applied position {wanted} yet (it is at {checkpoint}); retry in a moment"
+                    "{projection} has not applied position {wanted} yet (it is at {checkpoint}); retry in a moment"
                 ),
             )
-            .with("projection", kind)
+            .with("projection", projection)
             .with("min_position", wanted.0)
             .with("checkpoint", checkpoint.0),
             other => ApiError::internal(other),
@@ -274,8 +154,8 @@ const MAX_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 /// always counted and never refused; on PostgreSQL that includes transactions the projection
 /// cannot read yet because an older one is still running.
 async fn wait_for(
-    projector: &Projector,
-    kind: Kind,
+    projector: &Projector<Change>,
+    name: &str,
     position: Position,
     timeout: Duration,
 ) -> Result<(), ApiError> {
@@ -286,10 +166,13 @@ async fn wait_for(
     let mut pause = Duration::ZERO;
     loop {
         let wait = pause.min(deadline.saturating_duration_since(Instant::now()));
-        match projector.wait_for(kind, position, wait).await {
+        match projector.wait_for(name, position, wait).await {
             Ok(()) => return Ok(()),
             Err(ProjectionError::Behind { checkpoint, .. })
-                if projector.store().events_after(checkpoint).await? == 0 =>
+                if !projector
+                    .log()
+                    .covers(position, position, &LogFilter::all())
+                    .await? =>
             {
                 return Err(ApiError::new(
                     "position_not_reached",
@@ -310,16 +193,22 @@ async fn wait_for(
     }
 }
 
-/// A cursor: the hex of the last key (`tenant` or `tenant\ntarget`).
-fn encode_cursor(key: &RowKey) -> String {
-    let text = match &key.target {
-        Some(t) => format!("{}\n{t}", key.tenant_id),
-        None => key.tenant_id.clone(),
-    };
-    hex(text.as_bytes())
+/// A cursor: the hex of the last row's key values, joined by newlines.
+fn encode_cursor(key: &Key) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => t.clone(),
+            Value::Int(n) => n.to_string(),
+            Value::Time(t) => ledger_projector::time_text(*t),
+            Value::Null => String::new(),
+        })
+        .collect();
+    hex(parts.join("\n").as_bytes())
 }
 
-fn decode_cursor(cursor: &str) -> Result<RowKey, ApiError> {
+/// The key a cursor of `table` names.
+fn decode_cursor(table: &TableSpec, cursor: &str) -> Result<Key, ApiError> {
     let bad = || {
         ApiError::new(
             "invalid_query",
@@ -333,62 +222,75 @@ fn decode_cursor(cursor: &str) -> Result<RowKey, ApiError> {
         .step_by(2)
         .map(|i| u8::from_str_radix(cursor.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
         .collect::<Result<Vec<u8>, _>>()?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    Ok(match text.split_once('\n') {
-        Some((tenant, target)) => RowKey::target(tenant, target),
-        None => RowKey::tenant(text),
-    })
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let columns = table.key_columns();
+    let parts: Vec<&str> = text.splitn(columns.len(), '\n').collect();
+    if parts.len() != columns.len() {
+        return Err(bad());
+    }
+    parts
+        .into_iter()
+        .zip(columns)
+        .map(|(part, column)| match column.ty {
+            ledger_projector::ColumnType::Int => part.parse().map(Value::Int).map_err(|_| bad()),
+            _ => Ok(Value::text(part)),
+        })
+        .collect()
 }
 
-/// Runs a paged query for `caller`, after waiting for `min_position`.
-async fn page(
+/// Paging parsed: the page size, and the key to continue after.
+struct Page {
+    limit: usize,
+    after: Option<Key>,
+}
+
+/// Checks the paging parameters of a query of `table` and waits for `min_position` in the
+/// read model `name`.
+async fn prepare(
     state: &AppState,
-    caller: &Caller,
-    kind: Kind,
-    filter: Filter,
-    paging: Paging,
-) -> Result<(Rows, Option<String>), ApiError> {
+    name: &str,
+    table: &TableSpec,
+    paging: &Paging,
+) -> Result<Page, ApiError> {
     let projector = projector(state)?;
     let limit = page_limit(paging.limit, &state.config)?;
-    let after = paging.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = paging
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(table, c))
+        .transpose()?;
     if let Some(p) = position_param("min_position", paging.min_position)? {
-        wait_for(projector, kind, Position(p), state.config.projection_wait).await?;
+        wait_for(projector, name, Position(p), state.config.projection_wait).await?;
     }
-    let tenant = match caller {
+    Ok(Page { limit, after })
+}
+
+/// The tenant a caller may see (`None`: every tenant).
+fn tenant_of(caller: &Caller) -> Option<String> {
+    match caller {
         Caller::Admin { .. } => None,
         Caller::Tenant(id) => Some(id.to_string()),
-    };
-    let query = Query {
-        kind,
-        slot: Slot::Live,
-        tenant,
-        filter,
-        after,
-        limit: limit + 1,
-    };
-    let mut rows = projector.store().query(&query).await?;
+    }
+}
+
+/// Cuts one row more than a page off and names the cursor of the next page.
+fn finish<R: Record>(mut rows: Vec<R>, limit: usize) -> (Vec<R>, Option<String>) {
     let mut next = None;
     if rows.len() > limit {
-        truncate(&mut rows, limit);
-        next = rows.keys().last().map(encode_cursor);
+        rows.truncate(limit);
+        next = rows.last().map(|r| encode_cursor(&r.key()));
     }
-    Ok((rows, next))
+    (rows, next)
 }
 
-fn truncate(rows: &mut Rows, n: usize) {
-    match rows {
-        Rows::TenantPhase(r) => r.truncate(n),
-        Rows::OnboardingLocks(r) => r.truncate(n),
-        Rows::PendingSyncs(r) => r.truncate(n),
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(
+/// `text` parsed by `parse`, or 400 `invalid_query` listing the `allowed` values.
+fn parse<T>(
     name: &str,
     text: &str,
+    parse: impl Fn(&str) -> Option<T>,
     allowed: &str,
 ) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
+    parse(text).ok_or_else(|| {
         ApiError::new(
             "invalid_query",
             format!("{name} must be one of {allowed}, not {}", quote(text)),
@@ -417,27 +319,32 @@ pub(crate) async fn list_tenants(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TenantsQuery>,
 ) -> Result<Json<TenantPage>, ApiError> {
-    let filter = match q.phase.as_deref() {
-        Some(p) => Filter::Phase(parse(
-            "phase",
-            &p.to_ascii_uppercase(),
-            "NOT_STARTED, PAYMENT_VERIFIED, ORGANIZATION_CREATED, WORKSPACE_PROVISIONED, API_KEY_ISSUED, COMPLETED",
-        )?),
-        None => Filter::All,
-    };
+    let phase = q
+        .phase
+        .as_deref()
+        .map(|p| {
+            parse(
+                "phase",
+                &p.to_ascii_uppercase(),
+                ledger_read_models::parse_phase,
+                "NOT_STARTED, PAYMENT_VERIFIED, ORGANIZATION_CREATED, WORKSPACE_PROVISIONED, API_KEY_ISSUED, COMPLETED",
+            )
+        })
+        .transpose()?;
     let paging = Paging {
         limit: q.limit,
         cursor: q.cursor,
         min_position: q.min_position,
     };
-    let (rows, next_cursor) = page(&state, &caller, Kind::TenantPhase, filter, paging).await?;
-    let Rows::TenantPhase(rows) = rows else {
-        return Err(ApiError::internal("tenant_phase answered other rows"));
+    let page = prepare(&state, "tenant_phase", &tenant_phase::TABLE, &paging).await?;
+    let filter = TenantFilter {
+        tenant: tenant_of(&caller),
+        phase,
     };
-    Ok(Json(TenantPage {
-        items: rows.into_iter().map(TenantItem::from).collect(),
-        next_cursor,
-    }))
+    let store = projector(&state)?.store();
+    let rows = tenant_phase::page(store.as_ref(), filter, page.after, page.limit + 1).await?;
+    let (items, next_cursor) = finish(rows, page.limit);
+    Ok(Json(TenantPage { items, next_cursor }))
 }
 
 /// Onboarding locks, from the `onboarding_locks` projection; `active` is judged at the time of
@@ -462,20 +369,20 @@ pub(crate) async fn list_locks(
     ApiQuery(q): ApiQuery<LocksQuery>,
 ) -> Result<Json<LockPage>, ApiError> {
     let now = (state.clock)();
-    let filter = match q.active {
-        Some(true) => Filter::ActiveAt(now),
-        _ => Filter::All,
-    };
     let paging = Paging {
         limit: q.limit,
         cursor: q.cursor,
         min_position: q.min_position,
     };
-    let (rows, next_cursor) = page(&state, &caller, Kind::OnboardingLocks, filter, paging).await?;
-    let Rows::OnboardingLocks(rows) = rows else {
-        return Err(ApiError::internal("onboarding_locks answered other rows"));
+    let page = prepare(&state, "onboarding_locks", &onboarding_locks::TABLE, &paging).await?;
+    let filter = LockFilter {
+        tenant: tenant_of(&caller),
+        active_at: (q.active == Some(true)).then_some(now),
     };
-    let items = rows.into_iter().map(|r| LockItem::new(r, now)).collect();
+    let store = projector(&state)?.store();
+    let rows = onboarding_locks::page(store.as_ref(), filter, page.after, page.limit + 1).await?;
+    let (rows, next_cursor) = finish(rows, page.limit);
+    let items = rows.into_iter().map(|r| LockItem::at(r, now)).collect();
     Ok(Json(LockPage { items, next_cursor }))
 }
 
@@ -500,23 +407,116 @@ pub(crate) async fn list_pending_syncs(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<SyncsQuery>,
 ) -> Result<Json<PendingSyncPage>, ApiError> {
-    let filter = match q.status.as_deref() {
-        Some(s) => Filter::Status(parse("status", s, "pending_sync, synced, failed")?),
-        None => Filter::All,
-    };
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            parse(
+                "status",
+                s,
+                ledger_read_models::parse_status,
+                "pending_sync, synced, failed",
+            )
+        })
+        .transpose()?;
     let paging = Paging {
         limit: q.limit,
         cursor: q.cursor,
         min_position: q.min_position,
     };
-    let (rows, next_cursor) = page(&state, &caller, Kind::PendingSyncs, filter, paging).await?;
-    let Rows::PendingSyncs(rows) = rows else {
-        return Err(ApiError::internal("pending_syncs answered other rows"));
+    let page = prepare(&state, "pending_syncs", &pending_syncs::TABLE, &paging).await?;
+    let filter = SyncFilter {
+        tenant: tenant_of(&caller),
+        status,
     };
-    Ok(Json(PendingSyncPage {
-        items: rows.into_iter().map(PendingSyncItem::from).collect(),
-        next_cursor,
-    }))
+    let store = projector(&state)?.store();
+    let rows = pending_syncs::page(store.as_ref(), filter, page.after, page.limit + 1).await?;
+    let (items, next_cursor) = finish(rows, page.limit);
+    Ok(Json(PendingSyncPage { items, next_cursor }))
+}
+
+/// `GET /v1/funnel` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FunnelQuery {
+    /// The first UTC day, `YYYY-MM-DD` (default: the first day with events).
+    pub from: Option<String>,
+    /// The last UTC day, `YYYY-MM-DD`, included (default: the last day with events).
+    pub to: Option<String>,
+    /// Most days to return (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until `onboarding_funnel` has applied the event at this position.
+    pub min_position: Option<u64>,
+}
+
+/// A page of the funnel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelPage {
+    /// The days, in order; days with no onboarding event are left out.
+    pub items: Vec<FunnelDay>,
+    /// Send as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The onboarding funnel per UTC day of event time, from the `onboarding_funnel` read model:
+/// registrations, first arrivals in each phase, completions (a re-completion never counts
+/// twice), backfills (never counted as progress) and time to complete (admin).
+#[utoipa::path(
+    get,
+    path = "/v1/funnel",
+    tag = "queries",
+    params(FunnelQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of days", body = FunnelPage),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+        (status = 409, description = "`position_not_reached`: `min_position` is not in the log (yet)", body = ErrorBody),
+        (status = 503, description = "`projection_behind` (with `checkpoint`), `projections_unavailable` or `unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn funnel(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<FunnelQuery>,
+) -> Result<Json<FunnelPage>, ApiError> {
+    caller.require_admin()?;
+    let day = |name: &str, text: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                ledger_read_models::parse_day(t).ok_or_else(|| {
+                    ApiError::new(
+                        "invalid_query",
+                        format!("{name} must be a day as YYYY-MM-DD, not {}", quote(t)),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
+    let paging = Paging {
+        limit: q.limit,
+        cursor: q.cursor,
+        min_position: q.min_position,
+    };
+    let page = prepare(&state, "onboarding_funnel", &onboarding_funnel::DAYS, &paging).await?;
+    // A cursor is the last day shown: the next page starts the day after.
+    let after = match page.after.as_deref() {
+        Some([Value::Text(t)]) => Some(
+            ledger_read_models::parse_day(t)
+                .and_then(|d| d.succ_opt())
+                .ok_or_else(|| ApiError::new("invalid_query", "cursor is not a cursor this API returned; send the next_cursor of the previous page"))?,
+        ),
+        _ => None,
+    };
+    let from = from.max(after);
+    let store = projector(&state)?.store();
+    let rows = onboarding_funnel::days(store.as_ref(), from, to, page.limit + 1).await?;
+    let (items, next_cursor) = finish(rows, page.limit);
+    Ok(Json(FunnelPage { items, next_cursor }))
 }
 
 #[cfg(test)]
@@ -525,11 +525,23 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        for key in [RowKey::tenant("0190-ab"), RowKey::target("t-1", "crm\nx")] {
-            assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
+        let tenant = vec![Value::text("0190-ab")];
+        assert_eq!(
+            decode_cursor(&tenant_phase::TABLE, &encode_cursor(&tenant)).unwrap(),
+            tenant
+        );
+        let sync = vec![Value::text("t-1"), Value::text("crm\nx")];
+        assert_eq!(
+            decode_cursor(&pending_syncs::TABLE, &encode_cursor(&sync)).unwrap(),
+            sync
+        );
+        for bad in ["zz", "abc", "+f", "ff"] {
+            assert_eq!(
+                decode_cursor(&tenant_phase::TABLE, bad).unwrap_err().code(),
+                "invalid_query"
+            );
         }
-        for bad in ["zz", "abc", "+f"] {
-            assert_eq!(decode_cursor(bad).unwrap_err().code(), "invalid_query");
-        }
+        let one_part = encode_cursor(&tenant);
+        assert!(decode_cursor(&pending_syncs::TABLE, &one_part).is_err());
     }
 }
