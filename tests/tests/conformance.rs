@@ -30,8 +30,8 @@ mod bad_input;
 mod database;
 // Other processes: `ledger` CLI processes racing for a stream, its errors and its output.
 mod cli;
-// The HTTP API's suite, written once in crates/ledger-api/tests/suite, on every backend in process.
-#[path = "../../crates/ledger-api/tests/suite/mod.rs"]
+// The HTTP API's suite, each case written once in `api_suite/` and stamped out on every
+// backend, in process (`http`) and against real `ledger serve` processes (`serve`).
 mod api_suite;
 mod http;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
