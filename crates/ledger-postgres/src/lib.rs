@@ -3,14 +3,19 @@
 //! Appends are one conditional `INSERT ... SELECT` per stream that the database arbitrates
 //! (a unique `(stream, seq)` index); the global log is read in `(tx_id, position)` order up
 //! to the oldest running transaction, so no reader skips an event that commits late.
+//! Read models' tables are created, written and queried from their specs alone
+//! ([`PgProjections`], [`ddl`]): this crate names no read model.
 //! `sqlx` stays inside this crate: every failure surfaces as a [`ledger_core::StoreError`].
 
 mod append;
 mod baseline;
+pub mod ddl;
 mod error;
 mod health;
+mod log;
 mod projection;
 mod read;
+mod rows;
 mod schema;
 mod store;
 mod tx;

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::from_sqlx;
+use crate::log::{BEGIN_IN_LOG_ORDER, HORIZON_SQL, START_SQL, log_page, prefixes};
 
 /// The envelope columns as selected: event_id, stream, seq, position, event_type, data,
 /// metadata, recorded_at.
@@ -20,63 +21,14 @@ const READ_STREAM_SQL: &str = "SELECT event_id, stream, seq, position, event_typ
      metadata, recorded_at FROM events WHERE stream = $1::text AND seq >= $2 \
      ORDER BY seq LIMIT $3";
 
-/// The horizon of snapshot `$snapshot`: its oldest running transaction that may write to this
-/// database (transactions of other databases never do, so a read does not wait for them), or
-/// its xmax when none runs. Every transaction below the horizon that wrote here has ended. A
-/// running transaction counts as another database's only when `pg_stat_activity` shows it
-/// there; one it does not show is waited for.
-macro_rules! horizon_of {
-    ($snapshot:literal) => {
-        concat!(
-            "(SELECT coalesce(min(x), pg_snapshot_xmax(",
-            $snapshot,
-            ")) FROM pg_snapshot_xip(",
-            $snapshot,
-            ") AS x WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a \
-             WHERE a.backend_xid::text::bigint = x::text::bigint % 4294967296 \
-             AND a.datid IS DISTINCT FROM \
-             (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())))"
-        )
-    };
-}
-
-/// Where a global read starts: the current snapshot's horizon (see [`horizon_of`]), its
-/// first unassigned transaction (every one below it has started), and whether position `$1`
-/// is in the log.
-const START_SQL: &str = concat!(
-    "SELECT ",
-    horizon_of!("s"),
-    "::text::bigint, pg_snapshot_xmax(s)::text::bigint, \
-     EXISTS (SELECT 1 FROM events WHERE position = $1) FROM pg_current_snapshot() AS s"
-);
-
-/// The current snapshot's horizon (see [`horizon_of`]).
-const HORIZON_SQL: &str = concat!(
-    "SELECT ",
-    horizon_of!("s"),
-    "::text::bigint FROM pg_current_snapshot() AS s"
-);
-
 /// The global log after the event at position `$1` (0: from the start) in `(tx_id, position)`
-/// order, from transactions below the horizon `$2`, optionally only category `$3` and type
-/// `$4`, at most `$5` events. A category never holds `-`, so one that does matches nothing.
-const READ_ALL_SQL: &str = "SELECT event_id, stream, seq, position, event_type, data, \
-     metadata, recorded_at FROM events \
-     WHERE (tx_id, position) > \
-           (coalesce((SELECT c.tx_id FROM events AS c WHERE c.position = $1), '0'::xid8), $1) \
-       AND tx_id < $2::bigint::text::xid8 \
-       AND ($3::text IS NULL \
-            OR (strpos($3::text, '-') = 0 AND starts_with(stream, $3::text || '-'))) \
-       AND ($4::text IS NULL OR event_type = $4::text) \
-     ORDER BY events.tx_id, events.position LIMIT $5";
-
-/// Opens the transaction an unfiltered page of the log is read in: it must come from the
-/// `(tx_id, position)` index in order, whatever the planner's statistics say. Right after a
-/// bulk append they still describe a small table, and the planner would sort every remaining
-/// event for each query instead. (Filtered reads keep the planner's choice: a category may be
-/// read faster through the stream index.)
-pub(crate) const BEGIN_IN_LOG_ORDER: &str =
-    "BEGIN READ ONLY; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off";
+/// order, from transactions below the horizon `$2`, optionally only the stream prefix of a
+/// category (`$3`) and type `$4`, at most `$5` events: the page query [`LogReader`] pages use,
+/// with the envelope's columns.
+///
+/// [`LogReader`]: ledger_core::LogReader
+const READ_ALL_SQL: &str =
+    log_page!("event_id, stream, seq, position, event_type, data, metadata, recorded_at");
 
 /// How long one global-log query should stream: long enough that query round trips do not
 /// matter, short enough that a slow consumer does not hold a connection and a snapshot long.
@@ -173,7 +125,10 @@ pub(crate) fn read_all(
         let mut chunk = page;
         let mut waited = Duration::ZERO;
         let mut delay = Duration::from_millis(1);
+        // Unfiltered reads are forced into log order (see `BEGIN_IN_LOG_ORDER`); filtered
+        // ones keep the planner's choice.
         let unfiltered = query.category.is_none() && query.event_type.is_none();
+        let category = prefixes(query.category.as_deref());
         loop {
             let started = Instant::now();
             let mut tx = if unfiltered {
@@ -184,7 +139,7 @@ pub(crate) fn read_all(
             let statement = sqlx::query_as::<_, EnvelopeRow>(READ_ALL_SQL)
                 .bind(cursor)
                 .bind(horizon)
-                .bind(query.category.as_deref())
+                .bind(&category)
                 .bind(query.event_type.as_deref())
                 .bind(limit(chunk));
             let mut rows = match tx.as_mut() {
