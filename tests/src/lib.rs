@@ -3,10 +3,12 @@
 //! The suite itself lives in `tests/tests/`: one test binary whose cases are written once and
 //! stamped out per backend (memory, SQLite, PostgreSQL) by the `store_test!` macro. This library
 //! holds what the cases share: the backends' throwaway databases ([`pg`], [`sqlite`]), the
-//! functions the macro calls to run one case on one backend ([`backend`]) small builders
+//! functions the macros call to run one case on one backend ([`backend`], and with the read
+//! models' tables [`env`]), small builders
 //! and readers ([`fixtures`]) and a TCP proxy a test can cut ([`proxy`]).
 
 pub mod backend;
+pub mod env;
 pub mod fixtures;
 pub mod pg;
 pub mod proxy;
@@ -15,10 +17,15 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_core::{StoreOptions, TransactionalStore};
+use ledger_core::{LogReader, StoreOptions, TransactionalStore};
+
+/// What every backend's store is: transactional appends and paged reads of the log.
+pub trait LedgerStore: TransactionalStore + LogReader {}
+
+impl<T: TransactionalStore + LogReader> LedgerStore for T {}
 
 /// The store a conformance case runs against: any backend, shareable across tasks.
-pub type Store = Arc<dyn TransactionalStore>;
+pub type Store = Arc<dyn LedgerStore>;
 
 /// How long the tests' global reads wait for in-flight transactions (PostgreSQL).
 ///

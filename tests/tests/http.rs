@@ -1,16 +1,27 @@
-//! The HTTP API's suite (`crates/ledger-api/tests/suite`) on every backend, in process through
-//! `tower::ServiceExt::oneshot`: each case is stamped out for memory, SQLite and PostgreSQL.
+//! The HTTP API's suite (`api_suite/`) on every backend, in process through
+//! `tower::ServiceExt::oneshot`: the one list of HTTP cases, each stamped out for memory,
+//! SQLite and PostgreSQL.
 
-/// Stamps out one HTTP case per backend.
+/// Stamps out each HTTP case per backend: `store:` cases get a store, `projections:` cases a
+/// store with its read models' tables too.
 macro_rules! http_cases {
-    ($($module:ident :: $case:ident),* $(,)?) => {
+    (
+        store: $($module:ident :: $case:ident),* $(,)?;
+        projections: $($pmodule:ident :: $pcase:ident),* $(,)?
+    ) => {
         $(
             store_test!($case, |store| crate::api_suite::$module::$case(store));
+        )*
+        $(
+            projection_test!($pcase, |env: ledger_tests::env::Env| {
+                crate::api_suite::$pmodule::$pcase(env.store, env.log, env.projections)
+            });
         )*
     };
 }
 
 http_cases!(
+    store:
     tenants::register_and_read,
     tenants::register_with_own_id,
     tenants::slug_taken,
@@ -46,4 +57,21 @@ http_cases!(
     races::fifty_acquire_lock,
     races::fifty_complete_onboarding,
     races::fifty_register_one_slug,
+    projections::projections_unavailable;
+    projections:
+    projections::queries_read_own_writes,
+    projections::tenant_tokens_see_their_tenant,
+    projections::status_and_online_rebuild,
+    projections::projection_behind,
+    projections::own_writes_are_never_refused,
+    projections::projection_metrics,
+    projections::progress_stream,
+    projections::funnel_counts_once,
 );
+
+/// A database that fails every operation: every route answers with the store's error, never
+/// a panic or a hang (no backend: the store is a fake).
+#[tokio::test]
+async fn failing_database() {
+    crate::api_suite::meta::failing_database().await;
+}

@@ -1,4 +1,5 @@
-//! The macro that stamps every conformance case out once per backend.
+//! The macros that stamp every case out once per backend: one per layer, the store
+//! (`store_test!`) and the read models (`projection_test!`); the HTTP cases use them too.
 
 /// Defines one conformance case as a module with one test per backend.
 ///
@@ -51,6 +52,52 @@ macro_rules! store_test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 ledger_tests::backend::postgres_db($body).await;
+            }
+        }
+    };
+}
+
+/// Defines one projection case as a module with one test per backend.
+///
+/// `projection_test!(name, |env| async move { ... })`: `env` is a fresh
+/// [`ledger_tests::env::Env`] (a store, its log and its read models' tables) on memory, SQLite
+/// and PostgreSQL. `projection_test!(databases: name, |env| ...)` leaves out the memory backend,
+/// for the cases that alter tables by hand or start `ledger` processes (`env.db` is set).
+macro_rules! projection_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn memory() {
+                ledger_tests::env::memory($body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                ledger_tests::env::sqlite($body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                ledger_tests::env::postgres($body).await;
+            }
+        }
+    };
+    (databases: $name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                ledger_tests::env::sqlite($body).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                ledger_tests::env::postgres($body).await;
             }
         }
     };

@@ -3,23 +3,23 @@
 //! version bump rebuilds; `--verify` finds a hand-altered row; a killed runner resumes without
 //! applying an event twice or skipping one; two runner processes on one PostgreSQL database.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use ledger_core::{EventStore, ExpectedSeq, Position, StoreOptions, StreamName};
-use ledger_memory::MemoryStore;
+use ledger_core::{EventStore, ExpectedSeq, LogFilter, LogReader, Position, StoreOptions, StreamName};
 use ledger_postgres::PgStore;
-use ledger_projections::generate::{Append, Rng, history, random_steps};
-use ledger_projections::{
-    Batch, Checkpoint, Decoded, Kind, MemoryProjections, ProjectionStore, Projector,
-    ProjectorOptions, Query, Rows, Signal, SignalingStore, Slot, reference,
+use ledger_projector::{
+    Batch, Checkpoint, Plan, ProjectionStore, Projector, Query, ReadModel, Row, Signal,
+    SignalingStore, Slot, fold,
 };
-use ledger_sqlite::SqliteStore;
-use ledger_tests::Store;
+use ledger_read_models::testing::{Append, Rng, history, random_steps, reference};
+use ledger_read_models::{Change, tenant_phase};
 use ledger_tests::backend::{Db, Kind as Backend};
+use ledger_tests::env::{Env, open};
 use ledger_tests::fixtures::{evs, seq_of, whole_log};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -27,100 +27,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// A store and its projections.
-struct Env {
-    store: Store,
-    projections: Arc<dyn ProjectionStore>,
-    /// The database, for the cases that need it (`None` on the memory backend).
-    db: Option<Db>,
+/// Every read model, in the catalog's order.
+fn names() -> Vec<&'static str> {
+    ledger_read_models::catalog().names()
 }
 
-impl Env {
-    fn events(&self) -> Arc<dyn EventStore> {
-        self.store.clone()
-    }
-
-    fn projector(&self, batch_size: usize) -> Projector {
-        Projector::new(self.events(), self.projections.clone()).with_options(ProjectorOptions {
-            batch_size,
-            rebuild_batch_size: batch_size,
-            // Pages that do not line up with batches: both boundaries get crossed.
-            read_page: batch_size + batch_size / 2 + 1,
-            ..ProjectorOptions::default()
-        })
-    }
-}
-
-/// Opens a store and its projections on a fresh database (migrating it).
-async fn open(db: &Db) -> (Store, Arc<dyn ProjectionStore>) {
-    db.migrate()
-        .await
-        .unwrap_or_else(|e| panic!("migrating {db}: {e}"));
-    match db.kind {
-        Backend::Sqlite => {
-            let s = SqliteStore::open(&db.url, ledger_tests::options())
-                .await
-                .unwrap();
-            let p = Arc::new(s.projections());
-            (Arc::new(s), p)
-        }
-        Backend::Postgres => {
-            let s = PgStore::connect(&db.url, ledger_tests::options())
-                .await
-                .unwrap();
-            let p = Arc::new(s.projections());
-            (Arc::new(s), p)
-        }
-    }
-}
-
-/// One test per backend (`memory`, `sqlite`, `postgres`) of a case taking an [`Env`].
-macro_rules! projection_test {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn memory() {
-                let store: Store = Arc::new(MemoryStore::with_options(ledger_tests::options()));
-                let projections = Arc::new(MemoryProjections::new(store.clone()));
-                ($body)(Env {
-                    store,
-                    projections,
-                    db: None,
-                })
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                ledger_tests::backend::sqlite_db(|db| async move {
-                    let (store, projections) = open(&db).await;
-                    ($body)(Env {
-                        store,
-                        projections,
-                        db: Some(db),
-                    })
-                    .await;
-                })
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                ledger_tests::backend::postgres_db(|db| async move {
-                    let (store, projections) = open(&db).await;
-                    ($body)(Env {
-                        store,
-                        projections,
-                        db: Some(db),
-                    })
-                    .await;
-                })
-                .await;
-            }
-        }
-    };
+/// The tables of the read model `name`.
+fn tables(name: &str) -> &'static [ledger_projector::TableSpec] {
+    ReadModel::schema(&**ledger_read_models::catalog().get(name).unwrap()).tables
 }
 
 fn start() -> DateTime<Utc> {
@@ -140,61 +54,85 @@ async fn append_all(store: &dyn EventStore, appends: Vec<Append>) -> Position {
     last
 }
 
-/// The rows the whole log must give, by the domain's fold.
-async fn expected(store: &dyn EventStore, kind: Kind) -> Rows {
-    let changes: Vec<_> = whole_log(store)
+/// The onboarding events of the whole log, decoded as the read models see them.
+async fn changes(store: &dyn EventStore) -> Vec<Change> {
+    whole_log(store)
         .await
         .into_iter()
-        .filter_map(|e| Decoded::from_envelope(e).change)
-        .collect();
-    reference(kind, &changes)
+        .filter_map(Change::from_envelope)
+        .collect()
 }
 
-/// Every row of a live projection.
-async fn live_rows(projections: &dyn ProjectionStore, kind: Kind) -> Rows {
-    projections
-        .query(&Query::page(kind, Slot::Live, None, usize::MAX >> 1))
+/// How many events of the log the read models read (those of tenant streams).
+async fn tenant_events(store: &dyn EventStore) -> u64 {
+    whole_log(store)
         .await
-        .unwrap()
+        .iter()
+        .filter(|e| e.stream.category() == "tenant")
+        .count() as u64
 }
 
-/// Asserts every live projection equals the fold of the whole log, having applied each event
-/// exactly once.
+/// The rows of every table of `name` the whole log must give, by the domain's fold.
+async fn expected(store: &dyn EventStore, name: &str) -> BTreeMap<&'static str, Vec<Row>> {
+    let mut all = reference(&changes(store).await);
+    tables(name)
+        .iter()
+        .map(|t| (t.name, all.remove(t.name).unwrap_or_default()))
+        .collect()
+}
+
+/// Every row of every live table of the read model `name`.
+async fn live_rows(
+    projections: &dyn ProjectionStore,
+    name: &str,
+) -> BTreeMap<&'static str, Vec<Row>> {
+    let mut all = BTreeMap::new();
+    for table in tables(name) {
+        let rows = projections
+            .query(&Query::new(table, usize::MAX >> 1))
+            .await
+            .unwrap();
+        all.insert(table.name, rows);
+    }
+    all
+}
+
+/// Asserts every live read model equals the fold of the whole log, having read each of its
+/// events exactly once.
 async fn assert_projected(env: &Env) {
-    let log = whole_log(&*env.store).await.len() as u64;
-    for kind in Kind::ALL {
-        let cp = live(&*env.projections, kind).await;
+    let log = tenant_events(&*env.store).await;
+    for name in names() {
+        let cp = live(&*env.projections, name).await;
+        assert_eq!(cp.events, log, "{name}: applied {} of {log} events", cp.events);
         assert_eq!(
-            cp.events, log,
-            "{kind}: applied {} of {log} events",
-            cp.events
-        );
-        assert_eq!(
-            live_rows(&*env.projections, kind).await,
-            expected(&*env.store, kind).await,
-            "{kind} differs from the fold of the log"
+            live_rows(&*env.projections, name).await,
+            expected(&*env.store, name).await,
+            "{name} differs from the fold of the log"
         );
     }
 }
 
-async fn live(projections: &dyn ProjectionStore, kind: Kind) -> Checkpoint {
+async fn live(projections: &dyn ProjectionStore, name: &str) -> Checkpoint {
     projections
-        .checkpoint(kind, Slot::Live)
+        .checkpoint(name, Slot::Live)
         .await
         .unwrap()
-        .unwrap_or_else(|| panic!("{kind} has no live copy"))
+        .unwrap_or_else(|| panic!("{name} has no live copy"))
 }
 
 /// Runs the live runners of `projector` in the background until the sender is used or dropped.
-fn run_in_background(projector: &Projector) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn run_in_background(
+    projector: &Projector<Change>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let projector = projector.clone();
     let task = tokio::spawn(async move {
         projector
-            .run(&Kind::ALL, async {
+            .run(&names(), async {
                 let _ = stopped.await;
             })
             .await
+            .unwrap()
     });
     (stop, task)
 }
@@ -207,24 +145,25 @@ projection_test!(
         let chunk = appends.len().div_ceil(4);
         for part in appends.chunks(chunk) {
             append_all(&*env.store, part.to_vec()).await;
-            for kind in Kind::ALL {
+            for name in names() {
                 let batch = 1 + rng.below(40) as usize;
-                env.projector(batch).catch_up(kind).await.unwrap();
+                env.projector(batch).catch_up(name).await.unwrap();
             }
         }
         assert_projected(&env).await;
-        let incremental: Vec<Rows> =
-            futures::future::join_all(Kind::ALL.map(|k| live_rows(&*env.projections, k))).await;
+        let incremental =
+            futures::future::join_all(names().into_iter().map(|n| live_rows(&*env.projections, n)))
+                .await;
         let report = env
             .projector(17)
-            .rebuild(&Kind::ALL, &mut |_| {})
+            .rebuild(&names(), &mut |_| {})
             .await
             .unwrap();
-        assert_eq!(report.events, whole_log(&*env.store).await.len() as u64);
+        assert_eq!(report.events, tenant_events(&*env.store).await);
         assert_projected(&env).await;
-        for (kind, before) in Kind::ALL.into_iter().zip(incremental) {
-            assert_eq!(live_rows(&*env.projections, kind).await, before, "{kind}");
-            let verified = env.projector(64).verify(kind, &mut |_| {}).await.unwrap();
+        for (name, before) in names().into_iter().zip(incremental) {
+            assert_eq!(live_rows(&*env.projections, name).await, before, "{name}");
+            let verified = env.projector(64).verify(name, &mut |_| {}).await.unwrap();
             assert!(verified.is_clean(), "{verified:?}");
         }
     }
@@ -261,19 +200,19 @@ projection_test!(
         tokio::time::sleep(Duration::from_millis(300)).await;
         tx.commit().await.unwrap();
         positions.push(others.await.unwrap());
-        for kind in Kind::ALL {
+        for name in names() {
             for p in &positions {
                 projector
-                    .wait_for(kind, *p, Duration::from_secs(60))
+                    .wait_for(name, *p, Duration::from_secs(60))
                     .await
                     .unwrap();
             }
         }
         // Let the runners settle on the end of the log, then compare.
         let end = append_all(&*store, history(4, 1, &random_steps(4, 1, 3), start())).await;
-        for kind in Kind::ALL {
+        for name in names() {
             projector
-                .wait_for(kind, end, Duration::from_secs(60))
+                .wait_for(name, end, Duration::from_secs(60))
                 .await
                 .unwrap();
         }
@@ -307,17 +246,17 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
             })
         })
         .collect();
-    let report = projector.rebuild(&Kind::ALL, &mut |_| {}).await.unwrap();
+    let report = projector.rebuild(&names(), &mut |_| {}).await.unwrap();
     assert!(report.events > 0);
     writing.store(false, Ordering::SeqCst);
     let mut ends = Vec::new();
     for w in writers {
         ends.push(w.await.unwrap());
     }
-    for kind in Kind::ALL {
+    for name in names() {
         for end in &ends {
             projector
-                .wait_for(kind, *end, Duration::from_secs(60))
+                .wait_for(name, *end, Duration::from_secs(60))
                 .await
                 .unwrap();
         }
@@ -327,7 +266,7 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
     assert_projected(&env).await;
 
     // A second rebuild reuses the names of the indexes the first left on the live tables.
-    projector.rebuild(&Kind::ALL, &mut |_| {}).await.unwrap();
+    projector.rebuild(&names(), &mut |_| {}).await.unwrap();
     assert_projected(&env).await;
     if let Some(db) = &env.db {
         let indexes = match db.kind {
@@ -338,9 +277,17 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
         };
         let count =
             |names: &str| format!("SELECT count(*) FROM ({indexes}) AS i WHERE name {names}");
-        let live = "IN ('tenant_phase_phase_idx', 'onboarding_locks_unreleased_idx', \
-                    'pending_syncs_status_idx')";
-        assert_eq!(db.scalar(&count(live)).await, 3, "the live tables' indexes");
+        let mut live = Vec::new();
+        for name in names() {
+            for table in tables(name) {
+                for index in table.indexes {
+                    live.push(format!("'{}'", index.name_on(table.name)));
+                }
+            }
+        }
+        let expected = live.len() as i64;
+        let live = format!("IN ({})", live.join(", "));
+        assert_eq!(db.scalar(&count(&live)).await, expected, "the live tables' indexes");
         assert_eq!(db.scalar(&count("LIKE '%rebuild%'")).await, 0);
     }
 });
@@ -353,51 +300,14 @@ async fn sql(env: &Env, statement: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{statement}: {e}"))
 }
 
-/// The database cases: the memory backend has no tables to alter by hand.
-macro_rules! database_test {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                ledger_tests::backend::sqlite_db(|db| async move {
-                    let (store, projections) = open(&db).await;
-                    ($body)(Env {
-                        store,
-                        projections,
-                        db: Some(db),
-                    })
-                    .await;
-                })
-                .await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                ledger_tests::backend::postgres_db(|db| async move {
-                    let (store, projections) = open(&db).await;
-                    ($body)(Env {
-                        store,
-                        projections,
-                        db: Some(db),
-                    })
-                    .await;
-                })
-                .await;
-            }
-        }
-    };
-}
-
-database_test!(a_version_bump_rebuilds_on_start, |env: Env| async move {
+projection_test!(databases: a_version_bump_rebuilds_on_start, |env: Env| async move {
     append_all(
         &*env.store,
         history(1, 5, &random_steps(5, 5, 200), start()),
     )
     .await;
-    for kind in Kind::ALL {
-        env.projector(50).catch_up(kind).await.unwrap();
+    for name in names() {
+        env.projector(50).catch_up(name).await.unwrap();
     }
     // Tables of an older version, with a row nobody would derive from the log.
     sql(
@@ -406,8 +316,8 @@ database_test!(a_version_bump_rebuilds_on_start, |env: Env| async move {
     )
     .await;
     assert_eq!(sql(&env, "UPDATE tenant_phase SET name = 'stale'").await, 5);
-    let cp = env.projector(50).catch_up(Kind::TenantPhase).await.unwrap();
-    assert_eq!(cp.version, Kind::TenantPhase.version());
+    let cp = env.projector(50).catch_up("tenant_phase").await.unwrap();
+    assert_eq!(cp.version, tenant_phase::SCHEMA.version);
     assert_projected(&env).await;
 });
 
@@ -451,7 +361,7 @@ async fn project(db: &Db, batch: usize) -> (Child, String) {
     let startup: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(
         startup["projecting"].as_array().unwrap().len(),
-        3,
+        names().len(),
         "{startup}"
     );
     let owner = startup["owner"].as_str().unwrap().to_string();
@@ -460,12 +370,12 @@ async fn project(db: &Db, batch: usize) -> (Child, String) {
 
 /// Waits until every live projection has applied the whole log.
 async fn caught_up(env: &Env) {
-    let log = whole_log(&*env.store).await.len() as u64;
+    let log = tenant_events(&*env.store).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let mut done = true;
-        for kind in Kind::ALL {
-            let cp = env.projections.checkpoint(kind, Slot::Live).await.unwrap();
+        for name in names() {
+            let cp = env.projections.checkpoint(name, Slot::Live).await.unwrap();
             done &= cp.is_some_and(|c| c.events >= log);
         }
         if done {
@@ -483,7 +393,7 @@ async fn seed(store: &dyn EventStore, run: u128, tenants: usize) {
         let id = uuid::Uuid::from_u128(run ^ i as u128);
         let stream = StreamName::from_parts("tenant", &id.to_string()).unwrap();
         let at = start() + chrono::Duration::seconds(i as i64);
-        let events = ledger_projections::generate::bench_tenant(at, i);
+        let events = ledger_read_models::bench::bench_tenant(at, i);
         appends.push(ledger_core::StreamAppend::new(
             stream,
             ExpectedSeq::NoStream,
@@ -501,7 +411,7 @@ async fn seed(store: &dyn EventStore, run: u128, tenants: usize) {
     }
 }
 
-database_test!(verify_finds_a_hand_altered_row, |env: Env| async move {
+projection_test!(databases: verify_finds_a_hand_altered_row, |env: Env| async move {
     let db = env.db.clone().unwrap();
     append_all(
         &*env.store,
@@ -511,15 +421,12 @@ database_test!(verify_finds_a_hand_altered_row, |env: Env| async move {
     let (code, out, err) = run(&db, &["rebuild", "all"]).await;
     assert_eq!(code, 0, "{out} {err}");
     let rebuilt: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(rebuilt["rebuilt"].as_array().unwrap().len(), 3);
-    assert!(
-        err.contains("rebuild tenant_phase,onboarding_locks,pending_syncs:"),
-        "{err}"
-    );
+    assert_eq!(rebuilt["rebuilt"].as_array().unwrap().len(), names().len());
+    assert!(err.contains(&format!("rebuild {}:", names().join(","))), "{err}");
     assert_projected(&env).await;
     let (code, out, err) = run(&db, &["rebuild", "all", "--verify"]).await;
     assert_eq!(code, 0, "{out} {err}");
-    assert_eq!(out.lines().count(), 3);
+    assert_eq!(out.lines().count(), names().len());
 
     let altered = sql(
         &env,
@@ -546,7 +453,7 @@ database_test!(verify_finds_a_hand_altered_row, |env: Env| async move {
     assert_eq!(code, 2, "{err}");
 });
 
-database_test!(a_killed_runner_resumes_exactly, |env: Env| async move {
+projection_test!(databases: a_killed_runner_resumes_exactly, |env: Env| async move {
     let db = env.db.clone().unwrap();
     seed(&*env.store, 7 << 64, 600).await;
     let mut rng = Rng::new(3);
@@ -556,9 +463,12 @@ database_test!(a_killed_runner_resumes_exactly, |env: Env| async move {
         child.start_kill().unwrap();
         child.wait().await.unwrap();
     }
-    let applied: u64 =
-        futures::future::join_all(Kind::ALL.map(|k| env.projections.checkpoint(k, Slot::Live)))
-            .await
+    let applied: u64 = futures::future::join_all(
+        names()
+            .into_iter()
+            .map(|n| env.projections.checkpoint(n, Slot::Live)),
+    )
+    .await
             .into_iter()
             .map(|c| c.unwrap().map_or(0, |c| c.events))
             .sum();
@@ -572,9 +482,9 @@ database_test!(a_killed_runner_resumes_exactly, |env: Env| async move {
 /// The owner recorded in each live checkpoint.
 async fn owners(env: &Env) -> Vec<String> {
     let mut all = Vec::new();
-    for kind in Kind::ALL {
+    for name in names() {
         all.push(
-            live(&*env.projections, kind)
+            live(&*env.projections, name)
                 .await
                 .owner
                 .unwrap_or_default(),
@@ -588,12 +498,7 @@ async fn owners(env: &Env) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_runner_processes_on_postgres() {
     ledger_tests::backend::postgres_db(|db| async move {
-        let (store, projections) = open(&db).await;
-        let env = Env {
-            store,
-            projections,
-            db: Some(db.clone()),
-        };
+        let env = open(&db).await;
         let (a, owner_a) = project(&db, 50).await;
         let (b, owner_b) = project(&db, 50).await;
         seed(&*env.store, 11 << 64, 100).await;
@@ -609,7 +514,7 @@ async fn two_runner_processes_on_postgres() {
                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             )
             .await;
-        assert_eq!(leases, 3, "one lease per projection");
+        assert_eq!(leases, names().len() as i64, "one lease per read model");
         seed(&*env.store, 12 << 64, 50).await;
         caught_up(&env).await;
         assert_eq!(
@@ -640,6 +545,30 @@ async fn two_runner_processes_on_postgres() {
     .await;
 }
 
+/// Applies `batch` to the `tenant_phase` copy `target` as an applier does, in one
+/// transaction.
+async fn apply_batch(
+    projections: &dyn ProjectionStore,
+    target: &ledger_projector::Target,
+    batch: &Batch<Change>,
+) -> Result<(), ledger_core::StoreError> {
+    let model = ledger_read_models::TenantPhase;
+    let schema = model.schema();
+    let last = batch.last().expect("a batch with events");
+    let Some(mut tx) = projections
+        .begin(schema, target, last, batch.len(), "cancelled")
+        .await?
+    else {
+        return Ok(());
+    };
+    let plan = Plan::of(&model, batch, None);
+    let keys = plan.to_load(0);
+    let loaded = vec![tx.load(&schema.tables[0], &keys).await?];
+    let writes = fold(&model, plan, loaded, batch).expect("the batch folds");
+    tx.write(writes).await?;
+    tx.commit().await
+}
+
 /// Projection work cancelled at any point (an aborted log reader, a dropped applier) leaves no
 /// pooled connection inside its transaction: with one connection in the pool, every append
 /// after a cancelled read or apply must run outside it (a connection left inside a read-only
@@ -648,7 +577,7 @@ async fn two_runner_processes_on_postgres() {
 async fn cancelled_projection_work_leaves_no_open_transaction() {
     ledger_tests::backend::postgres_db(|db| async move {
         // Another pool, to see only what is committed.
-        let (committed, _) = open(&db).await;
+        let committed = open(&db).await.store;
         let options = StoreOptions {
             max_connections: 1,
             ..ledger_tests::options()
@@ -656,21 +585,28 @@ async fn cancelled_projection_work_leaves_no_open_transaction() {
         let store = Arc::new(PgStore::connect(&db.url, options).await.unwrap());
         let projections: Arc<dyn ProjectionStore> = Arc::new(store.projections());
         append_all(&*store, history(5, 20, &random_steps(5, 20, 200), start())).await;
+        let schema = &tenant_phase::SCHEMA;
         let target = projections
-            .create(Kind::TenantPhase, Slot::Rebuild)
+            .create(schema, Slot::Rebuild)
             .await
             .unwrap()
             .target();
-        let page = projections.read_log(Position::START, 50).await.unwrap();
-        let batch: Batch = page.events.into_iter().collect();
+        let filter = LogFilter::categories(["tenant"]);
+        let page = store.read_page(Position::START, &filter, 50).await.unwrap();
+        let batch: Batch<Change> = page
+            .events
+            .into_iter()
+            .map(|raw| (raw.position, Change::from_raw(raw)))
+            .collect();
         let batch = Arc::new(batch);
         for i in 0..200u64 {
             let (p, b, t) = (projections.clone(), batch.clone(), target.clone());
+            let (log, filter) = (store.clone(), filter.clone());
             let work = tokio::spawn(async move {
                 if i % 2 == 0 {
-                    let _ = p.read_log(Position::START, 100).await;
+                    let _ = log.read_page(Position::START, &filter, 100).await;
                 } else {
-                    let _ = p.apply(&t, &b, "cancelled").await;
+                    let _ = apply_batch(&*p, &t, &b).await;
                 }
             });
             // Cancel it somewhere in its first few hundred microseconds.
@@ -694,25 +630,3 @@ async fn cancelled_projection_work_leaves_no_open_transaction() {
     })
     .await;
 }
-
-/// The HTTP suite's projection cases on every backend, with this backend's projections.
-macro_rules! http_projection_cases {
-    ($($case:ident),* $(,)?) => {
-        $(
-            projection_test!($case, |env: Env| crate::api_suite::projections::$case(
-                env.events(),
-                env.projections.clone(),
-            ));
-        )*
-    };
-}
-
-http_projection_cases!(
-    queries_read_own_writes,
-    tenant_tokens_see_their_tenant,
-    status_and_online_rebuild,
-    projection_behind,
-    own_writes_are_never_refused,
-    projection_metrics,
-    progress_stream,
-);

@@ -12,7 +12,8 @@ use futures::TryStreamExt;
 use http_body_util::BodyExt;
 use ledger_api::{ApiConfig, AppState, app};
 use ledger_core::{EventStore, ReadAll, Seq, StreamName};
-use ledger_projections::{Kind, ProjectionStore, Projector, Signal, SignalingStore};
+use ledger_core::LogReader;
+use ledger_projector::{ProjectionStore, Projector, Signal, SignalingStore};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
@@ -128,19 +129,25 @@ impl Api {
         }
     }
 
-    /// The API over `store` in process, serving the projections kept in `projections` by
-    /// runners in this process (woken by the API's appends), with `config`.
+    /// The API over `store` in process, serving the read models kept in `projections` by
+    /// runners in this process (reading `log`, woken by the API's appends), with `config`.
     pub fn with_projections(
         store: Store,
+        log: Arc<dyn LogReader>,
         projections: Arc<dyn ProjectionStore>,
         config: ApiConfig,
     ) -> Self {
         let signal = Signal::new();
         let signaled: Store = Arc::new(SignalingStore::new(store.clone(), signal.clone()));
-        let projector = Projector::new(signaled.clone(), projections).with_signal(signal);
+        let projector = Projector::new(log, projections, ledger_read_models::catalog())
+            .with_signal(signal);
         let runner = projector.clone();
         let task = tokio::spawn(async move {
-            runner.run(&Kind::ALL, std::future::pending()).await;
+            let names = runner.catalog().names();
+            runner
+                .run(&names, std::future::pending())
+                .await
+                .expect("the catalog's read models run");
         });
         let state = AppState::new(signaled, ADMIN, config).with_projections(projector);
         Self {

@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_api::ApiConfig;
-use ledger_projections::ProjectionStore;
+use ledger_core::LogReader;
+use ledger_projector::ProjectionStore;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::client::{Api, Store};
 
-fn api(store: Store, projections: Arc<dyn ProjectionStore>) -> Api {
-    Api::with_projections(store, projections, ApiConfig::default())
+fn api(store: Store, log: Arc<dyn LogReader>, projections: Arc<dyn ProjectionStore>) -> Api {
+    Api::with_projections(store, log, projections, ApiConfig::default())
 }
 
 /// The position a write returned.
@@ -35,8 +36,12 @@ fn ids(body: &Value) -> Vec<String> {
 }
 
 /// Every query reads its own writes with `min_position`, filters and pages.
-pub async fn queries_read_own_writes(store: Store, projections: Arc<dyn ProjectionStore>) {
-    let api = api(store, projections);
+pub async fn queries_read_own_writes(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
     let a = api.register("acme").await;
     let b = api.register("bolt").await;
     let c = api.register("corp").await;
@@ -159,8 +164,12 @@ pub async fn queries_read_own_writes(store: Store, projections: Arc<dyn Projecti
 }
 
 /// A tenant token lists only its own tenant; projection status is for the admin.
-pub async fn tenant_tokens_see_their_tenant(store: Store, projections: Arc<dyn ProjectionStore>) {
-    let api = api(store, projections);
+pub async fn tenant_tokens_see_their_tenant(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
     let a = api.register("alpha").await;
     let b = api.register("beta").await;
     let last = api.ok(b, "acquire-lock", json!({"holder": "job"})).await;
@@ -199,8 +208,12 @@ pub async fn tenant_tokens_see_their_tenant(store: Store, projections: Arc<dyn P
 }
 
 /// `/v1/projections` reports each projection; an online rebuild swaps in the same rows.
-pub async fn status_and_online_rebuild(store: Store, projections: Arc<dyn ProjectionStore>) {
-    let api = api(store, projections);
+pub async fn status_and_online_rebuild(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
     let mut last = 0;
     for slug in ["one", "two", "three"] {
         let t = api.register(slug).await;
@@ -263,12 +276,16 @@ pub async fn status_and_online_rebuild(store: Store, projections: Arc<dyn Projec
 /// A `min_position` beyond the log is refused at once (409 `position_not_reached`, with the
 /// log's head); 0 waits for nothing; a position the projection does not reach in time is 503
 /// `projection_behind`.
-pub async fn projection_behind(store: Store, projections: Arc<dyn ProjectionStore>) {
+pub async fn projection_behind(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
     let config = ApiConfig {
         projection_wait: Duration::from_secs(20),
         ..ApiConfig::default()
     };
-    let api = Api::with_projections(store.clone(), projections.clone(), config);
+    let api = Api::with_projections(store.clone(), log.clone(), projections.clone(), config);
     let t = api.register("late").await;
     let p = position(&api.ok(t, "acquire-lock", json!({"holder": "x"})).await);
     let started = std::time::Instant::now();
@@ -292,7 +309,7 @@ pub async fn projection_behind(store: Store, projections: Arc<dyn ProjectionStor
         projection_wait: Duration::from_millis(200),
         ..ApiConfig::default()
     };
-    let idle = ledger_projections::Projector::new(store.clone(), projections);
+    let idle = ledger_projector::Projector::new(log, projections, ledger_read_models::catalog());
     let state = ledger_api::AppState::new(store.clone(), super::client::ADMIN, config)
         .with_projections(idle);
     let behind = Api::from_router(ledger_api::app(state), store);
@@ -305,8 +322,12 @@ pub async fn projection_behind(store: Store, projections: Arc<dyn ProjectionStor
 
 /// A query with the position a write of this client just returned is never refused as
 /// beyond the log, however soon it follows the write.
-pub async fn own_writes_are_never_refused(store: Store, projections: Arc<dyn ProjectionStore>) {
-    let api = api(store, projections);
+pub async fn own_writes_are_never_refused(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
     let t = api.register("soon").await;
     for i in 0..20 {
         let failure = json!({"target": format!("crm-{i}"), "last_error": "timeout"});
@@ -320,8 +341,12 @@ pub async fn own_writes_are_never_refused(store: Store, projections: Arc<dyn Pro
 }
 
 /// `/metrics` shows each projection's checkpoint, lag, state and the build.
-pub async fn projection_metrics(store: Store, projections: Arc<dyn ProjectionStore>) {
-    let api = api(store, projections);
+pub async fn projection_metrics(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
     let t = api.register("gauged").await;
     let p = position(&api.ok(t, "acquire-lock", json!({"holder": "x"})).await);
     for path in ["/v1/tenants", "/v1/locks", "/v1/pending-syncs"] {
@@ -379,8 +404,12 @@ fn sse(text: &str) -> Vec<(String, Value)> {
 
 /// The progress stream sends each stage as it completes and closes after completion; a step
 /// failure closes it too.
-pub async fn progress_stream(store: Store, projections: Arc<dyn ProjectionStore>) {
-    let api = api(store, projections);
+pub async fn progress_stream(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
     let t = api.register("streamed").await;
     api.ok(t, "verify-payment", json!({"checkout_session_id": "cs"}))
         .await;
@@ -451,4 +480,61 @@ pub async fn progress_stream(store: Store, projections: Arc<dyn ProjectionStore>
     api.get(format!("/v1/tenants/{}/progress", Uuid::now_v7()))
         .await
         .expect_error(404, "tenant_not_found");
+}
+
+/// `GET /v1/funnel` counts each tenant once per step: a re-completion adds nothing, a
+/// backfilled completion counts as backfilled, not as a completion (admin only).
+pub async fn funnel_counts_once(
+    store: Store,
+    log: Arc<dyn LogReader>,
+    projections: Arc<dyn ProjectionStore>,
+) {
+    let api = api(store, log, projections);
+    let a = api.register("funnel-a").await;
+    let b = api.register("funnel-b").await;
+    api.register("funnel-c").await;
+    api.ok(a, "verify-payment", json!({"checkout_session_id": "cs_f"}))
+        .await;
+    for command in [
+        "create-organization",
+        "provision-workspace",
+        "issue-api-key",
+        "complete-onboarding",
+        "complete-onboarding",
+    ] {
+        api.ok(a, command, json!({})).await;
+    }
+    let last = api
+        .ok(b, "backfill-phase", json!({"phase": "COMPLETED"}))
+        .await;
+    let r = api
+        .get(format!("/v1/funnel?min_position={}", position(&last)))
+        .await;
+    r.expect(200);
+    let days = r.body["items"].as_array().unwrap();
+    assert!(!days.is_empty() && days.len() <= 2, "{}", r.text);
+    let total = |column: &str| -> u64 { days.iter().map(|d| d[column].as_u64().unwrap()).sum() };
+    assert_eq!(total("registrations"), 3, "{}", r.text);
+    assert_eq!(total("reached_payment_verified"), 1);
+    assert_eq!(total("reached_api_key_issued"), 1);
+    assert_eq!(total("completions"), 1, "{}", r.text);
+    assert_eq!(total("backfilled"), 1);
+    assert_eq!(total("completed_within_1h"), 1);
+    assert_eq!(r.body["next_cursor"], Value::Null);
+    let day = days[0]["day"].as_str().unwrap().to_string();
+    let one = api.get(format!("/v1/funnel?from={day}&to={day}&limit=1")).await;
+    one.expect(200);
+    assert_eq!(one.body["items"][0]["day"], day.as_str());
+    let later = api.get("/v1/funnel?from=2999-01-01").await;
+    later.expect(200);
+    assert_eq!(later.body["items"], json!([]));
+    api.get("/v1/funnel?from=yesterday")
+        .await
+        .expect_error(400, "invalid_query");
+    let token = api.tenant_token(a).await;
+    api.req("GET", "/v1/funnel")
+        .token(&token)
+        .send()
+        .await
+        .expect_error(403, "forbidden");
 }
