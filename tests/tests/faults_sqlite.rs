@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use ledger_api::{ApiConfig, AppState, app};
 use ledger_core::EventStore;
-use ledger_projections::{Kind, Projector, Signal, SignalingStore};
+use ledger_projector::{Projector, Signal, SignalingStore};
+use ledger_read_models::Change;
 use ledger_sqlite::SqliteStore;
 use ledger_tests::backend::sqlite_db;
 use ledger_tests::sqlite::TempDb;
@@ -98,7 +99,7 @@ async fn projections(api: &Api) -> Vec<Value> {
 /// stops (`ledger serve` runs them all the time).
 struct InProcess {
     api: Api,
-    projector: Projector,
+    projector: Projector<Change>,
     runners: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -108,8 +109,12 @@ impl InProcess {
         let events: Arc<dyn EventStore> = Arc::new(store.clone());
         let signaled: Arc<dyn EventStore> =
             Arc::new(SignalingStore::new(events.clone(), signal.clone()));
-        let projector =
-            Projector::new(signaled.clone(), Arc::new(store.projections())).with_signal(signal);
+        let projector = Projector::new(
+            Arc::new(store.clone()),
+            Arc::new(store.projections()),
+            ledger_read_models::catalog(),
+        )
+        .with_signal(signal);
         let state = AppState::new(signaled, ADMIN, ApiConfig::default())
             .with_projections(projector.clone());
         Self {
@@ -123,11 +128,13 @@ impl InProcess {
         let (stop, stopped) = oneshot::channel::<()>();
         let projector = self.projector.clone();
         let task = tokio::spawn(async move {
+            let names = projector.catalog().names();
             projector
-                .run(&Kind::ALL, async move {
+                .run(&names, async move {
                     let _ = stopped.await;
                 })
-                .await;
+                .await
+                .unwrap();
         });
         self.runners = Some((stop, task));
     }

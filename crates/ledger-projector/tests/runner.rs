@@ -1,151 +1,291 @@
-//! The runner, rebuilds and verification on the memory backend.
+//! The engine on the memory backend, with a small read model of its own: the runner catches up
+//! and follows, rebuilds swap in a fresh fold, verify finds rows changed by hand, a panicking
+//! applier fails its pass, and a failing runner says so and resumes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use futures::TryStreamExt;
 use futures::stream::BoxStream;
-use ledger_core::{BoxFuture, EventStore, Position, ReadAll, StoreError};
-use ledger_memory::MemoryStore;
-use ledger_projections::generate::{Append, history, random_steps};
-use ledger_projections::{
-    Batch, Checkpoint, Decoded, Kind, Lease, LogPage, MemoryProjections, ProjectionError,
-    ProjectionStatus, ProjectionStore, Projector, ProjectorOptions, Query, RowKey, Rows, Signal,
-    SignalingStore, Slot, Snapshot, State, Swapped, Target, reference,
+use ledger_core::{
+    BoxFuture, EventStore, ExpectedSeq, LogReader, NewEvent, Position, RawEvent, StoreError,
+    StreamName,
 };
+use ledger_memory::{MemoryProjections, MemoryStore};
+use ledger_projector::{
+    ApplyTx, Catalog, Checkpoint, Column, Decode, Keys, Lease, ProjectionError, ProjectionStatus,
+    ProjectionStore, Projector, ProjectorOptions, Query, ReadModel, Row, RowError, Rows, Schema,
+    Signal, SignalingStore, Slot, Snapshot, State, Swapped, TableSpec, Target, Value,
+};
+use serde_json::json;
 use tokio::sync::oneshot;
 
-async fn append_all(store: &dyn EventStore, appends: Vec<Append>) -> Position {
+/// A word said in a `word-<speaker>` stream.
+struct Said {
+    speaker: String,
+    word: String,
+}
+
+struct Words;
+
+impl Decode<Said> for Words {
+    fn decode(&self, raw: RawEvent) -> Option<Said> {
+        let speaker = raw.stream.strip_prefix("word-")?.to_string();
+        let data: serde_json::Value = serde_json::from_str(&raw.data).ok()?;
+        Some(Said {
+            speaker,
+            word: data["word"].as_str()?.to_string(),
+        })
+    }
+}
+
+static COUNTS: TableSpec = TableSpec {
+    name: "word_counts",
+    columns: &[Column::text("word"), Column::int("n"), Column::text("last_speaker")],
+    key: 1,
+    indexes: &[],
+};
+
+static SPEAKERS: TableSpec = TableSpec {
+    name: "word_speakers",
+    columns: &[Column::text("speaker"), Column::int("said")],
+    key: 1,
+    indexes: &[],
+};
+
+static SCHEMA: Schema = Schema {
+    name: "words",
+    version: 1,
+    tables: &[COUNTS, SPEAKERS],
+};
+
+/// Counts each word and each speaker's words.
+struct WordCounts;
+
+impl ReadModel<Said> for WordCounts {
+    fn schema(&self) -> &'static Schema {
+        &SCHEMA
+    }
+
+    fn categories(&self) -> &'static [&'static str] {
+        &["word"]
+    }
+
+    fn keys(&self, e: &Said, keys: &mut Keys) {
+        keys.add(0, vec![Value::text(&e.word)]);
+        keys.add(1, vec![Value::text(&e.speaker)]);
+    }
+
+    fn apply(&self, e: &Said, rows: &mut Rows) -> Result<(), RowError> {
+        rows.update(0, &[Value::text(&e.word)], |row| {
+            let n = match row.as_ref().map(|r| &r[1]) {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            *row = Some(vec![Value::text(&e.word), Value::Int(n + 1), Value::text(&e.speaker)]);
+        })?;
+        rows.update(1, &[Value::text(&e.speaker)], |row| {
+            let n = match row.as_ref().map(|r| &r[1]) {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            *row = Some(vec![Value::text(&e.speaker), Value::Int(n + 1)]);
+        })
+    }
+}
+
+fn catalog() -> Catalog<Said> {
+    Catalog::new(Arc::new(Words), vec![Arc::new(WordCounts)]).unwrap()
+}
+
+/// Appends `n` words said by a few speakers (and unrelated events the read model skips);
+/// returns the last position.
+async fn say(store: &dyn EventStore, seed: u64, n: u64) -> Position {
     let mut last = Position::START;
-    for a in appends {
+    for i in 0..n {
+        let speaker = format!("s{}", (seed * 7 + i) % 5);
+        let word = format!("w{}", (seed * 13 + i * i) % 11);
+        let stream = StreamName::parse(&format!("word-{speaker}")).unwrap();
+        let event = NewEvent::new("Said", json!({ "word": word }));
         last = store
-            .append(a.stream, a.expected, a.events)
+            .append(stream, ExpectedSeq::Any, vec![event])
             .await
             .unwrap()
             .position;
+        if i % 10 == 0 {
+            let other = StreamName::parse(&format!("other-{i}")).unwrap();
+            store
+                .append(other, ExpectedSeq::Any, vec![NewEvent::new("Else", json!({}))])
+                .await
+                .unwrap();
+        }
     }
     last
 }
 
-/// Every row of one live projection.
-async fn live_rows(store: &dyn ProjectionStore, kind: Kind) -> Rows {
-    store
-        .query(&Query::page(kind, Slot::Live, None, usize::MAX))
-        .await
-        .unwrap()
+/// What the log says the tables must hold.
+async fn expected(log: &dyn LogReader) -> (Vec<Row>, Vec<Row>) {
+    let filter = ledger_core::LogFilter::categories(["word"]);
+    let page = log.read_page(Position::START, &filter, usize::MAX).await.unwrap();
+    let (mut words, mut speakers) = (BTreeMap::new(), BTreeMap::new());
+    for raw in page.events {
+        let said = Words.decode(raw).unwrap();
+        let w = words.entry(said.word.clone()).or_insert((0, String::new()));
+        w.0 += 1;
+        w.1 = said.speaker.clone();
+        *speakers.entry(said.speaker).or_insert(0) += 1;
+    }
+    (
+        words
+            .into_iter()
+            .map(|(w, (n, s))| vec![Value::text(w), Value::Int(n), Value::text(s)])
+            .collect(),
+        speakers
+            .into_iter()
+            .map(|(s, n)| vec![Value::text(s), Value::Int(n)])
+            .collect(),
+    )
 }
 
-/// What the log says the rows must be.
-async fn expected(store: &dyn EventStore, kind: Kind) -> Rows {
-    let all: Vec<_> = store
-        .read_all(ReadAll::from_start())
-        .try_collect()
-        .await
-        .unwrap();
-    let changes: Vec<_> = all
-        .into_iter()
-        .filter_map(|e| Decoded::from_envelope(e).change)
-        .collect();
-    reference(kind, &changes)
+async fn rows(store: &dyn ProjectionStore, table: &'static TableSpec) -> Vec<Row> {
+    store.query(&Query::new(table, usize::MAX)).await.unwrap()
 }
 
-fn setup(batch_size: usize) -> (Arc<dyn EventStore>, Arc<MemoryProjections>, Projector) {
-    let signal = Signal::new();
-    let memory: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(memory, signal.clone()));
-    let projections = Arc::new(MemoryProjections::new(store.clone()));
-    let projector = Projector::new(store.clone(), projections.clone())
-        .with_options(ProjectorOptions {
-            batch_size,
-            rebuild_batch_size: batch_size,
-            // Pages that do not line up with batches: both boundaries get crossed.
-            read_page: batch_size + batch_size / 2 + 1,
-            ..ProjectorOptions::default()
-        })
-        .with_signal(signal);
-    (store, projections, projector)
+async fn assert_projected(log: &dyn LogReader, store: &dyn ProjectionStore) {
+    let (words, speakers) = expected(log).await;
+    assert!(!words.is_empty());
+    assert_eq!(rows(store, &COUNTS).await, words);
+    assert_eq!(rows(store, &SPEAKERS).await, speakers);
+}
+
+struct Setup {
+    events: Arc<dyn EventStore>,
+    log: Arc<MemoryStore>,
+    projections: Arc<MemoryProjections>,
+}
+
+fn setup() -> Setup {
+    let log = Arc::new(MemoryStore::new());
+    Setup {
+        events: log.clone(),
+        log,
+        projections: Arc::new(MemoryProjections::new()),
+    }
+}
+
+fn options(batch_size: usize) -> ProjectorOptions {
+    ProjectorOptions {
+        batch_size,
+        rebuild_batch_size: batch_size,
+        // Pages that do not line up with batches: both boundaries get crossed.
+        read_page: batch_size + batch_size / 2 + 1,
+        retry_delay: Duration::from_millis(20),
+        max_retry_delay: Duration::from_millis(100),
+        ..ProjectorOptions::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runner_catches_up_and_follows() {
-    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
-    let (store, projections, projector) = setup(7);
-    append_all(&*store, history(1, 10, &random_steps(1, 10, 400), start)).await;
+    let s = setup();
+    let signal = Signal::new();
+    let signaled: Arc<dyn EventStore> = Arc::new(SignalingStore::new(s.events.clone(), signal.clone()));
+    say(&*signaled, 1, 200).await;
+    let projector = Projector::new(s.log.clone(), s.projections.clone(), catalog())
+        .with_options(options(7))
+        .with_signal(signal);
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = {
         let projector = projector.clone();
         tokio::spawn(async move {
             projector
-                .run(&Kind::ALL, async {
+                .run(&["words"], async {
                     let _ = stopped.await;
                 })
                 .await
         })
     };
-    let last = append_all(&*store, history(2, 10, &random_steps(2, 10, 400), start)).await;
-    for kind in Kind::ALL {
-        projector
-            .wait_for(kind, last, Duration::from_secs(10))
-            .await
-            .unwrap();
-        assert_eq!(
-            live_rows(&*projections, kind).await,
-            expected(&*store, kind).await
-        );
-    }
+    let last = say(&*signaled, 2, 200).await;
+    projector
+        .wait_for("words", last, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_projected(&*s.log, &*s.projections).await;
     let status = projector.status().await.unwrap();
-    assert!(
-        status.iter().all(|s| s.lag == 0 && s.events > 0),
-        "{status:?}"
-    );
+    assert!(status.iter().all(|s| s.lag == 0 && s.events == 400), "{status:?}");
+    // An event the read model does not read is covered as soon as everything before it is.
+    let other = s
+        .events
+        .append(StreamName::parse("other-x").unwrap(), ExpectedSeq::Any, vec![NewEvent::new("Else", json!({}))])
+        .await
+        .unwrap()
+        .position;
+    projector.wait_for("words", other, Duration::from_secs(10)).await.unwrap();
+    assert!(matches!(
+        projector.wait_for("nope", other, Duration::ZERO).await,
+        Err(ProjectionError::Unknown(_))
+    ));
     stop.send(()).unwrap();
-    runner.await.unwrap();
+    runner.await.unwrap().unwrap();
+    assert!(projector.run(&["nope"], std::future::pending()).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_tampering() {
-    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
-    let (store, projections, projector) = setup(13);
-    append_all(&*store, history(3, 6, &random_steps(3, 6, 300), start)).await;
-    let report = projector.rebuild(&Kind::ALL, &mut |_| {}).await.unwrap();
-    assert!(report.events > 0);
-    for kind in Kind::ALL {
-        assert_eq!(
-            live_rows(&*projections, kind).await,
-            expected(&*store, kind).await
-        );
-        let verified = projector.verify(kind, &mut |_| {}).await.unwrap();
-        assert!(verified.is_clean(), "{verified:?}");
-    }
-    let Rows::TenantPhase(rows) = live_rows(&*projections, Kind::TenantPhase).await else {
-        unreachable!()
-    };
-    let mut altered = serde_json::to_value(&rows[0]).unwrap();
-    altered["name"] = "tampered by hand".into();
-    projections.tamper(
-        Kind::TenantPhase,
-        RowKey::tenant(&rows[0].tenant_id),
-        altered,
-    );
-    let verified = projector
-        .verify(Kind::TenantPhase, &mut |_| {})
+async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_rows_changed_by_hand() {
+    let s = setup();
+    say(&*s.events, 3, 300).await;
+    let projector = Projector::new(s.log.clone(), s.projections.clone(), catalog()).with_options(options(13));
+    projector.catch_up("words").await.unwrap();
+    let report = projector.rebuild(&["words"], &mut |_| {}).await.unwrap();
+    assert_eq!((report.projections.as_slice(), report.events), (&["words"][..], 300));
+    assert_projected(&*s.log, &*s.projections).await;
+    let verified = projector.verify("words", &mut |_| {}).await.unwrap();
+    assert!(verified.is_clean(), "{verified:?}");
+    assert_eq!(verified.live_rows, verified.rebuilt_rows);
+
+    // An operator edits a row and removes another, without moving the checkpoint.
+    let live = s.projections.checkpoint("words", Slot::Live).await.unwrap().unwrap();
+    let target = live.target();
+    let mut tx: Box<dyn ApplyTx> = s
+        .projections
+        .begin(&SCHEMA, &target, live.position, 0, "by hand")
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(verified.differences, 1, "{verified:?}");
-    assert_eq!(verified.listed[0].key, RowKey::tenant(&rows[0].tenant_id));
-    assert!(
-        projections
-            .checkpoint(Kind::TenantPhase, Slot::Rebuild)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let mut changed = rows(&*s.projections, &COUNTS).await.remove(0);
+    changed[2] = Value::text("tampered");
+    let gone = rows(&*s.projections, &SPEAKERS).await.remove(0);
+    tx.write(vec![
+        ledger_projector::TableWrite {
+            table: &COUNTS,
+            inserts: vec![],
+            upserts: vec![changed.clone()],
+            deletes: vec![],
+        },
+        ledger_projector::TableWrite {
+            table: &SPEAKERS,
+            inserts: vec![],
+            upserts: vec![],
+            deletes: vec![SPEAKERS.key_of(&gone)],
+        },
+    ])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let verified = projector.verify("words", &mut |_| {}).await.unwrap();
+    assert_eq!(verified.differences, 2, "{verified:?}");
+    assert_eq!(verified.listed[0].table, "word_counts");
+    assert_eq!(verified.listed[0].live.as_ref().unwrap()["last_speaker"], "tampered");
+    assert_eq!(verified.listed[1].table, "word_speakers");
+    assert_eq!(verified.listed[1].live, None);
+    assert!(s.projections.checkpoint("words", Slot::Rebuild).await.unwrap().is_none());
+    projector.rebuild(&["words"], &mut |_| {}).await.unwrap();
+    assert!(projector.verify("words", &mut |_| {}).await.unwrap().is_clean());
 }
 
-/// Memory projections whose `apply` panics once, on its `at`th call, and refuses batches as a
-/// full disk would while `full` is set.
+/// Memory projections whose batches panic once, on the `at`th, and fail as a full disk would
+/// while `full` is set.
 struct Faulty {
     inner: Arc<MemoryProjections>,
     calls: AtomicUsize,
@@ -154,38 +294,34 @@ struct Faulty {
 }
 
 impl ProjectionStore for Faulty {
-    fn read_log(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<LogPage, StoreError>> {
-        self.inner.read_log(after, limit)
-    }
-    fn log_mark(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.log_mark()
-    }
     fn checkpoints(&self) -> BoxFuture<'_, Result<Vec<Checkpoint>, StoreError>> {
         self.inner.checkpoints()
     }
-    fn checkpoint(
-        &self,
-        kind: Kind,
-        slot: Slot,
-    ) -> BoxFuture<'_, Result<Option<Checkpoint>, StoreError>> {
-        self.inner.checkpoint(kind, slot)
-    }
-    fn create(&self, kind: Kind, slot: Slot) -> BoxFuture<'_, Result<Checkpoint, StoreError>> {
-        self.inner.create(kind, slot)
-    }
-    fn drop_rebuild(&self, kind: Kind) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.drop_rebuild(kind)
-    }
-    fn apply<'a>(
+    fn checkpoint<'a>(
         &'a self,
+        name: &'a str,
+        slot: Slot,
+    ) -> BoxFuture<'a, Result<Option<Checkpoint>, StoreError>> {
+        self.inner.checkpoint(name, slot)
+    }
+    fn create<'a>(
+        &'a self,
+        schema: &'static Schema,
+        slot: Slot,
+    ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
+        self.inner.create(schema, slot)
+    }
+    fn drop_rebuild(&self, schema: &'static Schema) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.drop_rebuild(schema)
+    }
+    fn begin<'a>(
+        &'a self,
+        schema: &'static Schema,
         target: &'a Target,
-        batch: &'a Batch,
+        to: Position,
+        events: u64,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Box<dyn ApplyTx>>, StoreError>> {
         if self.calls.fetch_add(1, Ordering::SeqCst) == self.at {
             panic!("a bug in an applier");
         }
@@ -193,32 +329,36 @@ impl ProjectionStore for Faulty {
             let full = StoreError::unavailable("disk full");
             return Box::pin(async { Err(full) });
         }
-        self.inner.apply(target, batch, owner)
+        self.inner.begin(schema, target, to, events, owner)
     }
-    fn build_indexes<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.build_indexes(rebuilt)
+    fn build_indexes<'a>(
+        &'a self,
+        schema: &'static Schema,
+        rebuilt: &'a Target,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.build_indexes(schema, rebuilt)
     }
-    fn swap<'a>(&'a self, rebuilt: &'a Target) -> BoxFuture<'a, Result<Swapped, StoreError>> {
-        self.inner.swap(rebuilt)
+    fn swap<'a>(
+        &'a self,
+        schema: &'static Schema,
+        rebuilt: &'a Target,
+    ) -> BoxFuture<'a, Result<Swapped, StoreError>> {
+        self.inner.swap(schema, rebuilt)
     }
-    fn snapshot(&self, kind: Kind) -> BoxFuture<'_, Result<Box<dyn Snapshot>, StoreError>> {
-        self.inner.snapshot(kind)
+    fn snapshot(
+        &self,
+        schema: &'static Schema,
+    ) -> BoxFuture<'_, Result<Box<dyn Snapshot>, StoreError>> {
+        self.inner.snapshot(schema)
     }
-    fn query<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Rows, StoreError>> {
+    fn query<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
         self.inner.query(query)
     }
-    fn covers(
-        &self,
-        checkpoint: Position,
-        position: Position,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.inner.covers(checkpoint, position)
-    }
-    fn events_after(&self, position: Position) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.events_after(position)
-    }
-    fn lease(&self, kind: Kind) -> BoxFuture<'_, Result<Option<Box<dyn Lease>>, StoreError>> {
-        self.inner.lease(kind)
+    fn lease<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn Lease>>, StoreError>> {
+        self.inner.lease(name)
     }
     fn wakeups(&self) -> BoxStream<'static, ()> {
         self.inner.wakeups()
@@ -228,71 +368,42 @@ impl ProjectionStore for Faulty {
     }
 }
 
-/// A panic while writing a batch ends the pass with an error (it used to leave the pass
-/// waiting forever for the batch); the next pass resumes from the last committed batch.
+/// A panic while writing a batch ends the pass with an error (instead of a pass waiting
+/// forever for the batch); the next pass resumes from the last committed batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_applier_fails_the_pass_and_the_next_one_resumes() {
-    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let memory = Arc::new(MemoryProjections::new(store.clone()));
-    let panics = Arc::new(Faulty {
-        inner: memory.clone(),
+    let s = setup();
+    let faulty = Arc::new(Faulty {
+        inner: s.projections.clone(),
         calls: AtomicUsize::new(0),
         at: 3,
         full: AtomicBool::new(false),
     });
-    append_all(&*store, history(1, 6, &random_steps(2, 6, 150), start)).await;
-    let projector = Projector::new(store.clone(), panics.clone()).with_options(ProjectorOptions {
-        batch_size: 7,
-        rebuild_batch_size: 7,
-        read_page: 11,
-        ..ProjectorOptions::default()
-    });
-    let pass = tokio::time::timeout(
-        Duration::from_secs(60),
-        projector.catch_up(Kind::TenantPhase),
-    )
-    .await
-    .expect("the pass ends");
+    say(&*s.events, 4, 150).await;
+    let projector = Projector::new(s.log.clone(), faulty.clone(), catalog()).with_options(options(7));
+    let pass = tokio::time::timeout(Duration::from_secs(60), projector.catch_up("words"))
+        .await
+        .expect("the pass ends");
     let error = pass.expect_err("the applier panicked");
     assert!(
-        matches!(
-            error,
-            ProjectionError::ApplierGone {
-                kind: Kind::TenantPhase
-            }
-        ),
+        matches!(&error, ProjectionError::ApplierGone { projection } if projection == "words"),
         "{error:?}"
     );
     assert_eq!(error.code(), "internal");
-    let applied = memory
-        .checkpoint(Kind::TenantPhase, Slot::Live)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        applied.events,
-        3 * 7,
-        "the batches before the panic are kept"
-    );
-
-    projector.catch_up(Kind::TenantPhase).await.unwrap();
-    assert_eq!(
-        live_rows(&*memory, Kind::TenantPhase).await,
-        expected(&*store, Kind::TenantPhase).await
-    );
+    let applied = s.projections.checkpoint("words", Slot::Live).await.unwrap().unwrap();
+    assert_eq!(applied.events, 3 * 7, "the batches before the panic are kept");
+    projector.catch_up("words").await.unwrap();
+    assert_projected(&*s.log, &*s.projections).await;
 }
 
-/// Waits (at most 30 s) until the status of `kind` satisfies `done`.
+/// Waits (at most 30 s) until the status of `words` satisfies `done`.
 async fn status_until(
-    projector: &Projector,
-    kind: Kind,
+    projector: &Projector<Said>,
     done: impl Fn(&ProjectionStatus) -> bool,
 ) -> ProjectionStatus {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let status = projector.status().await.unwrap();
-        let status = status.into_iter().find(|s| s.name == kind).unwrap();
+        let status = projector.status().await.unwrap().remove(0);
         if done(&status) {
             return status;
         }
@@ -305,32 +416,25 @@ async fn status_until(
 /// retries with backoff and, once batches succeed again, catches up by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_runner_says_so_and_resumes() {
-    let start = Utc.with_ymd_and_hms(2026, 1, 20, 9, 0, 0).unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-    let memory = Arc::new(MemoryProjections::new(store.clone()));
+    let s = setup();
     let faulty = Arc::new(Faulty {
-        inner: memory.clone(),
+        inner: s.projections.clone(),
         calls: AtomicUsize::new(0),
         at: usize::MAX,
         full: AtomicBool::new(true),
     });
-    append_all(&*store, history(1, 6, &random_steps(3, 6, 100), start)).await;
-    let projector = Projector::new(store.clone(), faulty.clone()).with_options(ProjectorOptions {
-        retry_delay: Duration::from_millis(20),
-        max_retry_delay: Duration::from_millis(100),
-        ..ProjectorOptions::default()
-    });
+    say(&*s.events, 5, 100).await;
+    let projector = Projector::new(s.log.clone(), faulty.clone(), catalog()).with_options(options(2000));
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = projector.clone();
     let running = tokio::spawn(async move {
         runner
-            .run(&[Kind::TenantPhase], async {
+            .run(&["words"], async {
                 let _ = stopped.await;
             })
-            .await;
+            .await
     });
-
-    let failing = status_until(&projector, Kind::TenantPhase, |s| s.state == State::Failing).await;
+    let failing = status_until(&projector, |s| s.state == State::Failing).await;
     assert_eq!(failing.error, Some("unavailable"));
     assert!(failing.lag > 0);
     // Backing off to one try per 100 ms (a loaded machine only makes fewer).
@@ -338,14 +442,10 @@ async fn a_failing_runner_says_so_and_resumes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let more = faulty.calls.load(Ordering::SeqCst) - tries;
     assert!(more <= 10, "{more} tries in 300 ms");
-
     faulty.full.store(false, Ordering::SeqCst);
-    let live = status_until(&projector, Kind::TenantPhase, |s| s.lag == 0).await;
+    let live = status_until(&projector, |s| s.lag == 0).await;
     assert_eq!((live.state, live.error), (State::Live, None));
-    assert_eq!(
-        live_rows(&*memory, Kind::TenantPhase).await,
-        expected(&*store, Kind::TenantPhase).await
-    );
+    assert_projected(&*s.log, &*s.projections).await;
     let _ = stop.send(());
-    running.await.unwrap();
+    running.await.unwrap().unwrap();
 }
