@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::ApiPath;
 use crate::quote::{bound_quotes, excerpt};
 use crate::routes::queries::projector;
@@ -121,7 +121,7 @@ pub struct RebuildStarted {
 fn kind(name: &str) -> Result<Kind, ApiError> {
     name.parse::<Kind>().map_err(|e| {
         ApiError::new(
-            "unknown_projection",
+            Code::UnknownProjection,
             bound_quotes(&e.to_string()).into_owned(),
         )
         .with("name", excerpt(name))

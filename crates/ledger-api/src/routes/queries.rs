@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, hex};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{ApiQuery, page_limit, position_param};
 use crate::quote::quote;
 use crate::state::AppState;
@@ -233,7 +233,7 @@ pub struct PendingSyncPage {
 pub(crate) fn projector(state: &AppState) -> Result<&Projector, ApiError> {
     state.projector.as_ref().ok_or_else(|| {
         ApiError::new(
-            "projections_unavailable",
+            Code::ProjectionsUnavailable,
             "this server does not serve the projections; ask the operator to start it with them",
         )
     })
@@ -248,7 +248,7 @@ impl From<ProjectionError> for ApiError {
                 wanted,
                 checkpoint,
             } => ApiError::new(
-                "projection_behind",
+                Code::ProjectionBehind,
                 format!(
                     "{kind} has not applied position {wanted} yet (it is at {checkpoint}); retry in a moment"
                 ),
@@ -292,7 +292,7 @@ async fn wait_for(
                 if projector.store().events_after(checkpoint).await? == 0 =>
             {
                 return Err(ApiError::new(
-                    "position_not_reached",
+                    Code::PositionNotReached,
                     format!(
                         "position {position} is not in the log (yet): the log ends at position {checkpoint}; send a position a write returned"
                     ),
@@ -322,7 +322,7 @@ fn encode_cursor(key: &RowKey) -> String {
 fn decode_cursor(cursor: &str) -> Result<RowKey, ApiError> {
     let bad = || {
         ApiError::new(
-            "invalid_query",
+            Code::InvalidQuery,
             "cursor is not a cursor this API returned; send the next_cursor of the previous page",
         )
     };
@@ -390,7 +390,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
         ApiError::new(
-            "invalid_query",
+            Code::InvalidQuery,
             format!("{name} must be one of {allowed}, not {}", quote(text)),
         )
     })
@@ -529,7 +529,7 @@ mod tests {
             assert_eq!(decode_cursor(&encode_cursor(&key)).unwrap(), key);
         }
         for bad in ["zz", "abc", "+f"] {
-            assert_eq!(decode_cursor(bad).unwrap_err().code(), "invalid_query");
+            assert_eq!(decode_cursor(bad).unwrap_err().code(), Code::InvalidQuery);
         }
     }
 }
