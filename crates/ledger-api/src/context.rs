@@ -13,7 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{Caller, TOKEN_METADATA_KEY};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Code, ErrorCode};
 use crate::input::{MAX_HEADER_ID_LEN, is_header_id};
 use crate::metrics::{count_conflicts, method_label};
 use crate::state::AppState;
@@ -75,7 +75,7 @@ fn header_id(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, A
     let text = value.to_str().unwrap_or("").trim();
     if !is_header_id(text) {
         return Err(ApiError::new(
-            "invalid_header",
+            Code::InvalidHeader,
             format!("{name} must be 1 to {MAX_HEADER_ID_LEN} visible ASCII characters"),
         ));
     }
@@ -121,7 +121,10 @@ pub(crate) async fn track(
     }
     let status = response.status();
     state.metrics.request(&route, method, status.as_u16());
-    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    let code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0.as_str());
     // Milliseconds to the microsecond, printed without float noise.
     let took_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0);
     if status.is_server_error() {

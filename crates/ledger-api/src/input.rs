@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::auth::{hex, sha256};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::quote::{bound_quotes, excerpt, quote};
 use crate::state::ApiConfig;
 
@@ -65,11 +65,11 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::new(
-            "invalid_body",
+            Code::InvalidBody,
             "the body must be a JSON object",
         )),
         Err(e) => Err(ApiError::new(
-            "invalid_json",
+            Code::InvalidJson,
             format!(
                 "the body is not valid JSON: {}",
                 bound_quotes(&e.to_string())
@@ -82,7 +82,7 @@ pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 pub(crate) fn from_object<T: DeserializeOwned>(object: Map<String, Value>) -> Result<T, ApiError> {
     serde_json::from_value(Value::Object(object)).map_err(|e| {
         ApiError::new(
-            "invalid_body",
+            Code::InvalidBody,
             format!(
                 "the body does not fit this request: {}",
                 bound_quotes(&e.to_string())
@@ -96,7 +96,7 @@ pub(crate) fn tenant_id(text: &str) -> Result<Uuid, ApiError> {
     let parsed = Uuid::try_parse(text).ok().filter(|_| text.len() == 36);
     parsed.ok_or_else(|| {
         ApiError::new(
-            "invalid_tenant_id",
+            Code::InvalidTenantId,
             format!(
                 "{} is not a tenant id: tenant ids are UUIDs like 0190c3a1-7b2e-7c4d-9f00-1a2b3c4d5e6f",
                 quote(text)
@@ -119,7 +119,7 @@ pub(crate) fn idempotency(
     let key = value.to_str().unwrap_or("").trim();
     if !is_header_id(key) {
         return Err(ApiError::new(
-            "invalid_idempotency_key",
+            Code::InvalidIdempotencyKey,
             format!(
                 "Idempotency-Key must be 1 to {MAX_HEADER_ID_LEN} visible ASCII characters, e.g. a UUID"
             ),
@@ -157,7 +157,7 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .and_then(|d| d.parse::<u64>().ok());
     seq.map(Some).ok_or_else(|| {
         ApiError::new(
-            "invalid_if_match",
+            Code::InvalidIfMatch,
             format!(
                 "If-Match must be the ETag of the resource, a quoted seq like \"5\", not {}",
                 quote(text)
@@ -171,7 +171,7 @@ pub(crate) fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usi
     let limit = limit.unwrap_or(config.default_page_size);
     if limit == 0 || limit > config.max_page_size {
         return Err(ApiError::new(
-            "invalid_query",
+            Code::InvalidQuery,
             format!("limit must be 1 to {}, not {limit}", config.max_page_size),
         ));
     }
@@ -182,7 +182,7 @@ pub(crate) fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usi
 pub(crate) fn position_param(name: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
     match value {
         Some(v) if v > MAX_POSITION => Err(ApiError::new(
-            "invalid_query",
+            Code::InvalidQuery,
             format!("{name} must be 0 to {MAX_POSITION}, not {v}"),
         )),
         other => Ok(other),
@@ -234,7 +234,7 @@ mod tests {
             h.insert(axum::http::header::IF_MATCH, bad.parse().unwrap());
             assert_eq!(
                 if_match(&h).unwrap_err().code(),
-                "invalid_if_match",
+                Code::InvalidIfMatch,
                 "{bad}"
             );
         }

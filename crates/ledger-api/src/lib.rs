@@ -3,8 +3,8 @@
 //! [`app`] builds the router over an [`AppState`] (an `Arc<dyn EventStore>`, a copy of the
 //! admin token registry, a tenant token cache, metrics and [`ApiConfig`]); [`serve`] serves it with graceful
 //! shutdown. Every error is an [`ApiError`]: `{"error": code, "message": text, ...}` with a
-//! status from one table ([`status_of`]). The OpenAPI document at `/openapi.json` is generated
-//! from the handlers' annotations.
+//! status from one exhaustive match ([`Code::status`]). The OpenAPI document at
+//! `/openapi.json` is generated from the handlers' annotations.
 //!
 //! This crate never picks a backend or reads configuration: the CLI does and hands it a store.
 
@@ -36,7 +36,7 @@ pub use auth::{
     generate_admin_token,
 };
 pub use context::RequestContext;
-pub use error::{ApiError, ErrorBody, status_of};
+pub use error::{ApiError, Code, ErrorBody};
 pub use listener::ConnectionLimits;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;

@@ -12,7 +12,7 @@ use axum::routing::Route;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::ApiConfig;
 
 /// The layer that bounds every request: its answer within `request_timeout` (then 503
@@ -43,7 +43,7 @@ pub(crate) fn layer(
 /// 503 `request_timeout`: the request was not answered within `limit`.
 fn request_timed_out(limit: Duration) -> ApiError {
     ApiError::new(
-        "request_timeout",
+        Code::RequestTimeout,
         format!(
             "the server did not answer within {} s and gave up; the request may or may not have taken effect: retry it (commands with the same Idempotency-Key)",
             limit.as_secs_f64()
@@ -57,7 +57,7 @@ pub(crate) fn body_timed_out(rejection: &BytesRejection) -> Option<ApiError> {
     while let Some(e) = cause {
         if e.is::<TimeoutError>() {
             return Some(ApiError::new(
-                "body_timeout",
+                Code::BodyTimeout,
                 "the request body stopped arriving before it was complete; send the whole body without pausing",
             ));
         }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, hex, random_hex, sha256};
 use crate::context::RequestContext;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{
     ApiPath, IDEMPOTENT_REPLAYED, RawBody, body_seq, etag, from_object, idempotency, if_match,
     json_object, tenant_id,
@@ -124,7 +124,7 @@ pub(crate) async fn run_command(
             ""
         };
         return Err(ApiError::new(
-            "unknown_command",
+            Code::UnknownCommand,
             format!(
                 "there is no command {}{hint}; the commands are {}",
                 quote(&name),
@@ -138,7 +138,7 @@ pub(crate) async fn run_command(
         None | Some(Value::Null) => None,
         Some(v) => Some(body_seq(&v).ok_or_else(|| {
             ApiError::new(
-                "invalid_body",
+                Code::InvalidBody,
                 "expected_seq must be a non-negative integer: the tenant's seq (or ETag) you decided on",
             )
         })?),
@@ -146,7 +146,7 @@ pub(crate) async fn run_command(
     let expected = match (in_body, if_match(&headers)?) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::new(
-                "conflicting_expected_seq",
+                Code::ConflictingExpectedSeq,
                 format!("expected_seq {a} in the body and If-Match {b} disagree; send one of them"),
             ));
         }
@@ -157,7 +157,7 @@ pub(crate) async fn run_command(
         Some(Value::String(c)) if *c == name => {}
         Some(_) => {
             return Err(ApiError::new(
-                "invalid_body",
+                Code::InvalidBody,
                 "leave `command` out of the body: the URL names the command",
             ));
         }
@@ -166,7 +166,7 @@ pub(crate) async fn run_command(
     if name == "issue-api-key" {
         if object.contains_key("fingerprint") {
             return Err(ApiError::new(
-                "invalid_body",
+                Code::InvalidBody,
                 "leave `fingerprint` out: the server generates the API key and records only its fingerprint",
             ));
         }

@@ -9,7 +9,7 @@ use ledger_core::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::state::AppState;
 
 /// How long readiness waits for the database.
@@ -58,7 +58,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
                     "readiness probe failed"
                 );
                 return Err(ApiError::new(
-                    "not_ready",
+                    Code::NotReady,
                     "the database did not answer the readiness probe; the details are in the server log",
                 ));
             }
@@ -68,7 +68,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
             Some(reason) => {
                 tracing::warn!(%reason, "not ready: the database cannot be written");
                 Err(ApiError::new(
-                    "unavailable",
+                    Code::Unavailable,
                     format!("the database cannot be written: {reason}"),
                 ))
             }

@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::context::track;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::openapi::{ApiDoc, contract};
 use crate::quote::quote;
 use crate::state::AppState;
@@ -93,7 +93,7 @@ async fn json_errors(response: Response) -> Response {
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
-        "not_found",
+        Code::NotFound,
         format!(
             "there is no route {}; GET /openapi.json lists them",
             quote(uri.path())
@@ -103,7 +103,7 @@ async fn not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!(
             "{} is not allowed on {}; GET /openapi.json lists the routes",
             quote(method.as_str()),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::ApiPath;
 use crate::quote::{bound_quotes, excerpt};
 use crate::routes::queries::projector;
@@ -122,7 +122,7 @@ fn model(name: &str) -> Result<&'static str, ApiError> {
     match ledger_read_models::catalog().get(name) {
         Ok(model) => Ok(model.schema().name),
         Err(e) => Err(ApiError::new(
-            "unknown_projection",
+            Code::UnknownProjection,
             bound_quotes(&e.to_string()).into_owned(),
         )
         .with("name", excerpt(name))),

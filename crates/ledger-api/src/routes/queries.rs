@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, hex};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{ApiQuery, page_limit, position_param};
 use crate::quote::quote;
 use crate::state::AppState;
@@ -113,7 +113,7 @@ pub struct PendingSyncPage {
 pub(crate) fn projector(state: &AppState) -> Result<&Projector<Change>, ApiError> {
     state.projector.as_ref().ok_or_else(|| {
         ApiError::new(
-            "projections_unavailable",
+            Code::ProjectionsUnavailable,
             "this server does not serve the projections; ask the operator to start it with them",
         )
     })
@@ -128,7 +128,7 @@ impl From<ProjectionError> for ApiError {
                 wanted,
                 checkpoint,
             } => ApiError::new(
-                "projection_behind",
+                Code::ProjectionBehind,
                 format!(
                     "{projection} has not applied position {wanted} yet (it is at {checkpoint}); retry in a moment"
                 ),
@@ -175,7 +175,7 @@ async fn wait_for(
                     .await? =>
             {
                 return Err(ApiError::new(
-                    "position_not_reached",
+                    Code::PositionNotReached,
                     format!(
                         "position {position} is not in the log (yet): the log ends at position {checkpoint}; send a position a write returned"
                     ),
@@ -211,7 +211,7 @@ fn encode_cursor(key: &Key) -> String {
 fn decode_cursor(table: &TableSpec, cursor: &str) -> Result<Key, ApiError> {
     let bad = || {
         ApiError::new(
-            "invalid_query",
+            Code::InvalidQuery,
             "cursor is not a cursor this API returned; send the next_cursor of the previous page",
         )
     };
@@ -292,7 +292,7 @@ fn parse<T>(
 ) -> Result<T, ApiError> {
     parse(text).ok_or_else(|| {
         ApiError::new(
-            "invalid_query",
+            Code::InvalidQuery,
             format!("{name} must be one of {allowed}, not {}", quote(text)),
         )
     })
@@ -489,7 +489,7 @@ pub(crate) async fn funnel(
             .map(|t| {
                 ledger_read_models::parse_day(t).ok_or_else(|| {
                     ApiError::new(
-                        "invalid_query",
+                        Code::InvalidQuery,
                         format!("{name} must be a day as YYYY-MM-DD, not {}", quote(t)),
                     )
                 })
@@ -508,7 +508,7 @@ pub(crate) async fn funnel(
         Some([Value::Text(t)]) => Some(
             ledger_read_models::parse_day(t)
                 .and_then(|d| d.succ_opt())
-                .ok_or_else(|| ApiError::new("invalid_query", "cursor is not a cursor this API returned; send the next_cursor of the previous page"))?,
+                .ok_or_else(|| ApiError::new(Code::InvalidQuery, "cursor is not a cursor this API returned; send the next_cursor of the previous page"))?,
         ),
         _ => None,
     };
@@ -538,7 +538,7 @@ mod tests {
         for bad in ["zz", "abc", "+f", "ff"] {
             assert_eq!(
                 decode_cursor(&tenant_phase::TABLE, bad).unwrap_err().code(),
-                "invalid_query"
+                Code::InvalidQuery
             );
         }
         let one_part = encode_cursor(&tenant);

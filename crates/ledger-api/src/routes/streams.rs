@@ -20,7 +20,7 @@ use crate::auth::{
     Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued,
 };
 use crate::context::RequestContext;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{
     ApiPath, ApiQuery, IDEMPOTENT_REPLAYED, MAX_POSITION, RawBody, body_seq, etag, from_object,
     idempotency, if_match, json_object, page_limit, position_param,
@@ -160,7 +160,7 @@ pub(crate) async fn append(
     if let Some(number @ Value::Number(_)) = object.get("expected_seq") {
         let seq = body_seq(number).ok_or_else(|| {
             ApiError::new(
-                "invalid_body",
+                Code::InvalidBody,
                 format!("expected_seq must be a seq from 0 to {MAX_POSITION}, \"no_stream\", \"exists\" or \"any\""),
             )
         })?;
@@ -169,7 +169,7 @@ pub(crate) async fn append(
     match (object.get("expected_seq"), header_expected) {
         (None | Some(Value::Null), None) => {
             return Err(ApiError::new(
-                "expected_seq_required",
+                Code::ExpectedSeqRequired,
                 "say which seq you expect the stream to be at: send expected_seq (the seq you last read, \"no_stream\", \"exists\", or \"any\" to opt out) or If-Match",
             ));
         }
@@ -178,7 +178,7 @@ pub(crate) async fn append(
         }
         (Some(v), Some(seq)) if v.as_u64() != Some(seq) => {
             return Err(ApiError::new(
-                "conflicting_expected_seq",
+                Code::ConflictingExpectedSeq,
                 "expected_seq in the body and If-Match disagree; send one of them",
             ));
         }
@@ -262,7 +262,7 @@ pub(crate) async fn append(
 fn check_catalog(stream: &StreamName, index: usize, event: &EventInput) -> Result<(), ApiError> {
     let refuse = |reason: String| {
         Err(ApiError::new(
-            "invalid_event",
+            Code::InvalidEvent,
             format!(
                 "event {index} does not belong in {}: {}",
                 excerpt(stream.as_str()),
