@@ -11,6 +11,7 @@ use ledger_core::{
 use tokio::sync::Mutex;
 
 use crate::log::Log;
+use crate::projection::MemoryProjections;
 use crate::tx::MemoryTx;
 
 /// An event store held in process memory; clones share the same log.
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) writer: Arc<Mutex<()>>,
     /// Limits and page size.
     pub(crate) options: StoreOptions,
+    /// The read models kept beside this log.
+    pub(crate) projections: MemoryProjections,
 }
 
 impl MemoryStore {
@@ -44,6 +47,11 @@ impl MemoryStore {
                 ..Shared::default()
             }),
         }
+    }
+
+    /// The read models kept beside this log (every call returns the same tables).
+    pub fn projections(&self) -> MemoryProjections {
+        self.shared.projections.clone()
     }
 
     /// Runs `pick` on the committed log under its read lock.

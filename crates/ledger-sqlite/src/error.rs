@@ -14,6 +14,7 @@ const SQLITE_READONLY: i32 = 8;
 const SQLITE_IOERR: i32 = 10;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_TOOBIG: i32 = 18;
 
 /// Maps a sqlx error: pool timeouts, I/O failures and a database still locked after the busy
 /// timeout are `Unavailable`, anything else is `Backend`.
@@ -58,6 +59,11 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// True for a violated NOT NULL constraint.
 pub(crate) fn is_not_null_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.kind() == ErrorKind::NotNullViolation)
+}
+
+/// True for a string or blob larger than SQLite allows.
+pub(crate) fn is_too_big(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if primary_code(db.code().as_deref()) == Some(SQLITE_TOOBIG))
 }
 
 /// What a failed write ran into.

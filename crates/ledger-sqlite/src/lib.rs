@@ -6,13 +6,20 @@
 //! the stream's head, admits the expectation and inserts at `head + i`; only a refused append
 //! reads, to tell an idempotent retry, a reused event id and a conflict apart. Nothing of sqlx
 //! crosses the [`ledger_core`] traits.
+//!
+//! The same file keeps read models for the projection engine: the store serves its log page by
+//! page ([`ledger_core::LogReader`]), and [`SqliteProjections`] stores the tables, checkpoints
+//! and queries of any read model from its table specs alone ([`ddl`] writes their tables).
 
 mod append;
 mod baseline;
+pub mod ddl;
 mod error;
 mod health;
+mod log;
 mod projection;
 mod read;
+mod rows;
 mod schema;
 mod store;
 mod tx;

@@ -1,4 +1,5 @@
-//! Paged reads: one stream in seq order, the global log in position order, and row decoding.
+//! Paged reads: one stream in seq order, the global log in position order (its filters shared
+//! with [`crate::log`]), and row decoding.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use sqlx::{Executor, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use crate::error::store_err;
+use crate::log::{in_categories, log_page};
 use crate::store::Inner;
 
 /// `SELECT <every envelope column> FROM events`, in the column order [`decode_row`] reads.
@@ -32,29 +34,17 @@ const READ_STREAM: &str = concat!(
 );
 
 /// One page of the global log.
-const READ_ALL: &str = concat!(
-    select_envelope!(),
-    " WHERE position > ?1 ORDER BY position LIMIT ?2"
-);
+const READ_ALL: &str = log_page!(select_envelope!());
 
-/// One page of the global log, one category (`?3` is `category-`; never LIKE, `_` is a wildcard).
-const READ_ALL_CATEGORY: &str = concat!(
-    select_envelope!(),
-    " WHERE position > ?1 AND substr(stream, 1, length(?3)) = ?3 ORDER BY position LIMIT ?2"
-);
+/// One page of the global log, one category (`?3`, a JSON array of it).
+const READ_ALL_CATEGORY: &str = log_page!(select_envelope!(), in_categories!(3));
 
 /// One page of the global log, one event type.
-const READ_ALL_TYPE: &str = concat!(
-    select_envelope!(),
-    " WHERE position > ?1 AND event_type = ?3 ORDER BY position LIMIT ?2"
-);
+const READ_ALL_TYPE: &str = log_page!(select_envelope!(), "event_type = ?3");
 
-/// One page of the global log, one category and one event type.
-const READ_ALL_CATEGORY_TYPE: &str = concat!(
-    select_envelope!(),
-    " WHERE position > ?1 AND substr(stream, 1, length(?3)) = ?3 AND event_type = ?4 \
-     ORDER BY position LIMIT ?2"
-);
+/// One page of the global log, one category (`?3`, a JSON array of it) and one event type.
+const READ_ALL_CATEGORY_TYPE: &str =
+    log_page!(select_envelope!(), in_categories!(3), "event_type = ?4");
 
 /// Whether an event has this position.
 const POSITION_EXISTS: &str = "SELECT count(*) FROM events WHERE position = ?1";
@@ -115,7 +105,7 @@ pub(crate) async fn stream_seq(
 }
 
 /// A seq or position as SQLite's integer, saturating.
-fn int(n: u64) -> i64 {
+pub(crate) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -173,16 +163,19 @@ pub(crate) fn read_all(
             .category
             .as_deref()
             .is_some_and(|c| c.is_empty() || c.contains('-'));
-        let prefix = query.category.as_deref().map(|c| format!("{c}-"));
+        let category = query
+            .category
+            .as_deref()
+            .map(|c| serde_json::to_string(&[c]).expect("strings serialize"));
         let event_type = query.event_type.as_deref();
         let mut done = impossible;
         while !done {
             let base = |sql| sqlx::query(sql).bind(after).bind(int(page as u64));
-            let page_query = match (prefix.as_deref(), event_type) {
+            let page_query = match (category.as_deref(), event_type) {
                 (None, None) => base(READ_ALL),
-                (Some(prefix), None) => base(READ_ALL_CATEGORY).bind(prefix),
+                (Some(c), None) => base(READ_ALL_CATEGORY).bind(c),
                 (None, Some(t)) => base(READ_ALL_TYPE).bind(t),
-                (Some(prefix), Some(t)) => base(READ_ALL_CATEGORY_TYPE).bind(prefix).bind(t),
+                (Some(c), Some(t)) => base(READ_ALL_CATEGORY_TYPE).bind(c).bind(t),
             };
             let rows = page_query.fetch_all(&inner.reader).await.map_err(store_err)?;
             done = rows.len() < page;
