@@ -29,6 +29,11 @@ pub struct Env {
 }
 
 impl Env {
+    /// The store as an event store.
+    pub fn events(&self) -> Arc<dyn ledger_core::EventStore> {
+        self.store.clone()
+    }
+
     /// A projector of every read model over this store, applying `batch_size` events per
     /// transaction and reading pages that do not line up with the batches.
     pub fn projector(&self, batch_size: usize) -> Projector<Change> {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{TimeZone, Utc};
 use ledger_core::{ExpectedSeq, StoreError, StoreOptions, StreamAppend, StreamName};
 use ledger_projector::ProjectorOptions;
-use ledger_read_models::bench_tenant;
+use ledger_read_models::bench::bench_tenant;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
