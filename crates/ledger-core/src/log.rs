@@ -103,6 +103,9 @@ pub trait LogReader: Send + Sync {
         position: Position,
         filter: &'a LogFilter,
     ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// The largest position of a committed event (`Position::START` for an empty log).
+    fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
 }
 
 macro_rules! forward_log_reader {
@@ -136,6 +139,10 @@ macro_rules! forward_log_reader {
                 filter: &'a LogFilter,
             ) -> BoxFuture<'a, Result<u64, StoreError>> {
                 (**self).count_after(position, filter)
+            }
+
+            fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+                (**self).last_position()
             }
         }
     };

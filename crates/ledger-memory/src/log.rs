@@ -215,6 +215,13 @@ impl LogReader for MemoryStore {
         drop(log);
         Box::pin(async move { Ok(n) })
     }
+
+    fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        let log = self.shared.log.read().expect("memory log lock poisoned");
+        let last = log.events.last().map_or(Position::START, |e| e.position);
+        drop(log);
+        Box::pin(async move { Ok(last) })
+    }
 }
 
 /// The outcome of planning an append.

@@ -157,6 +157,9 @@ fn raw_event(row: &PgRow) -> Result<RawEvent, sqlx::Error> {
     })
 }
 
+/// The largest position in the log (0 when it is empty).
+const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM events";
+
 impl LogReader for PgStore {
     fn read_page<'a>(
         &'a self,
@@ -251,6 +254,16 @@ impl LogReader for PgStore {
                 return Err(unknown());
             }
             Ok(n.max(0) as u64)
+        })
+    }
+
+    fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        Box::pin(async move {
+            let last: i64 = sqlx::query_scalar(LAST_POSITION)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+            Ok(Position(last.max(0) as u64))
         })
     }
 }

@@ -241,7 +241,10 @@ async fn run_ddl(conn: &mut PgConnection, ddl: String) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Runs a page query (of a checked spec) on a connection.
+/// Whether the table `$1` exists.
+const TABLE_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
+
+/// Runs a page query on a connection.
 async fn run_query(conn: &mut PgConnection, query: &Query) -> Result<Vec<Row>, StoreError> {
     let spec = query.table;
     let (sql, params) = query_sql(query)?;
@@ -420,7 +423,20 @@ impl ProjectionStore for PgProjections {
         Box::pin(async move {
             ddl::check_table(query.table)?;
             let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
-            run_query(&mut conn, query).await
+            let result = run_query(&mut conn, query).await;
+            // A read model never created (its runners never ran) has no rows yet.
+            if result.is_err() {
+                let table = query.table.table(query.slot);
+                let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
+                    .bind(&table)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(from_sqlx)?;
+                if !exists {
+                    return Ok(Vec::new());
+                }
+            }
+            result
         })
     }
 

@@ -724,12 +724,10 @@ impl<E: Send + Sync + 'static> Projector<E> {
         let deadline = Instant::now() + timeout;
         let mut applied = self.applied.subscribe();
         loop {
-            let checkpoint = self
-                .store
-                .checkpoint(name, Slot::Live)
-                .await?
-                .map_or(Position::START, |c| c.position);
-            if self.log.covers(checkpoint, position, &filter).await? {
+            // A read model never created has seen nothing, whatever the position.
+            let live = self.store.checkpoint(name, Slot::Live).await?;
+            let checkpoint = live.as_ref().map_or(Position::START, |c| c.position);
+            if live.is_some() && self.log.covers(checkpoint, position, &filter).await? {
                 return Ok(());
             }
             let now = Instant::now();

@@ -181,6 +181,9 @@ fn raw_event(row: SqliteRow) -> Result<RawEvent, sqlx::Error> {
     })
 }
 
+/// The largest position in the log (0 when it is empty).
+const LAST_POSITION: &str = "SELECT coalesce(max(position), 0) FROM events";
+
 impl LogReader for SqliteStore {
     fn read_page<'a>(
         &'a self,
@@ -246,6 +249,16 @@ impl LogReader for SqliteStore {
                 .await
                 .map_err(store_err)?;
             Ok(n.max(0) as u64)
+        })
+    }
+
+    fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        Box::pin(async move {
+            let last: i64 = sqlx::query_scalar(LAST_POSITION)
+                .fetch_one(&self.inner.reader)
+                .await
+                .map_err(store_err)?;
+            Ok(Position(last.max(0) as u64))
         })
     }
 }

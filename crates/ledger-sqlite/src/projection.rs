@@ -185,6 +185,10 @@ async fn run_ddl(conn: &mut SqliteConnection, ddl: String) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Whether the table `?1` exists.
+const TABLE_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)";
+
 /// Runs a page query on a connection.
 async fn run_query(conn: &mut SqliteConnection, query: &Query) -> Result<Vec<Row>, StoreError> {
     query
@@ -399,7 +403,20 @@ impl ProjectionStore for SqliteProjections {
     fn query<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
         Box::pin(async move {
             let mut conn = self.inner().reader.acquire().await.map_err(store_err)?;
-            run_query(&mut conn, query).await
+            let result = run_query(&mut conn, query).await;
+            // A read model never created (its runners never ran) has no rows yet.
+            if result.is_err() {
+                let table = query.table.table(query.slot);
+                let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
+                    .bind(&table)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(store_err)?;
+                if !exists {
+                    return Ok(Vec::new());
+                }
+            }
+            result
         })
     }
 

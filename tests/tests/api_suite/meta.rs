@@ -46,6 +46,7 @@ pub async fn openapi_document(store: Store) {
         ("/v1/tenants/{id}/progress", "get"),
         ("/v1/locks", "get"),
         ("/v1/pending-syncs", "get"),
+        ("/v1/funnel", "get"),
         ("/v1/projections", "get"),
         ("/v1/projections/{name}", "get"),
         ("/v1/projections/{name}/rebuild", "post"),

@@ -232,7 +232,15 @@ pub async fn status_and_online_rebuild(
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["tenant_phase", "onboarding_locks", "pending_syncs"]);
+    assert_eq!(
+        names,
+        [
+            "tenant_phase",
+            "onboarding_locks",
+            "pending_syncs",
+            "onboarding_funnel"
+        ]
+    );
     let phase = &r.body["items"][0];
     assert_eq!(phase["version"], 1);
     assert!(phase["checkpoint"].as_u64().unwrap() > 0);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use chrono::NaiveDate;
-use ledger_core::{LogFilter, Position};
+use ledger_core::Position;
 use ledger_projector::{Key, ProjectionError, Projector, Record, TableSpec, Value};
 use ledger_read_models::{
     Change, FunnelDay, LockFilter, LockItem, PendingSyncRow, SyncFilter, TenantFilter,
@@ -144,15 +144,11 @@ impl From<ProjectionError> for ApiError {
 /// Longest pause between two looks at whether the log holds a position waited for.
 const MAX_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Waits until `kind` has applied the event at `position`, at most `timeout` (then 503
-/// `projection_behind`). A position the log does not hold is refused at once with 409
-/// `position_not_reached` and the log's head: waiting for it could never succeed.
-///
-/// A projection that has read every event of the log (nothing after its checkpoint) without
-/// reaching `position` proves the log does not hold it. The count of events after the
-/// checkpoint reads every committed event, so a position a write of this client returned is
-/// always counted and never refused; on PostgreSQL that includes transactions the projection
-/// cannot read yet because an older one is still running.
+/// Waits until the read model `name` has seen the event at `position`, at most `timeout`
+/// (then 503 `projection_behind`). A position beyond the log's last committed event is refused
+/// at once with 409 `position_not_reached` and the log's head: waiting for it could never
+/// succeed. A position a write of this client returned is committed, so it is never refused,
+/// even on PostgreSQL while an older transaction keeps the read models from reading it yet.
 async fn wait_for(
     projector: &Projector<Change>,
     name: &str,
@@ -168,20 +164,18 @@ async fn wait_for(
         let wait = pause.min(deadline.saturating_duration_since(Instant::now()));
         match projector.wait_for(name, position, wait).await {
             Ok(()) => return Ok(()),
-            Err(ProjectionError::Behind { checkpoint, .. })
-                if !projector
-                    .log()
-                    .covers(position, position, &LogFilter::all())
-                    .await? =>
+            Err(ProjectionError::Behind { .. })
+                if projector.log().last_position().await? < position =>
             {
+                let head = projector.log().last_position().await?;
                 return Err(ApiError::new(
                     Code::PositionNotReached,
                     format!(
-                        "position {position} is not in the log (yet): the log ends at position {checkpoint}; send a position a write returned"
+                        "position {position} is not in the log (yet): the log ends at position {head}; send a position a write returned"
                     ),
                 )
                 .with("min_position", position.0)
-                .with("head", checkpoint.0));
+                .with("head", head.0));
             }
             Err(e @ ProjectionError::Behind { .. }) if Instant::now() >= deadline => {
                 return Err(e.into());
