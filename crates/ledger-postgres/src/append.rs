@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn lock_keys_are_stable_sorted_and_unique() {
-        let a = StreamName::parse("tenant-a").unwrap();
+        let a = StreamName::parse("order-a").unwrap();
         let b = StreamName::parse("slug-b").unwrap();
         let keys = lock_keys(&[&a, &b, &a]);
         assert_eq!(keys.len(), 2);

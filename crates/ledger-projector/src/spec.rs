@@ -242,7 +242,7 @@ mod tests {
     use super::*;
 
     const COLUMNS: &[Column] = &[
-        Column::text("tenant_id"),
+        Column::text("id"),
         Column::int("n"),
         Column::time("at").nullable(),
     ];
@@ -260,7 +260,7 @@ mod tests {
     fn well_formed_specs_pass_and_others_say_why() {
         const BY_N: &[Index] = &[Index {
             name: "n",
-            columns: &["n", "tenant_id"],
+            columns: &["n", "id"],
             only_null: Some("at"),
         }];
         assert_eq!(spec(2, BY_N).validate(), Ok(()));
