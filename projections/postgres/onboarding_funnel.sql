@@ -32,6 +32,6 @@ CREATE TABLE {table} (
 CREATE TABLE {table} (
     tenant_id           text COLLATE "C" NOT NULL,
     first_registered_at timestamptz,
-    furthest_phase      text NOT NULL,
+    furthest_phase      text COLLATE "C" NOT NULL,
     CONSTRAINT {table}_pkey PRIMARY KEY (tenant_id)
 );

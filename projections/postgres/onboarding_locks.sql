@@ -4,12 +4,11 @@
 -- version: 1
 CREATE TABLE {table} (
     tenant_id      text COLLATE "C" NOT NULL,
-    holder         text NOT NULL,
+    holder         text COLLATE "C" NOT NULL,
     acquired_at    timestamptz NOT NULL,
     expires_at     timestamptz NOT NULL,
     released_at    timestamptz,
-    release_reason text,
+    release_reason text COLLATE "C",
     CONSTRAINT {table}_pkey PRIMARY KEY (tenant_id)
 );
--- indexes (built when the table goes live)
 CREATE INDEX {table}_unreleased_idx ON {table} (tenant_id) WHERE released_at IS NULL;

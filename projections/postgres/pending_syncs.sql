@@ -5,13 +5,12 @@
 CREATE TABLE {table} (
     tenant_id       text COLLATE "C" NOT NULL,
     target          text COLLATE "C" NOT NULL,
-    status          text NOT NULL,
+    status          text COLLATE "C" NOT NULL,
     attempts        bigint NOT NULL,
     retry_count     bigint NOT NULL,
-    last_error      text,
+    last_error      text COLLATE "C",
     first_failed_at timestamptz,
     updated_at      timestamptz NOT NULL,
     CONSTRAINT {table}_pkey PRIMARY KEY (tenant_id, target)
 );
--- indexes (built when the table goes live)
 CREATE INDEX {table}_status_idx ON {table} (status, tenant_id, target);

@@ -4,9 +4,9 @@
 -- version: 1
 CREATE TABLE {table} (
     tenant_id                text COLLATE "C" NOT NULL,
-    slug                     text,
-    name                     text,
-    phase                    text NOT NULL,
+    slug                     text COLLATE "C",
+    name                     text COLLATE "C",
+    phase                    text COLLATE "C" NOT NULL,
     verifying_payment_at     timestamptz,
     creating_organization_at timestamptz,
     setting_up_workspace_at  timestamptz,
@@ -17,5 +17,4 @@ CREATE TABLE {table} (
     updated_at               timestamptz NOT NULL,
     CONSTRAINT {table}_pkey PRIMARY KEY (tenant_id)
 );
--- indexes (built when the table goes live)
 CREATE INDEX {table}_phase_idx ON {table} (phase, tenant_id);

@@ -11,5 +11,4 @@ CREATE TABLE {table} (
     released_at    TEXT,
     release_reason TEXT
 ) STRICT, WITHOUT ROWID;
--- indexes (built when the table goes live)
 CREATE INDEX {table}_unreleased_idx ON {table} (tenant_id) WHERE released_at IS NULL;

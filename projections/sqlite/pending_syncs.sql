@@ -13,5 +13,4 @@ CREATE TABLE {table} (
     updated_at      TEXT    NOT NULL,
     PRIMARY KEY (tenant_id, target)
 ) STRICT, WITHOUT ROWID;
--- indexes (built when the table goes live)
 CREATE INDEX {table}_status_idx ON {table} (status, tenant_id, target);

@@ -17,5 +17,4 @@ CREATE TABLE {table} (
     last_seq                 INTEGER NOT NULL,
     updated_at               TEXT    NOT NULL
 ) STRICT, WITHOUT ROWID;
--- indexes (built when the table goes live)
 CREATE INDEX {table}_phase_idx ON {table} (phase, tenant_id);

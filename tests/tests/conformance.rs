@@ -51,3 +51,5 @@ mod contract;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;
+// The read models' `.sql` files are the DDL each backend generates from their specs.
+mod read_model_sql;

@@ -25,8 +25,6 @@ mod typed;
 
 #[cfg(test)]
 mod fold_tests;
-#[cfg(test)]
-mod sql_tests;
 
 use std::sync::Arc;
 
