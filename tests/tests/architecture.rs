@@ -159,11 +159,21 @@ fn migrations_have_the_same_numbers_and_names() {
 /// dependencies), as `cargo metadata` reports them.
 fn dependency_graph() -> std::collections::BTreeMap<String, BTreeSet<String>> {
     let output = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root())
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let packages = metadata["packages"].as_array().unwrap();
     let ours: BTreeSet<String> = packages
@@ -225,19 +235,37 @@ fn the_diagram_in_architecture_md_is_the_dependency_graph() {
             .collect();
         written.insert(name.trim().to_string(), deps);
     }
-    assert_eq!(written, dependency_graph(), "ARCHITECTURE.md's dependency list is stale");
+    assert_eq!(
+        written,
+        dependency_graph(),
+        "ARCHITECTURE.md's dependency list is stale"
+    );
     // Every crate of the list is drawn in the diagram above it.
     let diagram = &text[..start];
     for name in written.keys() {
-        assert!(diagram.contains(name.as_str()), "the diagram does not show {name}");
+        assert!(
+            diagram.contains(name.as_str()),
+            "the diagram does not show {name}"
+        );
     }
 }
 
 #[test]
 fn backends_and_the_engine_know_no_domain_and_no_read_model() {
     let graph = dependency_graph();
-    let domain = ["ledger-domain", "ledger-read-models", "ledger-commands", "ledger-api"];
-    for name in ["ledger-core", "ledger-projector", "ledger-postgres", "ledger-sqlite", "ledger-memory"] {
+    let domain = [
+        "ledger-domain",
+        "ledger-read-models",
+        "ledger-commands",
+        "ledger-api",
+    ];
+    for name in [
+        "ledger-core",
+        "ledger-projector",
+        "ledger-postgres",
+        "ledger-sqlite",
+        "ledger-memory",
+    ] {
         let reached = reaches(&graph, name);
         for d in domain {
             assert!(!reached.contains(d), "{name} depends on {d}");
@@ -273,7 +301,10 @@ fn backends_and_the_engine_know_no_domain_and_no_read_model() {
             "ledger-cli",
         ];
         if knows {
-            assert!(may.contains(&name.as_str()), "{name} must not know the domain");
+            assert!(
+                may.contains(&name.as_str()),
+                "{name} must not know the domain"
+            );
         }
     }
 }
@@ -317,7 +348,9 @@ fn read_model_columns_are_named_in_their_module_and_sql_only() {
                 for (path, text) in &files {
                     // The read models' own tests and reference may check any column.
                     let tests = path.starts_with(root().join("crates/ledger-read-models/src"))
-                        && path.file_name().is_some_and(|f| f.to_string_lossy().contains("test"));
+                        && path
+                            .file_name()
+                            .is_some_and(|f| f.to_string_lossy().contains("test"));
                     if *path == module || tests {
                         continue;
                     }
@@ -338,7 +371,10 @@ fn is_word_in(text: &str, word: &str) -> bool {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     text.match_indices(word).any(|(i, _)| {
         let before = text[..i].chars().next_back().is_none_or(|c| !ident(c));
-        let after = text[i + word.len()..].chars().next().is_none_or(|c| !ident(c));
+        let after = text[i + word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !ident(c));
         before && after
     })
 }

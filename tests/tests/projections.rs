@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use ledger_core::{EventStore, ExpectedSeq, LogFilter, LogReader, Position, StoreOptions, StreamName};
+use ledger_core::{
+    EventStore, ExpectedSeq, LogFilter, LogReader, Position, StoreOptions, StreamName,
+};
 use ledger_postgres::PgStore;
 use ledger_projector::{
     Batch, Checkpoint, Plan, ProjectionStore, Projector, Query, ReadModel, Row, Signal,
@@ -103,7 +105,11 @@ async fn assert_projected(env: &Env) {
     let log = tenant_events(&*env.store).await;
     for name in names() {
         let cp = live(&*env.projections, name).await;
-        assert_eq!(cp.events, log, "{name}: applied {} of {log} events", cp.events);
+        assert_eq!(
+            cp.events, log,
+            "{name}: applied {} of {log} events",
+            cp.events
+        );
         assert_eq!(
             live_rows(&*env.projections, name).await,
             expected(&*env.store, name).await,
@@ -287,7 +293,11 @@ projection_test!(rebuild_while_writers_append, |env: Env| async move {
         }
         let expected = live.len() as i64;
         let live = format!("IN ({})", live.join(", "));
-        assert_eq!(db.scalar(&count(&live)).await, expected, "the live tables' indexes");
+        assert_eq!(
+            db.scalar(&count(&live)).await,
+            expected,
+            "the live tables' indexes"
+        );
         assert_eq!(db.scalar(&count("LIKE '%rebuild%'")).await, 0);
     }
 });

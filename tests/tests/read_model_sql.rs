@@ -57,7 +57,8 @@ fn check(backend: &str, ddl: fn(&TableSpec) -> String) {
 fn postgres_files_are_the_generated_ddl() {
     check("postgres", |spec| {
         let table = "{table}";
-        ledger_postgres::ddl::create_table(spec, table) + &ledger_postgres::ddl::create_indexes(spec, table)
+        ledger_postgres::ddl::create_table(spec, table)
+            + &ledger_postgres::ddl::create_indexes(spec, table)
     });
 }
 
@@ -65,6 +66,7 @@ fn postgres_files_are_the_generated_ddl() {
 fn sqlite_files_are_the_generated_ddl() {
     check("sqlite", |spec| {
         let table = "{table}";
-        ledger_sqlite::ddl::create_table(spec, table) + &ledger_sqlite::ddl::create_indexes(spec, table)
+        ledger_sqlite::ddl::create_table(spec, table)
+            + &ledger_sqlite::ddl::create_indexes(spec, table)
     });
 }

@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use ledger_core::Envelope;
 use ledger_domain::{Phase, Policy, Stage, SyncStatus, TenantState};
+use ledger_read_models::{PhaseSchema, SyncStatusSchema};
 use serde::Serialize;
 use serde_json::Value;
-use ledger_read_models::{PhaseSchema, SyncStatusSchema};
 use utoipa::ToSchema;
 use uuid::Uuid;
 

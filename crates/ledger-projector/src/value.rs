@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn keys_order_like_the_tables() {
-        let mut keys = vec![
+        let mut keys = [
             vec![Value::text("b")],
             vec![Value::text("B")],
             vec![Value::text("a"), Value::Int(10)],

@@ -42,7 +42,11 @@ impl Decode<Said> for Words {
 
 static COUNTS: TableSpec = TableSpec {
     name: "word_counts",
-    columns: &[Column::text("word"), Column::int("n"), Column::text("last_speaker")],
+    columns: &[
+        Column::text("word"),
+        Column::int("n"),
+        Column::text("last_speaker"),
+    ],
     key: 1,
     indexes: &[],
 };
@@ -83,7 +87,11 @@ impl ReadModel<Said> for WordCounts {
                 Some(Value::Int(n)) => *n,
                 _ => 0,
             };
-            *row = Some(vec![Value::text(&e.word), Value::Int(n + 1), Value::text(&e.speaker)]);
+            *row = Some(vec![
+                Value::text(&e.word),
+                Value::Int(n + 1),
+                Value::text(&e.speaker),
+            ]);
         })?;
         rows.update(1, &[Value::text(&e.speaker)], |row| {
             let n = match row.as_ref().map(|r| &r[1]) {
@@ -106,7 +114,7 @@ async fn say(store: &dyn EventStore, seed: u64, n: u64) -> Position {
     for i in 0..n {
         let speaker = format!("s{}", (seed * 7 + i) % 5);
         let word = format!("w{}", (seed * 13 + i * i) % 11);
-        let stream = StreamName::parse(&format!("word-{speaker}")).unwrap();
+        let stream = StreamName::parse(format!("word-{speaker}")).unwrap();
         let event = NewEvent::new("Said", json!({ "word": word }));
         last = store
             .append(stream, ExpectedSeq::Any, vec![event])
@@ -114,9 +122,13 @@ async fn say(store: &dyn EventStore, seed: u64, n: u64) -> Position {
             .unwrap()
             .position;
         if i % 10 == 0 {
-            let other = StreamName::parse(&format!("other-{i}")).unwrap();
+            let other = StreamName::parse(format!("other-{i}")).unwrap();
             store
-                .append(other, ExpectedSeq::Any, vec![NewEvent::new("Else", json!({}))])
+                .append(
+                    other,
+                    ExpectedSeq::Any,
+                    vec![NewEvent::new("Else", json!({}))],
+                )
                 .await
                 .unwrap();
         }
@@ -127,7 +139,10 @@ async fn say(store: &dyn EventStore, seed: u64, n: u64) -> Position {
 /// What the log says the tables must hold.
 async fn expected(log: &dyn LogReader) -> (Vec<Row>, Vec<Row>) {
     let filter = ledger_core::LogFilter::categories(["word"]);
-    let page = log.read_page(Position::START, &filter, usize::MAX).await.unwrap();
+    let page = log
+        .read_page(Position::START, &filter, usize::MAX)
+        .await
+        .unwrap();
     let (mut words, mut speakers) = (BTreeMap::new(), BTreeMap::new());
     for raw in page.events {
         let said = Words.decode(raw).unwrap();
@@ -190,7 +205,8 @@ fn options(batch_size: usize) -> ProjectorOptions {
 async fn the_runner_catches_up_and_follows() {
     let s = setup();
     let signal = Signal::new();
-    let signaled: Arc<dyn EventStore> = Arc::new(SignalingStore::new(s.events.clone(), signal.clone()));
+    let signaled: Arc<dyn EventStore> =
+        Arc::new(SignalingStore::new(s.events.clone(), signal.clone()));
     say(&*signaled, 1, 200).await;
     let projector = Projector::new(s.log.clone(), s.projections.clone(), catalog())
         .with_options(options(7))
@@ -213,39 +229,63 @@ async fn the_runner_catches_up_and_follows() {
         .unwrap();
     assert_projected(&*s.log, &*s.projections).await;
     let status = projector.status().await.unwrap();
-    assert!(status.iter().all(|s| s.lag == 0 && s.events == 400), "{status:?}");
+    assert!(
+        status.iter().all(|s| s.lag == 0 && s.events == 400),
+        "{status:?}"
+    );
     // An event the read model does not read is covered as soon as everything before it is.
     let other = s
         .events
-        .append(StreamName::parse("other-x").unwrap(), ExpectedSeq::Any, vec![NewEvent::new("Else", json!({}))])
+        .append(
+            StreamName::parse("other-x").unwrap(),
+            ExpectedSeq::Any,
+            vec![NewEvent::new("Else", json!({}))],
+        )
         .await
         .unwrap()
         .position;
-    projector.wait_for("words", other, Duration::from_secs(10)).await.unwrap();
+    projector
+        .wait_for("words", other, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(matches!(
         projector.wait_for("nope", other, Duration::ZERO).await,
         Err(ProjectionError::Unknown(_))
     ));
     stop.send(()).unwrap();
     runner.await.unwrap().unwrap();
-    assert!(projector.run(&["nope"], std::future::pending()).await.is_err());
+    assert!(
+        projector
+            .run(&["nope"], std::future::pending())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_rows_changed_by_hand() {
     let s = setup();
     say(&*s.events, 3, 300).await;
-    let projector = Projector::new(s.log.clone(), s.projections.clone(), catalog()).with_options(options(13));
+    let projector =
+        Projector::new(s.log.clone(), s.projections.clone(), catalog()).with_options(options(13));
     projector.catch_up("words").await.unwrap();
     let report = projector.rebuild(&["words"], &mut |_| {}).await.unwrap();
-    assert_eq!((report.projections.as_slice(), report.events), (&["words"][..], 300));
+    assert_eq!(
+        (report.projections.as_slice(), report.events),
+        (&["words"][..], 300)
+    );
     assert_projected(&*s.log, &*s.projections).await;
     let verified = projector.verify("words", &mut |_| {}).await.unwrap();
     assert!(verified.is_clean(), "{verified:?}");
     assert_eq!(verified.live_rows, verified.rebuilt_rows);
 
     // An operator edits a row and removes another, without moving the checkpoint.
-    let live = s.projections.checkpoint("words", Slot::Live).await.unwrap().unwrap();
+    let live = s
+        .projections
+        .checkpoint("words", Slot::Live)
+        .await
+        .unwrap()
+        .unwrap();
     let target = live.target();
     let mut tx: Box<dyn ApplyTx> = s
         .projections
@@ -276,12 +316,27 @@ async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_rows_changed_by_hand() {
     let verified = projector.verify("words", &mut |_| {}).await.unwrap();
     assert_eq!(verified.differences, 2, "{verified:?}");
     assert_eq!(verified.listed[0].table, "word_counts");
-    assert_eq!(verified.listed[0].live.as_ref().unwrap()["last_speaker"], "tampered");
+    assert_eq!(
+        verified.listed[0].live.as_ref().unwrap()["last_speaker"],
+        "tampered"
+    );
     assert_eq!(verified.listed[1].table, "word_speakers");
     assert_eq!(verified.listed[1].live, None);
-    assert!(s.projections.checkpoint("words", Slot::Rebuild).await.unwrap().is_none());
+    assert!(
+        s.projections
+            .checkpoint("words", Slot::Rebuild)
+            .await
+            .unwrap()
+            .is_none()
+    );
     projector.rebuild(&["words"], &mut |_| {}).await.unwrap();
-    assert!(projector.verify("words", &mut |_| {}).await.unwrap().is_clean());
+    assert!(
+        projector
+            .verify("words", &mut |_| {})
+            .await
+            .unwrap()
+            .is_clean()
+    );
 }
 
 /// Memory projections whose batches panic once, on the `at`th, and fail as a full disk would
@@ -380,7 +435,8 @@ async fn a_panicking_applier_fails_the_pass_and_the_next_one_resumes() {
         full: AtomicBool::new(false),
     });
     say(&*s.events, 4, 150).await;
-    let projector = Projector::new(s.log.clone(), faulty.clone(), catalog()).with_options(options(7));
+    let projector =
+        Projector::new(s.log.clone(), faulty.clone(), catalog()).with_options(options(7));
     let pass = tokio::time::timeout(Duration::from_secs(60), projector.catch_up("words"))
         .await
         .expect("the pass ends");
@@ -390,8 +446,17 @@ async fn a_panicking_applier_fails_the_pass_and_the_next_one_resumes() {
         "{error:?}"
     );
     assert_eq!(error.code(), "internal");
-    let applied = s.projections.checkpoint("words", Slot::Live).await.unwrap().unwrap();
-    assert_eq!(applied.events, 3 * 7, "the batches before the panic are kept");
+    let applied = s
+        .projections
+        .checkpoint("words", Slot::Live)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        applied.events,
+        3 * 7,
+        "the batches before the panic are kept"
+    );
     projector.catch_up("words").await.unwrap();
     assert_projected(&*s.log, &*s.projections).await;
 }
@@ -424,7 +489,8 @@ async fn a_failing_runner_says_so_and_resumes() {
         full: AtomicBool::new(true),
     });
     say(&*s.events, 5, 100).await;
-    let projector = Projector::new(s.log.clone(), faulty.clone(), catalog()).with_options(options(2000));
+    let projector =
+        Projector::new(s.log.clone(), faulty.clone(), catalog()).with_options(options(2000));
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = projector.clone();
     let running = tokio::spawn(async move {

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode
 use futures::TryStreamExt;
 use http_body_util::BodyExt;
 use ledger_api::{ApiConfig, AppState, app};
-use ledger_core::{EventStore, ReadAll, Seq, StreamName};
 use ledger_core::LogReader;
+use ledger_core::{EventStore, ReadAll, Seq, StreamName};
 use ledger_projector::{ProjectionStore, Projector, Signal, SignalingStore};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -139,8 +139,8 @@ impl Api {
     ) -> Self {
         let signal = Signal::new();
         let signaled: Store = Arc::new(SignalingStore::new(store.clone(), signal.clone()));
-        let projector = Projector::new(log, projections, ledger_read_models::catalog())
-            .with_signal(signal);
+        let projector =
+            Projector::new(log, projections, ledger_read_models::catalog()).with_signal(signal);
         let runner = projector.clone();
         let task = tokio::spawn(async move {
             let names = runner.catalog().names();

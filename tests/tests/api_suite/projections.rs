@@ -530,7 +530,9 @@ pub async fn funnel_counts_once(
     assert_eq!(total("completed_within_1h"), 1);
     assert_eq!(r.body["next_cursor"], Value::Null);
     let day = days[0]["day"].as_str().unwrap().to_string();
-    let one = api.get(format!("/v1/funnel?from={day}&to={day}&limit=1")).await;
+    let one = api
+        .get(format!("/v1/funnel?from={day}&to={day}&limit=1"))
+        .await;
     one.expect(200);
     assert_eq!(one.body["items"][0]["day"], day.as_str());
     let later = api.get("/v1/funnel?from=2999-01-01").await;

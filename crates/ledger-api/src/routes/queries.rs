@@ -368,7 +368,13 @@ pub(crate) async fn list_locks(
         cursor: q.cursor,
         min_position: q.min_position,
     };
-    let page = prepare(&state, "onboarding_locks", &onboarding_locks::TABLE, &paging).await?;
+    let page = prepare(
+        &state,
+        "onboarding_locks",
+        &onboarding_locks::TABLE,
+        &paging,
+    )
+    .await?;
     let filter = LockFilter {
         tenant: tenant_of(&caller),
         active_at: (q.active == Some(true)).then_some(now),
@@ -496,7 +502,13 @@ pub(crate) async fn funnel(
         cursor: q.cursor,
         min_position: q.min_position,
     };
-    let page = prepare(&state, "onboarding_funnel", &onboarding_funnel::DAYS, &paging).await?;
+    let page = prepare(
+        &state,
+        "onboarding_funnel",
+        &onboarding_funnel::DAYS,
+        &paging,
+    )
+    .await?;
     // A cursor is the last day shown: the next page starts the day after.
     let after = match page.after.as_deref() {
         Some([Value::Text(t)]) => Some(

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use ledger_core::NewEvent;
 use ledger_core::{EventStore, ExpectedSeq, StoreOptions, StreamName};
 use ledger_domain::TenantEvent;
-use ledger_core::NewEvent;
 use ledger_projector::{ProjectionError, ProjectorOptions, Signal, SignalingStore};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -132,7 +132,11 @@ async fn append_one(store: &dyn EventStore) -> Result<ledger_core::Position, Cli
     };
     let (event_type, data) = event.to_parts();
     let result = store
-        .append(stream, ExpectedSeq::NoStream, vec![NewEvent::new(event_type, data)])
+        .append(
+            stream,
+            ExpectedSeq::NoStream,
+            vec![NewEvent::new(event_type, data)],
+        )
         .await?;
     Ok(result.position)
 }

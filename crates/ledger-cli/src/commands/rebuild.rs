@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ledger_projector::{ProjectionError, Progress, ProjectorOptions};
+use ledger_projector::{Progress, ProjectionError, ProjectorOptions};
 use serde::Serialize;
 
 use crate::args::RebuildArgs;
@@ -208,10 +208,7 @@ mod tests {
 
     #[test]
     fn names_select_projections() {
-        assert_eq!(
-            names("all").unwrap(),
-            ledger_read_models::catalog().names()
-        );
+        assert_eq!(names("all").unwrap(), ledger_read_models::catalog().names());
         assert_eq!(names("pending_syncs").unwrap(), ["pending_syncs"]);
         let err = names("events").unwrap_err();
         assert_eq!(err.exit_code(), 2);

@@ -117,7 +117,10 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
                 let _ = stopped.wait_for(|s| *s).await;
             });
             if let Err(e) = run.await {
-                tracing::error!(error = &e as &dyn std::error::Error, "the projection runners cannot start");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "the projection runners cannot start"
+                );
             }
         })
     });
