@@ -405,7 +405,7 @@ impl ProjectionStore for SqliteProjections {
             let mut conn = self.inner().reader.acquire().await.map_err(store_err)?;
             let result = run_query(&mut conn, query).await;
             // A read model never created (its runners never ran) has no rows yet.
-            if result.is_err() {
+            if result.is_err() && query.table.validate().is_ok() {
                 let table = query.table.table(query.slot);
                 let exists: bool = sqlx::query_scalar(TABLE_EXISTS)
                     .bind(&table)
