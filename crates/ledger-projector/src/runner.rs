@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use ledger_core::{LogFilter, LogReader, Position, StoreError};
+use ledger_core::{LogFilter, LogReader, Position, RawEvent, StoreError};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -196,12 +196,16 @@ pub(crate) enum Ended {
     Stopped,
 }
 
-/// What the log reader sends the applier.
-enum Item<E> {
-    Events(Vec<(Position, Option<E>)>),
+/// What the log reader sends the decoder (`P`: raw events), and the decoder the applier
+/// (`P`: decoded events).
+enum Item<P> {
+    Events(P),
     CaughtUp,
     Failed(StoreError),
 }
+
+/// A page of decoded events.
+type Decoded<E> = Vec<(Position, Option<E>)>;
 
 /// What wakes a caught-up reader.
 struct Wake {
@@ -237,11 +241,33 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest pause between two reads while waiting for in-flight transactions.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 
-/// Where a log reader reads, and how it decodes.
-struct Source<E> {
+/// Where a log reader reads.
+struct Source {
     log: Arc<dyn LogReader>,
     filter: LogFilter,
+}
+
+/// Decodes the pages the reader sends, in order, each event once, while the reader fetches the
+/// next page; stops when either side goes away.
+async fn decode<E>(
     decoder: Arc<dyn Decode<E>>,
+    mut pages: mpsc::Receiver<Item<Vec<RawEvent>>>,
+    tx: mpsc::Sender<Item<Decoded<E>>>,
+) {
+    while let Some(item) = pages.recv().await {
+        let item = match item {
+            Item::Events(raw) => Item::Events(
+                raw.into_iter()
+                    .map(|raw| (raw.position, decoder.decode(raw)))
+                    .collect(),
+            ),
+            Item::CaughtUp => Item::CaughtUp,
+            Item::Failed(e) => Item::Failed(e),
+        };
+        if tx.send(item).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Reads the log after `after` page by page, decoding each event once, until the applier goes
@@ -250,12 +276,12 @@ struct Source<E> {
 /// With `follow` it waits for new events at the end; without, it stops at the end, having
 /// first waited for the transactions in flight when it started (so "caught up" includes them).
 /// The next page is read while the applier writes the previous one.
-async fn read_log<E>(
-    source: Source<E>,
+async fn read_log(
+    source: Source,
     mut after: Position,
     pages: (usize, usize),
     follow: Option<Wake>,
-    tx: mpsc::Sender<Item<E>>,
+    tx: mpsc::Sender<Item<Vec<RawEvent>>>,
 ) {
     let (first, most) = (pages.0.max(1), pages.1.max(pages.0).max(1));
     let mut page = first;
@@ -282,12 +308,7 @@ async fn read_log<E>(
         let short = read.events.len() < page;
         if let Some(last) = read.events.last() {
             after = last.position;
-            let decoded = read
-                .events
-                .into_iter()
-                .map(|raw| (raw.position, source.decoder.decode(raw)))
-                .collect();
-            if tx.send(Item::Events(decoded)).await.is_err() {
+            if tx.send(Item::Events(read.events)).await.is_err() {
                 return;
             }
         }
@@ -415,8 +436,8 @@ impl<E: Send + Sync + 'static> Projector<E> {
         let source = Source {
             log: self.log.clone(),
             filter: self.catalog.filter(&names),
-            decoder: self.catalog.decoder().clone(),
         };
+        let (raw_tx, raw_rx) = mpsc::channel(1);
         let (tx, mut rx) = mpsc::channel(1);
         let follow = (until == Until::Stopped).then(|| self.wake());
         let from = targets[0].position;
@@ -425,6 +446,11 @@ impl<E: Send + Sync + 'static> Projector<E> {
             from,
             (batch_size, self.options.read_page),
             follow,
+            raw_tx,
+        )));
+        let _decoder = AbortOnDrop(tokio::spawn(decode(
+            self.catalog.decoder().clone(),
+            raw_rx,
             tx,
         )));
         let mut stop = pin!(stop);
