@@ -51,3 +51,6 @@ mod contract;
 // Projections on every backend: batches equal a rebuild equal the fold, late commits, rebuilds
 // under writers, --verify, a killed runner, two runner processes on PostgreSQL, the HTTP queries.
 mod projections;
+// Wake-ups across processes, outside the append: a runner process woken by other processes'
+// appends well before its poll; PostgreSQL's old notify trigger is gone after migrating.
+mod wakeups;

@@ -3,6 +3,8 @@
 //! Appends are one conditional `INSERT ... SELECT` per stream that the database arbitrates
 //! (a unique `(stream, seq)` index); the global log is read in `(tx_id, position)` order up
 //! to the oldest running transaction, so no reader skips an event that commits late.
+//! Nothing in an append notifies: other processes' runners are told after the commit, by a
+//! coalesced `pg_notify` of the store's own (`wakeup`).
 //! `sqlx` stays inside this crate: every failure surfaces as a [`ledger_core::StoreError`].
 
 mod append;
@@ -14,6 +16,7 @@ mod read;
 mod schema;
 mod store;
 mod tx;
+mod wakeup;
 
 pub use baseline::ScratchDatabase;
 pub use projection::PgProjections;

@@ -8,7 +8,7 @@
 //! copy) and an `INSERT ... ON CONFLICT DO UPDATE` of the others. Checkpoints are positions
 //! compared in the log's read order `(tx_id, position)`, never as numbers. One runner per
 //! projection holds a session advisory lock; new events wake runners through
-//! `LISTEN ledger_events` (a statement trigger notifies).
+//! `LISTEN ledger_events` (writing processes notify after their commits: `crate::wakeup`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -31,9 +31,7 @@ use crate::error::from_sqlx;
 use crate::read::BEGIN_IN_LOG_ORDER;
 use crate::store::PgStore;
 use crate::tx::{begin, commit, end_read_only};
-
-/// The channel the events trigger notifies on commit.
-const CHANNEL: &str = "ledger_events";
+use crate::wakeup::CHANNEL;
 
 /// How often a caught-up runner polls when no notification came.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

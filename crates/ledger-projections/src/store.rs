@@ -228,8 +228,9 @@ pub trait ProjectionStore: Send + Sync {
     /// Tries to take the lease on applying `kind`; `None` when another runner holds it.
     fn lease(&self, kind: Kind) -> BoxFuture<'_, Result<Option<Box<dyn Lease>>, StoreError>>;
 
-    /// Fires when other processes may have appended (PostgreSQL: LISTEN/NOTIFY); may never
-    /// fire, the runner polls every [`poll_interval`](Self::poll_interval) as well.
+    /// Fires when other processes may have appended (PostgreSQL: LISTEN to what writers
+    /// notify after their commits; SQLite: a watch on `PRAGMA data_version`); may never fire,
+    /// the runner polls every [`poll_interval`](Self::poll_interval) as well.
     fn wakeups(&self) -> BoxStream<'static, ()>;
 
     /// How often a caught-up runner looks for new events when nothing woke it.

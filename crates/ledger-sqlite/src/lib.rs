@@ -16,6 +16,7 @@ mod read;
 mod schema;
 mod store;
 mod tx;
+mod wakeup;
 
 pub use projection::SqliteProjections;
 pub use store::SqliteStore;

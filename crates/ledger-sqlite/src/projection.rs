@@ -5,13 +5,12 @@
 //! checkpoint update, then one `SELECT` of the rows the batch touches per table, the pure fold,
 //! and one `INSERT ... ON CONFLICT DO UPDATE` per table fed by a JSON array of rows. SQLite has
 //! one writer at a time, so positions follow commit order and checkpoints compare as numbers.
-//! Runners of this process are woken by its appends; other processes' appends are found by a
-//! short poll.
+//! Runners are woken by the appends of this process and, through `PRAGMA data_version`
+//! (`crate::wakeup`), of other processes; they poll as well.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use ledger_core::{BoxFuture, Position, StoreError};
 use ledger_projections::rows::time_text;
@@ -27,8 +26,8 @@ use crate::error::store_err;
 use crate::health::WriteHealth;
 use crate::store::SqliteStore;
 
-/// How often a caught-up runner looks for events appended by other processes.
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// How often a caught-up runner looks for new events when no wake-up came.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One checkpoint.
 const CHECKPOINT: &str = "SELECT name, slot, version, generation, position, events, owner, \
@@ -606,7 +605,7 @@ impl ProjectionStore for SqliteProjections {
     }
 
     fn wakeups(&self) -> BoxStream<'static, ()> {
-        futures::stream::pending().boxed()
+        self.store.inner.wakeups.subscribe()
     }
 
     fn poll_interval(&self) -> Duration {

@@ -28,6 +28,7 @@ pub async fn run(target: &Target, args: ProjectArgs) -> Result<(), CliError> {
     let events: Arc<dyn EventStore> = db.store.clone();
     let options = ProjectorOptions {
         batch_size: args.batch_size as usize,
+        poll_interval: args.poll_interval.map(Into::into),
         ..ProjectorOptions::default()
     };
     let owner = options.owner.clone();

@@ -80,8 +80,10 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
             "no admin token given and the database already holds admin tokens: use one of them, or issue one with `{issue}`"
         );
     }
-    // This process's appends wake its projection runners at once.
+    // This process's appends wake its projection runners at once (and those of other
+    // processes soon after each commit).
     let signal = Signal::new();
+    let closing = db.clone();
     let inner: Arc<dyn EventStore> = db.store;
     let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal.clone()));
     let projector = Projector::new(store.clone(), db.projections).with_signal(signal);
@@ -122,6 +124,7 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     if let Some(runners) = runners {
         let _ = runners.await;
     }
+    closing.flush_wakeups().await;
     Ok(())
 }
 
