@@ -53,3 +53,6 @@ mod contract;
 mod projections;
 // The read models' `.sql` files are the DDL each backend generates from their specs.
 mod read_model_sql;
+// Wake-ups across processes, outside the append: a runner process woken by other processes'
+// appends well before its poll; PostgreSQL's old notify trigger is gone after migrating.
+mod wakeups;

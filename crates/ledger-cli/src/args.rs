@@ -109,6 +109,12 @@ pub struct ProjectArgs {
     /// Most events applied per transaction.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
+    /// How often a caught-up runner looks for new events when nothing woke it, e.g. `1s`,
+    /// `1h` [default: 1s]. Appends of other processes wake the runners at once (PostgreSQL:
+    /// the writers notify after their commits; SQLite: a watch on the file), so this only
+    /// bounds the delay when a wake-up is lost.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::positive_duration)]
+    pub poll_interval: Option<humantime::Duration>,
 }
 
 /// Arguments of `ledger serve`.
@@ -252,6 +258,10 @@ pub enum BenchCommand {
     Rebuild(BenchRebuildArgs),
     /// The projections' live lag (append to visible) at a steady append rate.
     Lag(BenchLagArgs),
+    /// The appending side of `bench lag --writer-process`: appends to the `--database-url`
+    /// database at a steady rate and prints one JSON line per append (not for direct use).
+    #[command(hide = true)]
+    LagWriter(BenchLagWriterArgs),
 }
 
 /// Arguments of `ledger bench rebuild`.
@@ -286,9 +296,27 @@ pub struct BenchLagArgs {
     /// How long to append, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub seconds: u64,
+    /// Append from another process: a child `ledger` (this same binary) appends at the rate
+    /// while the runners run here, so every event reaches them through the cross-process
+    /// wake-up (PostgreSQL: a notification after the writer's commit; SQLite: the watch on
+    /// the file), as events of a `ledger serve` reach a `ledger project` worker. Without it
+    /// the writer is in this process and wakes the runners in process.
+    #[arg(long)]
+    pub writer_process: bool,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `ledger bench lag-writer`.
+#[derive(Debug, Args)]
+pub struct BenchLagWriterArgs {
+    /// Appends per second.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub rate: u64,
+    /// How long to append, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
 }
 
 /// Arguments of `ledger bench append`.

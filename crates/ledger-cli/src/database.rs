@@ -215,6 +215,21 @@ pub struct Database {
     pub store: Arc<dyn LedgerStore>,
     /// The projections' tables in the same database.
     pub projections: Arc<dyn ProjectionStore>,
+    /// The PostgreSQL store, whose notifications of other processes go out in the background.
+    postgres: Option<PgStore>,
+}
+
+impl Database {
+    /// Waits (at most a second) until other processes have been told of this
+    /// process's appends: PostgreSQL notifies them in the background after each commit, and
+    /// a process that exits right after appending would take the last notification with it
+    /// (their runners would find the events only at their next poll). Nothing to wait for on
+    /// SQLite, where other processes watch the file.
+    pub async fn flush_wakeups(&self) {
+        if let Some(store) = &self.postgres {
+            store.flush_wakeups().await;
+        }
+    }
 }
 
 impl Database {
@@ -229,27 +244,28 @@ impl Database {
 /// Opens the store `target` names, creating and migrating a missing SQLite file (what `serve`,
 /// `migrate` and `append` do); both backends check the schema version.
 pub async fn open(target: &Target, options: StoreOptions) -> Result<Database, CliError> {
-    let (store, projections): (Arc<dyn LedgerStore>, Arc<dyn ProjectionStore>) =
+    let (store, projections, postgres): (Arc<dyn LedgerStore>, Arc<dyn ProjectionStore>, _) =
         match target.backend {
             Backend::Postgres => {
                 let store = PgStore::connect(&target.url, options)
                     .await
                     .map_err(|e| target.error(e))?;
                 let projections = Arc::new(store.projections());
-                (Arc::new(store), projections)
+                (Arc::new(store.clone()), projections, Some(store))
             }
             Backend::Sqlite => {
                 let store = SqliteStore::open(&target.url, options)
                     .await
                     .map_err(|e| target.error(e))?;
                 let projections = Arc::new(store.projections());
-                (Arc::new(store), projections)
+                (Arc::new(store), projections, None)
             }
         };
     Ok(Database {
         backend: target.backend,
         store,
         projections,
+        postgres,
     })
 }
 

@@ -5,6 +5,8 @@
 //! to the oldest running transaction, so no reader skips an event that commits late.
 //! Read models' tables are created, written and queried from their specs alone
 //! ([`PgProjections`], [`ddl`]): this crate names no read model.
+//! Nothing in an append notifies: other processes' runners are told after the commit, by a
+//! coalesced `pg_notify` of the store's own (`wakeup`).
 //! `sqlx` stays inside this crate: every failure surfaces as a [`ledger_core::StoreError`].
 
 mod append;
@@ -19,6 +21,7 @@ mod rows;
 mod schema;
 mod store;
 mod tx;
+mod wakeup;
 
 pub use baseline::ScratchDatabase;
 pub use projection::PgProjections;

@@ -7,7 +7,8 @@
 //! [`crate::rows`]). Tables are created from their specs ([`crate::ddl`]); a rebuild fills
 //! `<table>_rebuild` copies, indexes them and renames them in, all tables of a read model in
 //! one transaction. One runner per read model holds a session advisory lock keyed by a stable
-//! hash of its name ([`lease_key`]); new events wake runners through `LISTEN ledger_events`.
+//! hash of its name ([`lease_key`]); new events wake runners through `LISTEN ledger_events`
+//! (writing processes notify after their commits: `crate::wakeup`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,9 +31,7 @@ use crate::log::int;
 use crate::rows::{decode, key_arrays, load_sql, query_sql, write_statement};
 use crate::store::PgStore;
 use crate::tx::{begin, commit};
-
-/// The channel the events trigger notifies on commit.
-const CHANNEL: &str = "ledger_events";
+use crate::wakeup::CHANNEL;
 
 /// How often a caught-up runner polls when no notification came.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

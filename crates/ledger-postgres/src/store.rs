@@ -11,6 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::error::from_sqlx;
 use crate::tx::{PgTx, to_completion};
+use crate::wakeup::Notifier;
 use crate::{append, baseline, health, read, schema};
 
 /// An event store in a PostgreSQL database; clones share one connection pool.
@@ -20,6 +21,8 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     /// Limits, page size, pool size and settle timeout.
     options: Arc<StoreOptions>,
+    /// Tells other processes, after the commit, that appends happened (see `crate::wakeup`).
+    wakeup: Arc<Notifier>,
 }
 
 impl PgStore {
@@ -40,9 +43,17 @@ impl PgStore {
         schema::state(&mut conn).await?.check()?;
         drop(conn);
         Ok(PgStore {
+            wakeup: Arc::new(Notifier::new(pool.clone())),
             pool,
             options: Arc::new(options),
         })
+    }
+
+    /// Waits (briefly, at most a second) until other processes have been notified of the
+    /// appends this store made so far: what a process calls before it exits, since the
+    /// notifications are sent in the background after each commit.
+    pub async fn flush_wakeups(&self) {
+        self.wakeup.flush().await;
     }
 
     /// Applies pending migrations; returns (version before, version after).
@@ -69,11 +80,17 @@ impl EventStore for PgStore {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
         let (pool, limits) = (self.pool.clone(), self.options.limits);
-        // Each write runs to its end even if its caller is dropped (see `crate::tx`).
+        let wakeup = self.wakeup.clone();
+        // Each write runs to its end even if its caller is dropped (see `crate::tx`), and
+        // other processes hear of it after the commit either way.
         Box::pin(async move {
-            to_completion(
-                async move { append::append(&pool, &limits, stream, expected, events).await },
-            )
+            to_completion(async move {
+                let result = append::append(&pool, &limits, stream, expected, events).await;
+                if matches!(&result, Ok(r) if !r.replayed) {
+                    wakeup.appended();
+                }
+                result
+            })
             .await?
         })
     }
@@ -83,9 +100,16 @@ impl EventStore for PgStore {
         appends: Vec<StreamAppend>,
     ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
         let (pool, limits) = (self.pool.clone(), self.options.limits);
+        let wakeup = self.wakeup.clone();
         Box::pin(async move {
-            to_completion(async move { append::append_multi(&pool, &limits, appends).await })
-                .await?
+            to_completion(async move {
+                let result = append::append_multi(&pool, &limits, appends).await;
+                if matches!(&result, Ok(rs) if rs.iter().any(|r| !r.replayed)) {
+                    wakeup.appended();
+                }
+                result
+            })
+            .await?
         })
     }
 
@@ -118,7 +142,12 @@ impl TransactionalStore for PgStore {
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn AppendTx>, StoreError>> {
         Box::pin(async move {
             let tx = crate::tx::begin(&self.pool, None).await?;
-            let tx = PgTx::new(tx, self.pool.clone(), self.options.limits);
+            let tx = PgTx::new(
+                tx,
+                self.pool.clone(),
+                self.options.limits,
+                self.wakeup.clone(),
+            );
             Ok(Box::new(tx) as Box<dyn AppendTx>)
         })
     }

@@ -10,6 +10,7 @@
 //! not share with its caller ([`to_completion`]).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use ledger_core::{
     AppendResult, AppendTx, BoxFuture, ExpectedSeq, Limits, NewEvent, StoreError, StreamName,
@@ -22,6 +23,7 @@ use crate::append::{
     try_insert,
 };
 use crate::error::from_sqlx;
+use crate::wakeup::Notifier;
 
 /// Runs `work` on a task of its own and waits for its result; if the caller is dropped
 /// meanwhile, `work` still runs to its end (and its result is dropped). A panic in `work`
@@ -94,16 +96,27 @@ struct Open {
     limits: Limits,
     /// Set once a statement failed: PostgreSQL then refuses everything but a rollback.
     aborted: bool,
+    /// Set once an append wrote events (not a replay): the commit then notifies.
+    wrote: bool,
+    /// Tells other processes after the commit.
+    wakeup: Arc<Notifier>,
 }
 
 impl PgTx {
     /// Wraps an open transaction.
-    pub(crate) fn new(tx: Transaction<'static, Postgres>, pool: PgPool, limits: Limits) -> Self {
+    pub(crate) fn new(
+        tx: Transaction<'static, Postgres>,
+        pool: PgPool,
+        limits: Limits,
+        wakeup: Arc<Notifier>,
+    ) -> Self {
         Self(Some(Open {
             tx,
             pool,
             limits,
             aborted: false,
+            wrote: false,
+            wakeup,
         }))
     }
 
@@ -166,13 +179,18 @@ impl Open {
         Err(contention(&stream))
     }
 
-    /// Commits, or rolls back and fails when a statement failed.
+    /// Commits, or rolls back and fails when a statement failed; a commit that wrote
+    /// events notifies other processes.
     async fn commit(self) -> Result<(), StoreError> {
         if self.aborted {
             self.tx.rollback().await.map_err(from_sqlx)?;
             return Err(aborted_error());
         }
-        self.tx.commit().await.map_err(from_sqlx)
+        self.tx.commit().await.map_err(from_sqlx)?;
+        if self.wrote {
+            self.wakeup.appended();
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +220,7 @@ impl AppendTx for PgTx {
             let mut open = self.take()?;
             let (open, staged) = to_completion(async move {
                 let staged = open.stage(stream, expected, events).await;
+                open.wrote |= matches!(&staged, Ok(r) if !r.replayed);
                 (open, staged)
             })
             .await?;

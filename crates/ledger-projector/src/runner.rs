@@ -58,6 +58,9 @@ pub struct ProjectorOptions {
     pub retry_delay: Duration,
     /// Longest wait of a runner between two failed attempts.
     pub max_retry_delay: Duration,
+    /// How often a caught-up runner looks for new events when nothing woke it (`None`: the
+    /// store's [`ProjectionStore::poll_interval`]).
+    pub poll_interval: Option<Duration>,
 }
 
 impl Default for ProjectorOptions {
@@ -71,6 +74,7 @@ impl Default for ProjectorOptions {
             lease_check: Duration::from_secs(2),
             retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(5),
+            poll_interval: None,
         }
     }
 }
@@ -270,12 +274,14 @@ async fn decode<E>(
     }
 }
 
-/// Reads the log after `after` page by page, decoding each event once, until the applier goes
-/// away. Pages start at `pages.0` events and double after each full one, up to `pages.1`: the
-/// first batches of a catch-up are applied at once, and a long replay runs with few queries.
-/// With `follow` it waits for new events at the end; without, it stops at the end, having
-/// first waited for the transactions in flight when it started (so "caught up" includes them).
-/// The next page is read while the applier writes the previous one.
+/// Reads the log after `after` page by page for the decoder, until it goes away. Pages start
+/// at `pages.0` events and double after each full one, up to `pages.1`: the first batches of a
+/// catch-up are applied at once, and a long replay runs with few queries. Without `follow` it
+/// stops at the end, having first waited for the transactions in flight when it started (so
+/// "caught up" includes them). With `follow` it waits for new events at the end, and after
+/// each wake-up waits likewise for the transactions in flight then (at most a poll interval:
+/// polling takes over from there). The next page is read while the previous one is decoded
+/// and applied.
 async fn read_log(
     source: Source,
     mut after: Position,
@@ -287,17 +293,24 @@ async fn read_log(
     let mut page = first;
     let mut follow = follow;
     let mut mark = None;
-    if follow.is_none() {
-        match source.log.log_mark().await {
-            Ok(m) => mark = Some(m),
-            Err(e) => {
-                let _ = tx.send(Item::Failed(e)).await;
-                return;
-            }
-        }
-    }
+    let settle_for = follow
+        .as_ref()
+        .map_or(SETTLE_TIMEOUT, |wake| wake.poll.min(SETTLE_TIMEOUT));
     let (mut waited, mut pause) = (Duration::ZERO, Duration::from_millis(1));
     loop {
+        // The log's end when reading starts and after each wake-up: what woke the reader may
+        // have committed while older transactions still ran (anywhere on a PostgreSQL server),
+        // hidden from reads until they end, and no other wake-up may follow.
+        if mark.is_none() {
+            match source.log.log_mark().await {
+                Ok(m) => mark = Some(m),
+                Err(e) => {
+                    let _ = tx.send(Item::Failed(e)).await;
+                    return;
+                }
+            }
+            (waited, pause) = (Duration::ZERO, Duration::from_millis(1));
+        }
         let read = match source.log.read_page(after, &source.filter, page).await {
             Ok(read) => read,
             Err(e) => {
@@ -319,7 +332,7 @@ async fn read_log(
         page = first;
         if let Some(mark) = mark
             && read.horizon < mark
-            && waited < SETTLE_TIMEOUT
+            && waited < settle_for
         {
             tokio::time::sleep(pause).await;
             waited += pause;
@@ -330,7 +343,10 @@ async fn read_log(
             return;
         }
         match follow.as_mut() {
-            Some(wake) => wake.wait().await,
+            Some(wake) => {
+                wake.wait().await;
+                mark = None;
+            }
             None => return,
         }
     }
@@ -406,7 +422,10 @@ impl<E: Send + Sync + 'static> Projector<E> {
         Wake {
             signal: self.signal.as_ref().map(Signal::subscribe),
             wakeups: self.store.wakeups(),
-            poll: self.store.poll_interval(),
+            poll: self
+                .options
+                .poll_interval
+                .unwrap_or_else(|| self.store.poll_interval()),
         }
     }
 

@@ -23,6 +23,7 @@ mod rows;
 mod schema;
 mod store;
 mod tx;
+mod wakeup;
 
 pub use projection::SqliteProjections;
 pub use store::SqliteStore;

@@ -7,14 +7,13 @@
 //! `INSERT ... ON CONFLICT DO UPDATE` statements of the changed rows, and one `DELETE` when
 //! rows go ([`crate::rows`]). SQLite has one
 //! writer at a time, so positions follow commit order and checkpoints compare as numbers.
-//! Runners of this process are woken by its appends; other processes' appends are found by a
-//! short poll.
+//! Runners are woken by the appends of this process and, through `PRAGMA data_version`
+//! (`crate::wakeup`), of other processes; they poll as well.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use ledger_core::{BoxFuture, Position, StoreError};
 use ledger_projector::{
@@ -29,8 +28,8 @@ use crate::read::int;
 use crate::rows::{self, Statement, Statements};
 use crate::store::{Inner, SqliteStore};
 
-/// How often a caught-up runner looks for events appended by other processes.
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// How often a caught-up runner looks for new events when no wake-up came.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One checkpoint.
 const CHECKPOINT: &str = "SELECT name, slot, version, generation, position, events, owner, \
@@ -428,7 +427,7 @@ impl ProjectionStore for SqliteProjections {
     }
 
     fn wakeups(&self) -> BoxStream<'static, ()> {
-        futures::stream::pending().boxed()
+        self.store.inner.wakeups.subscribe()
     }
 
     fn poll_interval(&self) -> Duration {

@@ -19,6 +19,7 @@ use crate::error::{fault_of, store_err};
 use crate::health::{Fault, WriteHealth, outside_transaction};
 use crate::schema;
 use crate::tx::SqliteTx;
+use crate::wakeup::Watcher;
 use crate::{append, read};
 
 /// How long a statement waits for another process's write lock before it reports `Unavailable`.
@@ -63,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) options: StoreOptions,
     /// Whether writes succeed; read by the writer pool's hooks too.
     pub(crate) health: Arc<WriteHealth>,
+    /// Wakes projection runners when another connection appends (see `crate::wakeup`).
+    pub(crate) wakeups: Watcher,
 }
 
 impl SqliteStore {
@@ -112,7 +115,7 @@ impl SqliteStore {
             .acquire_timeout(READER_ACQUIRE_TIMEOUT)
             .test_before_acquire(false)
             .after_release(outside_transaction)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(Retry::of_connect)?;
         Ok(SqliteStore {
@@ -121,6 +124,7 @@ impl SqliteStore {
                 reader,
                 options,
                 health,
+                wakeups: Watcher::new(connect),
             }),
         })
     }

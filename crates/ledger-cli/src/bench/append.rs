@@ -112,6 +112,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         peak_rss_bytes: peak_rss_bytes(),
         contended: args.contended,
         rounds: 1,
+        writer_process: false,
     })
 }
 

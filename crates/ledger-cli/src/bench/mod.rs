@@ -37,6 +37,15 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
         BenchCommand::Read(a) => (&a.database, a.json),
         BenchCommand::Rebuild(a) => (&a.database, a.json),
         BenchCommand::Lag(a) => (&a.database, a.json),
+        // The writer of `bench lag --writer-process` appends to the database its parent
+        // prepared, until done or told to stop.
+        BenchCommand::LagWriter(args) => {
+            let interrupted = ledger_api::shutdown_signal();
+            return tokio::select! {
+                outcome = lag::writer(target, args) => outcome,
+                () = interrupted => Ok(()),
+            };
+        }
     };
     let place = Place::prepare(target, flags).await?;
     let interrupted = ledger_api::shutdown_signal();
@@ -65,6 +74,7 @@ async fn measure(target: &Target, command: BenchCommand) -> Result<Report, CliEr
         BenchCommand::Read(args) => read::run(target, args).await,
         BenchCommand::Rebuild(args) => rebuild::run(target, args).await,
         BenchCommand::Lag(args) => lag::run(target, args).await,
+        BenchCommand::LagWriter(_) => unreachable!("the lag writer runs without a bench place"),
     }
 }
 
@@ -209,6 +219,8 @@ pub struct Report {
     pub contended: bool,
     /// Rounds measured (`rebuild`: the figures are medians over them; 1 otherwise).
     pub rounds: u64,
+    /// `lag --writer-process`: the events were appended by another process.
+    pub writer_process: bool,
 }
 
 fn whole<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -296,11 +308,16 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
         return write_out(&text);
     } else if r.bench == "lag" {
         text += &format!(
-            "bench lag on {}{on}: {} appends at {} for {} s, runners in process\n",
+            "bench lag on {}{on}: {} appends at {} for {} s, {}\n",
             r.backend,
             units::thousands(r.events),
             units::rate(r.baseline_events_per_s),
-            r.seconds
+            r.seconds,
+            if r.writer_process {
+                "appended by another process, runners in this one"
+            } else {
+                "runners in process"
+            }
         );
         text += &format!(
             "  lag (append to visible in every projection): p50 {}, p99 {}\n",

@@ -70,6 +70,7 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
         peak_rss_bytes: peak,
         contended: false,
         rounds: 1,
+        writer_process: false,
     })
 }
 

@@ -108,6 +108,7 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,
         rounds: args.rounds,
+        writer_process: false,
     })
 }
 

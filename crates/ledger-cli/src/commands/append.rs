@@ -18,6 +18,8 @@ pub async fn run(target: &Target, args: AppendArgs) -> Result<(), CliError> {
     let (stream, expected, event) = parse(args)?;
     let db = database::open(target, StoreOptions::default()).await?;
     let result = db.store.append(stream, expected, vec![event]).await?;
+    // Runners of other processes hear of it before this process exits.
+    db.flush_wakeups().await;
     if result.replayed {
         tracing::info!(stream = %result.stream, "idempotent retry: nothing written");
     }

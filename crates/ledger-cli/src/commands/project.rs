@@ -24,6 +24,7 @@ pub async fn run(target: &Target, args: ProjectArgs) -> Result<(), CliError> {
     let db = super::open_existing(target).await?;
     let options = ProjectorOptions {
         batch_size: args.batch_size as usize,
+        poll_interval: args.poll_interval.map(Into::into),
         ..ProjectorOptions::default()
     };
     let owner = options.owner.clone();

@@ -80,8 +80,10 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
             "no admin token given and the database already holds admin tokens: use one of them, or issue one with `{issue}`"
         );
     }
-    // This process's appends wake its projection runners at once.
+    // This process's appends wake its projection runners at once (and those of other
+    // processes soon after each commit).
     let signal = Signal::new();
+    let closing = db.clone();
     let projector = db
         .projector(ProjectorOptions::default())
         .with_signal(signal.clone());
@@ -129,6 +131,7 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     if let Some(runners) = runners {
         let _ = runners.await;
     }
+    closing.flush_wakeups().await;
     Ok(())
 }
 
