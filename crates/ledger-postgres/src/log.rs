@@ -79,9 +79,10 @@ pub(crate) const HORIZON_SQL: &str = concat!(
 /// Opens the transaction a page of the log is read in: it must come from the
 /// `(tx_id, position)` index in order, whatever the planner's statistics say. Right after a
 /// bulk append they still describe a small table, and the planner would sort every remaining
-/// event for each query instead.
-pub(crate) const BEGIN_IN_LOG_ORDER: &str =
-    "BEGIN READ ONLY; SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off";
+/// event for each query instead. JIT compilation is off: it would cost each page a few
+/// milliseconds for a query that runs once per page.
+pub(crate) const BEGIN_IN_LOG_ORDER: &str = "BEGIN READ ONLY; SET LOCAL enable_sort = off; \
+     SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
 
 /// A page for a [`LogReader`] (parameters as in [`log_page`]; `$4` is always NULL).
 const READ_PAGE_SQL: &str = log_page!("stream, seq, position, event_type, data::text");

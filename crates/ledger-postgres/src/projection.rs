@@ -52,8 +52,9 @@ const CHECKPOINTS: &str = "SELECT name, slot, version, generation, position, eve
 
 /// Opens a batch's transaction. Read models are derived data: the commit need not wait for the
 /// WAL flush. A crash may lose the last batches, rows and checkpoint together, and the runner
-/// applies them again; the events themselves are committed durably by their writers.
-const BEGIN_APPLY: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+/// applies them again; the events themselves are committed durably by their writers. No JIT:
+/// compiling a batch's statements costs more than running them.
+const BEGIN_APPLY: &str = "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL jit = off";
 
 /// Moves the checkpoint of copy (`$1` name, `$2` slot) to `$5`, adding `$6` events and
 /// recording owner `$7`, only if it is still at generation `$3` and position `$4`.

@@ -75,8 +75,12 @@ impl Value {
 
 /// `t` truncated to the microsecond.
 pub fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    let nanos = t.nanosecond();
-    t.with_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
+    let extra = t.nanosecond() % 1_000;
+    if extra == 0 {
+        // The common case: times come from events already truncated.
+        return t;
+    }
+    t - chrono::Duration::nanoseconds(i64::from(extra))
 }
 
 /// A time as the tables' text: RFC 3339, UTC, six fractional digits.
