@@ -353,6 +353,7 @@ fn param_schema(
             json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_POSITION})
         }
         ("query", "cursor") => json!({"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"}),
+        ("query", "from" | "to") => json!({"type": "string", "format": "date"}),
         ("query", "phase") => json!({"type": "string", "pattern": phases}),
         ("query", "status") => json!({"$ref": "#/components/schemas/SyncStatus"}),
         ("path", "stream") => json!({"type": "string", "pattern": StreamName::PATTERN}),

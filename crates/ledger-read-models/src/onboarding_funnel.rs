@@ -405,15 +405,16 @@ impl ReadModel<Change> for OnboardingFunnel {
     }
 }
 
-/// The live days of the funnel from `from` to `to` (both included, either open), in day
-/// order, at most `limit`.
+/// The live days of the funnel from `from` to `to` (both included, either open) whose key
+/// comes after `after`, in day order, at most `limit`.
 pub async fn days(
     store: &dyn ProjectionStore,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
+    after: Option<Key>,
     limit: usize,
 ) -> Result<Vec<FunnelDay>, StoreError> {
-    let mut query = Query::new(&DAYS, limit);
+    let mut query = Query::new(&DAYS, limit).after(after);
     if let Some(from) = from {
         query = query.when(Condition::Ge("day", Value::Text(day_text(from))));
     }
@@ -912,7 +913,7 @@ mod tests {
         }
         let store = FakeStore::new(tables);
         let got = |from: Option<u32>, to: Option<u32>, limit| -> Vec<NaiveDate> {
-            futures::executor::block_on(days(&store, from.map(date), to.map(date), limit))
+            futures::executor::block_on(days(&store, from.map(date), to.map(date), None, limit))
                 .unwrap()
                 .into_iter()
                 .map(|d| d.day)
