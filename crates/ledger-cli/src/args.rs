@@ -340,6 +340,11 @@ pub struct BenchAppendArgs {
     /// Streams each writer rotates over (uncontended mode).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub streams_per_writer: u64,
+    /// Rounds of (ledger, baseline), each phase `--seconds` long; the figures printed are
+    /// medians over the rounds (the ratio is the median of each round's own pair), so a
+    /// shared machine's swings weigh less.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub rounds: u64,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,6 @@
 //! `ledger bench append`: N concurrent writers appending through the ledger for a while,
-//! then the same writers inserting the same rows with plain INSERTs (`Baseline`).
+//! then the same writers inserting the same rows with plain INSERTs (`Baseline`), `--rounds`
+//! times.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,16 +86,30 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         contended: args.contended,
     };
     let duration = Duration::from_secs(args.seconds);
-    tracing::info!(run = %plan.run, writers = args.writers, "bench append: ledger phase");
-    let (ledger, ledger_elapsed) =
-        phase(&db.store, plan, args.writers, duration, Phase::Ledger).await?;
-    tracing::info!("bench append: baseline phase");
-    db.store.baseline_reset().await?;
-    let (baseline, baseline_elapsed) =
-        phase(&db.store, plan, args.writers, duration, Phase::Baseline).await?;
-
-    let ledger_rate = ledger.events as f64 / ledger_elapsed.as_secs_f64();
-    let baseline_rate = baseline.events as f64 / baseline_elapsed.as_secs_f64();
+    let mut all = WriterStats::default();
+    let (mut ledger_rates, mut baseline_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        // Fresh streams each round: a writer starts every stream at seq 0.
+        let plan = Plan {
+            run: Uuid::now_v7(),
+            ..plan
+        };
+        tracing::info!(run = %plan.run, round, writers = args.writers, "bench append: ledger phase");
+        let (ledger, ledger_elapsed) =
+            phase(&db.store, plan, args.writers, duration, Phase::Ledger).await?;
+        tracing::info!(round, "bench append: baseline phase");
+        db.store.baseline_reset().await?;
+        let (baseline, baseline_elapsed) =
+            phase(&db.store, plan, args.writers, duration, Phase::Baseline).await?;
+        let ledger_rate = ledger.events as f64 / ledger_elapsed.as_secs_f64();
+        let baseline_rate = baseline.events as f64 / baseline_elapsed.as_secs_f64();
+        ledger_rates.push(ledger_rate);
+        baseline_rates.push(baseline_rate);
+        ratios.push(ratio(ledger_rate, baseline_rate));
+        all.events += ledger.events;
+        all.conflicts += ledger.conflicts;
+        all.latencies.merge(&ledger.latencies);
+    }
     Ok(Report {
         bench: "append",
         backend: db.backend.name(),
@@ -102,18 +117,24 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         writers: args.writers,
         batch: args.batch,
         seconds: args.seconds.into(),
-        events: ledger.events,
-        ledger_events_per_s: ledger_rate,
-        baseline_events_per_s: baseline_rate,
-        ratio: ratio(ledger_rate, baseline_rate),
-        p50_ms: ledger.latencies.percentile_ms(50.0),
-        p99_ms: ledger.latencies.percentile_ms(99.0),
-        conflicts: ledger.conflicts,
+        events: all.events,
+        ledger_events_per_s: median(ledger_rates),
+        baseline_events_per_s: median(baseline_rates),
+        ratio: median(ratios),
+        p50_ms: all.latencies.percentile_ms(50.0),
+        p99_ms: all.latencies.percentile_ms(99.0),
+        conflicts: all.conflicts,
         peak_rss_bytes: peak_rss_bytes(),
         contended: args.contended,
-        rounds: 1,
+        rounds: args.rounds,
         writer_process: false,
     })
+}
+
+/// The median of some figures (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Which side a phase measures.
