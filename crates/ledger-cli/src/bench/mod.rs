@@ -264,7 +264,7 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
     };
     if r.bench == "append" {
         text += &format!(
-            "bench append on {}{on}: {} writers, batch {}, {} s per phase{}\n",
+            "bench append on {}{on}: {} writers, batch {}, {} s per phase{}{}\n",
             r.backend,
             r.writers,
             r.batch,
@@ -273,6 +273,11 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
                 ", contended (4 shared streams)"
             } else {
                 ""
+            },
+            if r.rounds > 1 {
+                format!(", median of {} rounds", r.rounds)
+            } else {
+                String::new()
             }
         );
         text += &format!(
