@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::event::payment_verified;
-use super::stats::{Histogram, peak_rss_bytes};
+use super::stats::{Histogram, median, peak_rss_bytes};
 use super::{Report, ratio};
 use crate::args::BenchAppendArgs;
 use crate::database::{self, LedgerStore, Target};
@@ -129,12 +129,6 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         rounds: args.rounds,
         writer_process: false,
     })
-}
-
-/// The median of some figures (the upper one of an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Which side a phase measures.

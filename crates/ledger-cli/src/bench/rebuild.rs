@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::stats::{peak_rss_bytes, reset_peak_rss};
+use super::stats::{median, peak_rss_bytes, reset_peak_rss};
 use super::{Report, join_seeders, ratio, seed_progress_bar};
 use crate::args::BenchRebuildArgs;
 use crate::commands::rebuild::{projection_error, rate};
@@ -85,23 +85,19 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
             ratio: round_ratio,
         });
     }
-    let median = |f: fn(&Round) -> f64| -> f64 {
-        let mut v: Vec<f64> = rounds.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let of_rounds = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     Ok(Report {
         bench: "rebuild",
         backend: db.backend.name(),
         database: "given",
         writers: 1,
         batch: args.batch_size,
-        seconds: serde_json::Number::from_f64(units::thousandths(median(|r| r.seconds)))
+        seconds: serde_json::Number::from_f64(units::thousandths(of_rounds(|r| r.seconds)))
             .unwrap_or_else(|| 0.into()),
         events: rounds.iter().map(|r| r.events).max().unwrap_or(0),
-        ledger_events_per_s: median(|r| r.rebuild),
-        baseline_events_per_s: median(|r| r.scan),
-        ratio: median(|r| r.ratio),
+        ledger_events_per_s: of_rounds(|r| r.rebuild),
+        baseline_events_per_s: of_rounds(|r| r.scan),
+        ratio: of_rounds(|r| r.ratio),
         p50_ms: None,
         p99_ms: None,
         conflicts: 0,

@@ -92,6 +92,12 @@ fn bucket_value(i: usize) -> u64 {
     low + ((1u64 << shift) >> 1)
 }
 
+/// The median of some figures (the upper middle one of an even count; 0 for none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// The process's peak resident set size (VmHWM of /proc/self/status), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
