@@ -452,9 +452,10 @@ impl<E: Send + Sync + 'static> Projector<E> {
                 target: t.clone(),
             });
         }
+        let filter = self.catalog.filter(&names);
         let source = Source {
             log: self.log.clone(),
-            filter: self.catalog.filter(&names),
+            filter: filter.clone(),
         };
         let (raw_tx, raw_rx) = mpsc::channel(1);
         let (tx, mut rx) = mpsc::channel(1);
@@ -511,21 +512,34 @@ impl<E: Send + Sync + 'static> Projector<E> {
                 return Err(ProjectionError::ReaderGone { projection });
             };
             match item {
-                Item::Events(events) => {
+                Item::Events(mut events) => {
                     if batch.is_empty() {
                         deadline = Instant::now() + FILL_WAIT;
+                    }
+                    // Up to a position: only the events at or before it in read order (it
+                    // need not be an event this pass reads, e.g. a checkpoint written by a
+                    // reader of the whole log).
+                    let mut reached = false;
+                    if let Until::Position(p) = until {
+                        let keep = self.covered(p, &events, &filter).await?;
+                        reached = keep < events.len();
+                        events.truncate(keep);
                     }
                     for (position, event) in events {
                         batch.push(position, event);
                         if until == Until::Position(position) {
-                            appliers.send(batch, targets, &mut applied).await?;
-                            appliers.flush(targets, &mut applied).await?;
-                            return Ok(Ended::Reached);
+                            reached = true;
+                            break;
                         }
                         if batch.len() >= batch_size as u64 {
                             let full = std::mem::take(&mut batch);
                             appliers.send(full, targets, &mut applied).await?;
                         }
+                    }
+                    if reached {
+                        appliers.send(batch, targets, &mut applied).await?;
+                        appliers.flush(targets, &mut applied).await?;
+                        return Ok(Ended::Reached);
                     }
                 }
                 Item::CaughtUp => {
@@ -534,6 +548,10 @@ impl<E: Send + Sync + 'static> Projector<E> {
                     appliers.flush(targets, &mut applied).await?;
                     match until {
                         Until::CaughtUp => return Ok(Ended::CaughtUp),
+                        // Every event this pass reads up to the position was applied.
+                        Until::Position(p) if self.log.last_position().await? >= p => {
+                            return Ok(Ended::Reached);
+                        }
                         Until::Position(p) => return Err(ProjectionError::NotInLog(p)),
                         Until::Stopped => {}
                     }
@@ -545,6 +563,37 @@ impl<E: Send + Sync + 'static> Projector<E> {
                 }
             }
         }
+    }
+
+    /// How many of `events` (consecutive in read order) come at or before position `p` in
+    /// read order: one look at the page's last event, and a binary search in the page that
+    /// holds `p`'s place.
+    async fn covered(
+        &self,
+        p: Position,
+        events: &[(Position, Option<E>)],
+        filter: &LogFilter,
+    ) -> Result<usize, ProjectionError> {
+        let at_or_before = |e: Position| async move {
+            Ok::<bool, ProjectionError>(e == p || self.log.covers(p, e, filter).await?)
+        };
+        let Some(&(last, _)) = events.last() else {
+            return Ok(0);
+        };
+        if at_or_before(last).await? {
+            return Ok(events.len());
+        }
+        // The first event past `p` lies in this page: events[..lo] are before it.
+        let (mut lo, mut hi) = (0, events.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if at_or_before(events[mid].0).await? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     /// Runs the live runners of the read models called `names` until `shutdown` completes:

@@ -337,6 +337,48 @@ async fn rebuild_swaps_in_a_fresh_fold_and_verify_finds_rows_changed_by_hand() {
             .unwrap()
             .is_clean()
     );
+
+    // A checkpoint at an event the read model does not read (as a reader of the whole log
+    // leaves it): verify replays exactly the events up to it, and the runner goes on from it.
+    let other = s
+        .events
+        .append(
+            StreamName::parse("other-last").unwrap(),
+            ExpectedSeq::Any,
+            vec![NewEvent::new("Else", json!({}))],
+        )
+        .await
+        .unwrap()
+        .position;
+    let later = say(&*s.events, 6, 20).await;
+    let live = s
+        .projections
+        .checkpoint("words", Slot::Live)
+        .await
+        .unwrap()
+        .unwrap();
+    let tx = s
+        .projections
+        .begin(
+            &SCHEMA,
+            &live.target(),
+            other,
+            0,
+            "a reader of the whole log",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let verified = projector.verify("words", &mut |_| {}).await.unwrap();
+    assert!(verified.is_clean(), "{verified:?}");
+    assert_eq!(verified.checkpoint, other.0);
+    projector.catch_up("words").await.unwrap();
+    projector
+        .wait_for("words", later, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_projected(&*s.log, &*s.projections).await;
 }
 
 /// Memory projections whose batches panic once, on the `at`th, and fail as a full disk would
