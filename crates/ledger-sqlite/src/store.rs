@@ -74,20 +74,7 @@ impl SqliteStore {
     /// otherwise the schema version is checked (SchemaMismatch{found, needed} when behind or ahead).
     pub async fn open(url: &str, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect = connect_options(url)?;
-        // Several processes creating one new file at once can find it locked while another
-        // switches it to WAL or migrates it; SQLite answers that without waiting in its busy
-        // handler, so the open itself is retried for a while.
-        let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
-        let mut delay = Duration::from_millis(10);
-        loop {
-            match Self::open_once(connect.clone(), options.clone()).await {
-                Err((_, Retry::Yes)) if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(200));
-                }
-                result => return result.map_err(|(error, _)| error),
-            }
-        }
+        retry_while_locked(|| Self::open_once(connect.clone(), options.clone())).await
     }
 
     /// One attempt of [`Self::open`]; a failure says whether another attempt may succeed.
@@ -131,13 +118,21 @@ impl SqliteStore {
 
     /// Applies pending migrations; returns (version before, version after).
     pub async fn migrate(url: &str) -> Result<(i64, i64), StoreError> {
+        let connect = connect_options(url)?;
+        retry_while_locked(|| Self::migrate_once(connect.clone())).await
+    }
+
+    /// One attempt of [`Self::migrate`]; a failure says whether another attempt may succeed.
+    async fn migrate_once(
+        connect: SqliteConnectOptions,
+    ) -> Result<(i64, i64), (StoreError, Retry)> {
         let health = Arc::new(WriteHealth::default());
-        let writer = writer_pool(connect_options(url)?, &health)
+        let writer = writer_pool(connect, &health)
             .await
-            .map_err(store_err)?;
+            .map_err(Retry::of_connect)?;
         let result = async {
-            let mut conn = writer.acquire().await.map_err(store_err)?;
-            schema::migrate(&mut conn).await
+            let mut conn = writer.acquire().await.map_err(Retry::of_connect)?;
+            schema::migrate(&mut conn).await.map_err(Retry::of_store)
         }
         .await;
         writer.close().await;
@@ -211,6 +206,27 @@ async fn writer_pool(
         .after_release(outside_transaction)
         .connect_with(connect)
         .await
+}
+
+/// Runs `attempt` until it succeeds or fails for good: several processes creating one new
+/// file at once can find it locked while another switches it to WAL or migrates it, and SQLite
+/// answers that without waiting in its busy handler, so such a failure is retried for a while.
+async fn retry_while_locked<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, (StoreError, Retry)>>,
+{
+    let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match attempt().await {
+            Err((_, Retry::Yes)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            result => return result.map_err(|(error, _)| error),
+        }
+    }
 }
 
 /// Whether opening again may succeed.
