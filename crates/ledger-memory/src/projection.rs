@@ -15,9 +15,10 @@ use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use ledger_core::{BoxFuture, Position, StoreError};
+use ledger_projector::check;
 use ledger_projector::{
-    ApplyTx, Checkpoint, Condition, Key, Lease, LocalLease, ProjectionStore, Query, Row, Schema,
-    Slot, Snapshot, Swapped, TableSpec, TableWrite, Tables, Target,
+    ApplyTx, Checkpoint, Key, Lease, LocalLease, ProjectionStore, Query, Row, Schema, Slot,
+    Snapshot, Swapped, TableSpec, TableWrite, Tables, Target,
 };
 use tokio::sync::{Mutex as WriterLock, OwnedMutexGuard};
 
@@ -75,71 +76,6 @@ impl MemoryProjections {
     }
 }
 
-/// Checks a read model's spec, as the database backends do before they build its tables.
-fn validated(schema: &Schema) -> Result<(), StoreError> {
-    schema
-        .validate()
-        .map_err(|e| StoreError::backend_with("a read model's tables cannot be built", e))
-}
-
-/// Checks that a target is a copy of `schema`.
-fn of_schema(schema: &Schema, target: &Target) -> Result<(), StoreError> {
-    if target.name == schema.name {
-        return Ok(());
-    }
-    Err(StoreError::backend(format!(
-        "a copy of {} was addressed with the tables of {}",
-        target.name, schema.name
-    )))
-}
-
-/// Checks that `table` is one of `schema`'s tables.
-fn in_schema(schema: &Schema, table: &TableSpec) -> Result<(), StoreError> {
-    if schema.tables.iter().any(|t| t == table) {
-        return Ok(());
-    }
-    Err(StoreError::backend(format!(
-        "table {} is not a table of {}",
-        table.name, schema.name
-    )))
-}
-
-/// Refuses what the SQL backends refuse: conditions on columns the table lacks or with values
-/// of another type, and an `after` key of the wrong width.
-fn checked(query: &Query) -> Result<(), StoreError> {
-    let spec = query.table;
-    for condition in &query.conditions {
-        let Some(i) = spec.column(condition.column()) else {
-            return Err(StoreError::backend(format!(
-                "a query of {} names no column of it: {}",
-                spec.name,
-                condition.column()
-            )));
-        };
-        let value = match condition {
-            Condition::Eq(_, v)
-            | Condition::Gt(_, v)
-            | Condition::Ge(_, v)
-            | Condition::Lt(_, v)
-            | Condition::Le(_, v) => v,
-            Condition::IsNull(_) => continue,
-        };
-        if !value.fits(spec.columns[i].ty) {
-            return Err(StoreError::backend(format!(
-                "a query of {} compares column {} with {value:?}",
-                spec.name, spec.columns[i].name
-            )));
-        }
-    }
-    if query.after.as_ref().is_some_and(|a| a.len() != spec.key) {
-        return Err(StoreError::backend(format!(
-            "a query of {} pages after a key of the wrong width",
-            spec.name
-        )));
-    }
-    Ok(())
-}
-
 impl ProjectionStore for MemoryProjections {
     fn checkpoints(&self) -> BoxFuture<'_, Result<Vec<Checkpoint>, StoreError>> {
         let all = self
@@ -170,7 +106,7 @@ impl ProjectionStore for MemoryProjections {
         slot: Slot,
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
+            check::schema_usable(schema)?;
             let _writer = self.writer().await;
             let mut state = self.state();
             let checkpoint = Checkpoint {
@@ -212,8 +148,8 @@ impl ProjectionStore for MemoryProjections {
         owner: &'a str,
     ) -> BoxFuture<'a, Result<Option<Box<dyn ApplyTx>>, StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
-            of_schema(schema, target)?;
+            check::schema_usable(schema)?;
+            check::copy_of(schema, target)?;
             let writer = self.writer().await;
             let copy = (target.name.clone(), target.slot);
             let current = self.state().copies.get(&copy).is_some_and(|c| {
@@ -251,7 +187,7 @@ impl ProjectionStore for MemoryProjections {
         rebuilt: &'a Target,
     ) -> BoxFuture<'a, Result<Swapped, StoreError>> {
         Box::pin(async move {
-            of_schema(schema, rebuilt)?;
+            check::copy_of(schema, rebuilt)?;
             let _writer = self.writer().await;
             let mut state = self.state();
             let key = (schema.name.to_string(), Slot::Rebuild);
@@ -294,7 +230,7 @@ impl ProjectionStore for MemoryProjections {
 
     fn query<'a>(&'a self, query: &'a Query) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
         Box::pin(async move {
-            checked(query)?;
+            query.check()?;
             let table = query.table;
             let state = self.state();
             let copy = state.copies.iter().find(|((_, slot), c)| {
@@ -340,7 +276,7 @@ struct MemoryApply {
 impl MemoryApply {
     /// The rows of `keys` as this batch sees them: committed, then changed by its own writes.
     fn load_now(&self, table: &'static TableSpec, keys: &[Key]) -> Result<Vec<Row>, StoreError> {
-        in_schema(self.schema, table)?;
+        check::table_of(self.schema, table)?;
         let rows = {
             let state = self.projections.state();
             let copy = state.copies.get(&self.copy).ok_or_else(gone)?;
@@ -386,7 +322,7 @@ impl ApplyTx for MemoryApply {
     fn write(&mut self, writes: Vec<TableWrite>) -> BoxFuture<'_, Result<(), StoreError>> {
         let checked = writes
             .iter()
-            .try_for_each(|w| in_schema(self.schema, w.table));
+            .try_for_each(|w| check::table_of(self.schema, w.table));
         if checked.is_ok() {
             self.staged
                 .extend(writes.into_iter().filter(|w| !w.is_empty()));
@@ -431,8 +367,8 @@ impl Snapshot for MemorySnapshot {
         after: Option<&'a Key>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
-        let rows =
-            in_schema(self.schema, table).map(|()| self.tables.page(table, after, limit, |_| true));
+        let rows = check::table_of(self.schema, table)
+            .map(|()| self.tables.page(table, after, limit, |_| true));
         Box::pin(async move { rows })
     }
 }

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use ledger_core::StoreError;
-use ledger_projector::{ColumnType, Schema, Slot, TableSpec};
+use ledger_projector::{ColumnType, Schema, Slot, TableSpec, check};
 
 /// The longest identifier PostgreSQL keeps without truncating it.
 const MAX_IDENTIFIER: usize = 63;
@@ -44,9 +44,7 @@ pub(crate) fn scalar_type(ty: ColumnType) -> &'static str {
 /// Checks that `schema` is well formed and that every name derived from it fits a
 /// PostgreSQL identifier; the only gate between a spec and the SQL built from it.
 pub(crate) fn check(schema: &Schema) -> Result<(), StoreError> {
-    schema
-        .validate()
-        .map_err(|e| StoreError::backend_with("a read model's spec is unusable", e))?;
+    check::schema_usable(schema)?;
     for spec in schema.tables {
         check_names(spec)?;
     }
@@ -55,8 +53,7 @@ pub(crate) fn check(schema: &Schema) -> Result<(), StoreError> {
 
 /// Checks one table's spec (see [`check`]).
 pub(crate) fn check_table(spec: &TableSpec) -> Result<(), StoreError> {
-    spec.validate()
-        .map_err(|e| StoreError::backend_with("a read model's spec is unusable", e))?;
+    check::table_usable(spec)?;
     check_names(spec)
 }
 

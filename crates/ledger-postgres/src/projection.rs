@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use ledger_core::{BoxFuture, Position, StoreError};
+use ledger_projector::check;
 use ledger_projector::{
     ApplyTx, Checkpoint, Key, Lease, ProjectionStore, Query, Row, Schema, Slot, Snapshot, Swapped,
     TableSpec, TableWrite, Target,
@@ -130,22 +131,6 @@ pub(crate) fn lease_key(name: &str) -> i64 {
         .chain(name.bytes())
         .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
     hash as i64
-}
-
-/// Whether `table` is one of `schema`'s tables.
-fn owns(schema: &Schema, table: &TableSpec) -> bool {
-    schema
-        .tables
-        .iter()
-        .any(|t| std::ptr::eq(t, table) || t == table)
-}
-
-/// The error of a table that is not the read model's.
-fn foreign(schema: &Schema, table: &TableSpec) -> StoreError {
-    StoreError::backend(format!(
-        "table {} is not a table of read model {}",
-        table.name, schema.name
-    ))
 }
 
 /// Checks that `target` is a copy of `schema`.
@@ -529,9 +514,7 @@ impl ApplyTx for PgApply {
         keys: &'a [Key],
     ) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
         Box::pin(async move {
-            if !owns(self.schema, table) {
-                return Err(foreign(self.schema, table));
-            }
+            check::table_of(self.schema, table)?;
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
@@ -551,8 +534,8 @@ impl ApplyTx for PgApply {
 
     fn write(&mut self, writes: Vec<TableWrite>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            if let Some(w) = writes.iter().find(|w| !owns(self.schema, w.table)) {
-                return Err(foreign(self.schema, w.table));
+            for w in &writes {
+                check::table_of(self.schema, w.table)?;
             }
             let Some((sql, arrays)) = write_statement(&writes, self.slot)? else {
                 return Ok(());
@@ -610,9 +593,7 @@ impl Snapshot for PgSnapshot {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
         Box::pin(async move {
-            if !owns(self.schema, table) {
-                return Err(foreign(self.schema, table));
-            }
+            check::table_of(self.schema, table)?;
             if self.checkpoint.is_none() {
                 return Ok(Vec::new());
             }

@@ -252,8 +252,7 @@ impl<'a> Param<'a> {
 }
 
 /// A page query: its SQL and its parameters in bind order (the conditions' values, the
-/// `after` key, the limit). Columns are looked up in the spec; an unknown one, a value of
-/// another type or an `after` that is no key is an error.
+/// `after` key, the limit). A query that fails [`Query::check`] is an error.
 pub(crate) fn query_sql(query: &Query) -> Result<(String, Vec<Param<'_>>), StoreError> {
     let spec = query.table;
     let mut sql = format!(
@@ -261,13 +260,14 @@ pub(crate) fn query_sql(query: &Query) -> Result<(String, Vec<Param<'_>>), Store
         names(spec.columns),
         spec.table(query.slot)
     );
+    query.check()?;
     let mut params = Vec::new();
     let mut clauses = Vec::new();
     for condition in &query.conditions {
-        let name = condition.column();
-        let column = spec.column(name).map(|i| &spec.columns[i]).ok_or_else(|| {
-            StoreError::backend(format!("table {} has no column {name:?}", spec.name))
-        })?;
+        let column = spec
+            .column(condition.column())
+            .map(|i| &spec.columns[i])
+            .expect("a checked query names its table's columns");
         let (op, value) = match condition {
             Condition::Eq(_, v) => ("=", v),
             Condition::Gt(_, v) => (">", v),
@@ -289,19 +289,8 @@ pub(crate) fn query_sql(query: &Query) -> Result<(String, Vec<Param<'_>>), Store
     }
     if let Some(after) = &query.after {
         let key = spec.key_columns();
-        if after.len() != key.len() {
-            return Err(StoreError::backend(format!(
-                "table {}: a key of {} values where it has {} key columns",
-                spec.name,
-                after.len(),
-                key.len()
-            )));
-        }
         let mut values = Vec::new();
         for (column, value) in key.iter().zip(after) {
-            if *value == Value::Null {
-                return Err(mismatch(spec, column, value));
-            }
             params.push(Param::of(spec, column, value)?);
             values.push(format!("${}::{}", params.len(), scalar_type(column.ty)));
         }

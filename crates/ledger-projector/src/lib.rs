@@ -12,6 +12,7 @@
 //! the events, so replaying the log always gives the same rows.
 
 mod appliers;
+pub mod check;
 mod error;
 pub mod fold;
 mod model;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::stream::BoxStream;
 use ledger_core::{BoxFuture, Position, StoreError};
+use ledger_projector::check;
 use ledger_projector::{
     ApplyTx, Checkpoint, Key, Lease, LocalLease, ProjectionStore, Query, Row, Schema, Slot,
     Snapshot, Swapped, TableSpec, TableWrite, Target, time_text,
@@ -84,24 +85,6 @@ fn new_generation() -> i64 {
 /// The wall clock as checkpoint text.
 fn now() -> String {
     time_text(Utc::now())
-}
-
-/// Checks a read model's spec before any of its names goes into SQL.
-fn validated(schema: &Schema) -> Result<(), StoreError> {
-    schema
-        .validate()
-        .map_err(|e| StoreError::backend_with("a read model's tables cannot be built", e))
-}
-
-/// Checks that a target is a copy of `schema`.
-fn of_schema(schema: &Schema, target: &Target) -> Result<(), StoreError> {
-    if target.name == schema.name {
-        return Ok(());
-    }
-    Err(StoreError::backend(format!(
-        "a copy of {} was addressed with the tables of {}",
-        target.name, schema.name
-    )))
 }
 
 /// The read models of a SQLite ledger: their tables, checkpoints and queries, in the store's
@@ -190,10 +173,7 @@ const TABLE_EXISTS: &str =
 
 /// Runs a page query on a connection.
 async fn run_query(conn: &mut SqliteConnection, query: &Query) -> Result<Vec<Row>, StoreError> {
-    query
-        .table
-        .validate()
-        .map_err(|e| StoreError::backend_with("a query names a table that cannot be built", e))?;
+    check::table_usable(query.table)?;
     let page = rows::page_sql(query)?;
     let mut q = sqlx::query(AssertSqlSafe(page.sql));
     for value in page.params {
@@ -251,7 +231,7 @@ impl ProjectionStore for SqliteProjections {
         slot: Slot,
     ) -> BoxFuture<'a, Result<Checkpoint, StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
+            check::schema_usable(schema)?;
             let mut sql = String::new();
             for spec in schema.tables {
                 let table = spec.table(slot);
@@ -274,7 +254,7 @@ impl ProjectionStore for SqliteProjections {
 
     fn drop_rebuild(&self, schema: &'static Schema) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
+            check::schema_usable(schema)?;
             let sql: String = schema
                 .tables
                 .iter()
@@ -299,8 +279,8 @@ impl ProjectionStore for SqliteProjections {
         owner: &'a str,
     ) -> BoxFuture<'a, Result<Option<Box<dyn ApplyTx>>, StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
-            of_schema(schema, target)?;
+            check::schema_usable(schema)?;
+            check::copy_of(schema, target)?;
             let inner = self.inner();
             let begun = async {
                 let mut tx = self.write().await?;
@@ -353,8 +333,8 @@ impl ProjectionStore for SqliteProjections {
         rebuilt: &'a Target,
     ) -> BoxFuture<'a, Result<Swapped, StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
-            of_schema(schema, rebuilt)?;
+            check::schema_usable(schema)?;
+            check::copy_of(schema, rebuilt)?;
             let mut sql = String::new();
             for spec in schema.tables {
                 let (live, shadow) = (spec.table(Slot::Live), spec.table(Slot::Rebuild));
@@ -387,7 +367,7 @@ impl ProjectionStore for SqliteProjections {
         schema: &'static Schema,
     ) -> BoxFuture<'_, Result<Box<dyn Snapshot>, StoreError>> {
         Box::pin(async move {
-            validated(schema)?;
+            check::schema_usable(schema)?;
             // A deferred transaction: its first read fixes the snapshot every later read sees.
             let mut tx = self.inner().reader.begin().await.map_err(store_err)?;
             let checkpoint = read_checkpoint(&mut tx, schema.name, Slot::Live).await?;
@@ -447,13 +427,7 @@ struct SqliteApply {
 impl SqliteApply {
     /// `table`, which must be one of the (validated) schema's tables.
     fn spec(&self, table: &'static TableSpec) -> Result<&'static TableSpec, StoreError> {
-        if self.schema.tables.iter().any(|t| t == table) {
-            return Ok(table);
-        }
-        Err(StoreError::backend(format!(
-            "table {} is not a table of {}",
-            table.name, self.schema.name
-        )))
+        check::table_of(self.schema, table).map(|()| table)
     }
 
     /// Writes one table's rows (inserts and upserts alike: keys marked new have no row) in
@@ -550,12 +524,7 @@ impl Snapshot for SqliteSnapshot {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>, StoreError>> {
         Box::pin(async move {
-            if !self.schema.tables.iter().any(|t| t == table) {
-                return Err(StoreError::backend(format!(
-                    "table {} is not a table of {}",
-                    table.name, self.schema.name
-                )));
-            }
+            check::table_of(self.schema, table)?;
             if self.checkpoint.is_none() {
                 return Ok(Vec::new());
             }

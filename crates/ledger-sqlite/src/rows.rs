@@ -154,8 +154,7 @@ pub(crate) struct PageSql<'q> {
 }
 
 /// The page `query` asks for: its conditions, the rows after its key, in key order, at most
-/// its limit. A condition on a column the table lacks, a value that does not fit its column,
-/// or an `after` key of the wrong width is an error.
+/// its limit. A query that fails [`Query::check`] is an error.
 pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
     let spec = query.table;
     let mut sql = format!(
@@ -163,18 +162,13 @@ pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
         names(spec.columns.iter().map(|c| c.name)),
         spec.table(query.slot),
     );
+    query.check()?;
     let mut params = Vec::with_capacity(query.conditions.len() + spec.key);
     for condition in &query.conditions {
         let column = spec
             .column(condition.column())
             .map(|i| &spec.columns[i])
-            .ok_or_else(|| {
-                StoreError::backend(format!(
-                    "a query of {} names no column of it: {}",
-                    spec.name,
-                    condition.column()
-                ))
-            })?;
+            .expect("a checked query names its table's columns");
         let (op, value) = match condition {
             Condition::Eq(_, v) => ("=", v),
             Condition::Gt(_, v) => (">", v),
@@ -186,24 +180,10 @@ pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
                 continue;
             }
         };
-        if !value.fits(column.ty) {
-            return Err(StoreError::backend(format!(
-                "a query of {} compares column {} with {value:?}",
-                spec.name, column.name
-            )));
-        }
         params.push(value);
         let _ = write!(sql, " AND {} {op} ?{}", column.name, params.len());
     }
     if let Some(after) = &query.after {
-        if after.len() != spec.key {
-            return Err(StoreError::backend(format!(
-                "a query of {} pages after a key of {} values; the key has {}",
-                spec.name,
-                after.len(),
-                spec.key
-            )));
-        }
         let first = params.len() + 1;
         params.extend(after.iter());
         let placeholders: Vec<String> =
