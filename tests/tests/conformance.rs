@@ -20,6 +20,8 @@ mod read_all;
 mod races;
 // Idempotent retries return the original result; reused event ids are refused.
 mod idempotency;
+// Whole events after a cursor: pages, filters, and a consumer that keeps only its cursor.
+mod log_cursor;
 // Multi-stream appends commit together or not at all.
 mod multi;
 // No reader skips an event whose transaction commits after later events.

@@ -1,14 +1,20 @@
 //! The HTTP API's suite (`api_suite/`) on every backend, in process through
 //! `tower::ServiceExt::oneshot`: the one list of HTTP cases, each stamped out for memory,
-//! SQLite and PostgreSQL.
+//! SQLite and PostgreSQL. `log:` cases get the store as the API's log reader too.
 
-/// Stamps out each HTTP case per backend: `store:` cases get a store, `projections:` cases a
-/// store with its read models' tables too.
+/// Stamps out each HTTP case per backend: `store:` cases get a store, `log:` cases the store
+/// as log reader too, `projections:` cases a store with its read models' tables too.
 macro_rules! http_cases {
     (
         store: $($module:ident :: $case:ident),* $(,)?;
+        log: $($lmodule:ident :: $lcase:ident),* $(,)?;
         projections: $($pmodule:ident :: $pcase:ident),* $(,)?
     ) => {
+        $(
+            store_test!($lcase, |store: ledger_tests::Store| {
+                crate::api_suite::$lmodule::$lcase(store.clone(), store)
+            });
+        )*
         $(
             store_test!($case, |store| crate::api_suite::$module::$case(store));
         )*
@@ -57,7 +63,12 @@ http_cases!(
     races::fifty_acquire_lock,
     races::fifty_complete_onboarding,
     races::fifty_register_one_slug,
-    projections::projections_unavailable;
+    projections::projections_unavailable,
+    log::log_unavailable;
+    log:
+    log::log_pages,
+    log::log_tenant_scope,
+    log::log_bad_queries;
     projections:
     projections::queries_read_own_writes,
     projections::tenant_tokens_see_their_tenant,

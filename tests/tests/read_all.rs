@@ -7,7 +7,7 @@ use ledger_tests::fixtures::*;
 use serde_json::json;
 
 /// Appends the log the read cases query: several categories (one a prefix of another) and types.
-async fn fill(store: &ledger_tests::Store) -> Vec<Envelope> {
+pub(crate) async fn fill(store: &ledger_tests::Store) -> Vec<Envelope> {
     let streams = ["order-1", "order-2", "invoice-1", "orderx-1", "order_x-1"].map(stream);
     let types = ["Placed", "Paid", "PlacedX"];
     for i in 0..40usize {

@@ -15,6 +15,7 @@ use tokio::time::timeout;
 
 use crate::api_suite::client::{Api, Reply};
 use crate::api_suite::commands::cmd;
+use crate::api_suite::log;
 use crate::api_suite::races;
 
 /// The admin token the servers get through `LEDGER_ADMIN_TOKEN`.
@@ -176,6 +177,42 @@ store_test!(databases: serve_over_http, |db| async move {
     let metrics = api.req("GET", "/metrics").send().await;
     metrics.expect(200);
     assert!(metrics.text.contains("ledger_http_requests_total{route=\"/v1/tenants\",method=\"POST\",status=\"201\"} 2"));
+    server.stop().await;
+});
+
+store_test!(databases: the_served_log_equals_read_all, |db| async move {
+    db.migrate().await.unwrap();
+    let server = serve(&db, Some(ADMIN)).await;
+    let api = client(&db, vec![server.addr]).await;
+    log::fill(&api).await;
+    let cases: [(&str, &[&str]); 4] = [
+        ("", &[]),
+        ("category=tenant", &["--category", "tenant"]),
+        ("type=Placed", &["--type", "Placed"]),
+        ("category=slug&type=SlugClaimed", &["--category", "slug", "--type", "SlugClaimed"]),
+    ];
+    for (query, args) in cases {
+        let http: Vec<ledger_core::Envelope> = log::read_log(&api, ADMIN, query, 3)
+            .await
+            .iter()
+            .map(log::envelope_of)
+            .collect();
+        let out = ledger_command(&db, None)
+            .arg("read-all")
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let cli: Vec<ledger_core::Envelope> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!cli.is_empty(), "{query}");
+        assert_eq!(http, cli, "{query}");
+    }
+    log::log_equals_the_store(&api).await;
     server.stop().await;
 });
 

@@ -138,6 +138,8 @@ codes! {
     ProjectionBehind,
     /// This server does not serve the projections.
     ProjectionsUnavailable,
+    /// This server does not serve the global log.
+    LogUnavailable,
     /// The request was not answered in time.
     RequestTimeout,
     // `DomainError`.
@@ -217,6 +219,7 @@ impl Code {
             Code::NotReady => "not_ready",
             Code::ProjectionBehind => "projection_behind",
             Code::ProjectionsUnavailable => "projections_unavailable",
+            Code::LogUnavailable => "log_unavailable",
             Code::RequestTimeout => "request_timeout",
             Code::TenantNotFound => "tenant_not_found",
             Code::TenantExists => "tenant_exists",
@@ -289,6 +292,7 @@ impl Code {
             | Code::NotReady
             | Code::ProjectionBehind
             | Code::ProjectionsUnavailable
+            | Code::LogUnavailable
             | Code::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal | Code::CorruptHistory => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -732,7 +736,7 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 48] = [
+    const WIRE: [(&str, u16); 49] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
@@ -778,6 +782,7 @@ mod tests {
         ("not_ready", 503),
         ("projection_behind", 503),
         ("projections_unavailable", 503),
+        ("log_unavailable", 503),
         ("request_timeout", 503),
         ("internal", 500),
         ("corrupt_history", 500),

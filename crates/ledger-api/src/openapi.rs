@@ -29,6 +29,7 @@ use ledger_read_models::PhaseSchema;
         (name = "queries", description = "Read models (projections), paged; `min_position` waits for a write to be applied"),
         (name = "projections", description = "Status and online rebuilds of the read models"),
         (name = "streams", description = "Appending to and reading any stream, for writers with their own aggregates"),
+        (name = "log", description = "The global log for programs and auditors: pages after a cursor"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "Metrics and this document"),
     )

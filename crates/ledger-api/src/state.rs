@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_commands::{Clock, Executor};
-use ledger_core::{BoxFuture, EventStore, StoreError, StreamName};
+use ledger_core::{BoxFuture, EventStore, LogReader, StoreError, StreamName};
 use ledger_domain::Policy;
 use ledger_projector::Projector;
 use ledger_read_models::Change;
@@ -78,6 +78,7 @@ pub struct AppState {
     pub(crate) ready: ReadyCheck,
     pub(crate) clock: Clock,
     pub(crate) projector: Option<Projector<Change>>,
+    pub(crate) log: Option<Arc<dyn LogReader>>,
 }
 
 impl AppState {
@@ -128,6 +129,7 @@ impl AppState {
             ready,
             clock,
             projector: None,
+            log: None,
         }
     }
 
@@ -136,6 +138,13 @@ impl AppState {
     /// answer 503 `projections_unavailable`.
     pub fn with_projections(mut self, projector: Projector<Change>) -> Self {
         self.projector = Some(projector);
+        self
+    }
+
+    /// The same state serving the global log (`GET /v1/events`) from `log`; without one that
+    /// route answers 503 `log_unavailable`.
+    pub fn with_log(mut self, log: Arc<dyn LogReader>) -> Self {
+        self.log = Some(log);
         self
     }
 

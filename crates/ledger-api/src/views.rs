@@ -1,7 +1,7 @@
 //! Response bodies: the JSON shapes clients see, documented in the OpenAPI document.
 
 use chrono::{DateTime, Utc};
-use ledger_core::Envelope;
+use ledger_core::{Envelope, LogCursor, LogEvent};
 use ledger_domain::{Phase, Policy, Stage, SyncStatus, TenantState};
 use ledger_read_models::{PhaseSchema, SyncStatusSchema};
 use serde::Serialize;
@@ -238,4 +238,29 @@ pub struct EventPage {
     pub events: Vec<Envelope>,
     /// The `from_seq` of the next page, or null when this page reaches the stream's end.
     pub next_from_seq: Option<u64>,
+}
+
+/// One event of the global log with the cursor that resumes after it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LogEvent)]
+#[allow(dead_code)]
+pub(crate) struct LogEventSchema {
+    /// Resume after this event: 32 hex digits that sort (as text) in the log's order.
+    cursor: String,
+    /// The event.
+    #[serde(flatten)]
+    envelope: EnvelopeSchema,
+}
+
+/// A page of the global log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogPageView {
+    /// The events, in the log's order.
+    #[schema(value_type = Vec<LogEventSchema>)]
+    pub events: Vec<LogEvent>,
+    /// Where to resume: the last event's cursor, or the cursor sent when the page is empty.
+    #[schema(value_type = String)]
+    pub next_cursor: LogCursor,
+    /// Whether the page reached the end of the log as read (it holds fewer than `limit`).
+    pub caught_up: bool,
 }

@@ -12,6 +12,12 @@ pub fn tenant_stream(tenant_id: Uuid) -> StreamName {
     StreamName::from_parts("tenant", &tenant_id.to_string()).expect("a uuid is a valid stream id")
 }
 
+/// The stream claiming `slug` for one tenant: `slug-<slug>`; `None` for a slug that is no
+/// stream id.
+pub fn slug_stream(slug: &str) -> Option<StreamName> {
+    StreamName::from_parts("slug", slug).ok()
+}
+
 /// A tenant stream as loaded: its envelopes, the folded state, and where it ends.
 #[derive(Clone, Debug, Default)]
 pub struct Loaded {

@@ -1,6 +1,6 @@
 //! Tenant registration: the tenant stream and the slug claim in one atomic append.
 
-use ledger_core::{EventStore, ExpectedSeq, NewEvent, StoreError, StreamAppend, StreamName};
+use ledger_core::{EventStore, ExpectedSeq, NewEvent, StoreError, StreamAppend};
 use ledger_domain::{Command, DomainError, SlugClaimed, TenantState, decide, evolve};
 use serde_json::Value;
 use uuid::Uuid;
@@ -33,8 +33,8 @@ impl<S: EventStore> Executor<S> {
             &self.policy,
         )?;
         let stream = tenant_stream(tenant_id);
-        let slug_stream = StreamName::from_parts("slug", slug)
-            .map_err(|_| DomainError::InvalidSlug(slug.clone()))?;
+        let slug_stream =
+            crate::slug_stream(slug).ok_or_else(|| DomainError::InvalidSlug(slug.clone()))?;
         let tenant_events = to_new_events(&stream, &decision.events, &request);
         let claim = SlugClaimed {
             tenant_id: tenant_id.to_string(),

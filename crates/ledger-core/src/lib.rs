@@ -5,6 +5,7 @@
 //! `ledger-memory`) implement [`EventStore`]; everything above them depends only on this crate.
 
 mod baseline;
+mod cursor;
 mod error;
 mod event;
 mod expected;
@@ -16,6 +17,7 @@ mod store;
 mod stream;
 
 pub use baseline::{Baseline, BenchRow};
+pub use cursor::{EventFilter, LogCursor, LogEvent, ParseCursorError};
 pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_message};
 pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};
 pub use expected::{ExpectedSeq, ParseExpectedSeqError};

@@ -1,7 +1,7 @@
 //! Reading the global log page by page for readers that keep their own checkpoint (the
 //! projection engine): raw events with their payload still JSON text, filtered by category.
 
-use crate::{BoxFuture, Position, Seq, StoreError};
+use crate::{BoxFuture, EventFilter, LogCursor, LogEvent, Position, Seq, StoreError};
 
 /// Which events of the log a reader wants.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -106,6 +106,20 @@ pub trait LogReader: Send + Sync {
 
     /// The largest position of a committed event (`Position::START` for an empty log).
     fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
+
+    /// Up to `limit` whole events after `after` that pass `filter`, in read order, each with
+    /// the cursor that resumes after it. Gap-free as [`read_page`](Self::read_page): fewer
+    /// than `limit` events means "nothing more for now", never "one was skipped".
+    fn read_events<'a>(
+        &'a self,
+        after: LogCursor,
+        filter: &'a EventFilter,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>>;
+
+    /// The cursor of the event at `position` ([`LogCursor::START`] for `Position::START`);
+    /// [`StoreError::UnknownPosition`] when no event is there.
+    fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>>;
 }
 
 macro_rules! forward_log_reader {
@@ -143,6 +157,22 @@ macro_rules! forward_log_reader {
 
             fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
                 (**self).last_position()
+            }
+
+            fn read_events<'a>(
+                &'a self,
+                after: LogCursor,
+                filter: &'a EventFilter,
+                limit: usize,
+            ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>> {
+                (**self).read_events(after, filter, limit)
+            }
+
+            fn cursor_at(
+                &self,
+                position: Position,
+            ) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
+                (**self).cursor_at(position)
             }
         }
     };

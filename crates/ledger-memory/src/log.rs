@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use ledger_core::{
-    AppendResult, BoxFuture, Conflict, Envelope, ExpectedSeq, Limits, LogFilter, LogPage,
-    LogReader, NewEvent, Position, RawEvent, Seq, StoreError, StreamName, match_replay,
-    validate_batch,
+    AppendResult, BoxFuture, Conflict, Envelope, EventFilter, ExpectedSeq, Limits, LogCursor,
+    LogEvent, LogFilter, LogPage, LogReader, NewEvent, Position, RawEvent, Seq, StoreError,
+    StreamName, match_replay, validate_batch,
 };
 use uuid::Uuid;
 
@@ -221,6 +221,44 @@ impl LogReader for MemoryStore {
         let last = log.events.last().map_or(Position::START, |e| e.position);
         drop(log);
         Box::pin(async move { Ok(last) })
+    }
+
+    fn read_events<'a>(
+        &'a self,
+        after: LogCursor,
+        filter: &'a EventFilter,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>> {
+        let log = self.shared.log.read().expect("memory log lock poisoned");
+        let start = log.first_after(after.position);
+        let events = log.events[start..]
+            .iter()
+            .filter(|e| filter.matches(e.stream.as_str(), &e.event_type))
+            .take(limit)
+            .map(|e| LogEvent {
+                cursor: LogCursor::new(0, e.position),
+                envelope: e.clone(),
+            })
+            .collect();
+        drop(log);
+        Box::pin(async move { Ok(events) })
+    }
+
+    fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
+        let log = self.shared.log.read().expect("memory log lock poisoned");
+        let known = position == Position::START
+            || log
+                .events
+                .binary_search_by_key(&position, |e| e.position)
+                .is_ok();
+        drop(log);
+        Box::pin(async move {
+            if known {
+                Ok(LogCursor::new(0, position))
+            } else {
+                Err(StoreError::UnknownPosition(position.0))
+            }
+        })
     }
 }
 

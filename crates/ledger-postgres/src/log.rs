@@ -8,7 +8,10 @@
 //! at its first `-`; a category that holds a `-` matches no stream, as the category of a name
 //! never does.
 
-use ledger_core::{BoxFuture, LogFilter, LogPage, LogReader, Position, RawEvent, Seq, StoreError};
+use ledger_core::{
+    BoxFuture, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position, RawEvent,
+    Seq, StoreError,
+};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -266,6 +269,19 @@ impl LogReader for PgStore {
                 .map_err(from_sqlx)?;
             Ok(Position(last.max(0) as u64))
         })
+    }
+
+    fn read_events<'a>(
+        &'a self,
+        after: LogCursor,
+        filter: &'a EventFilter,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>> {
+        Box::pin(self.events_after(after, filter, limit))
+    }
+
+    fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
+        Box::pin(self.cursor_of(position))
     }
 }
 

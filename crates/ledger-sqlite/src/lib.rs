@@ -15,6 +15,7 @@ mod append;
 mod baseline;
 pub mod ddl;
 mod error;
+mod events;
 mod health;
 mod log;
 mod projection;

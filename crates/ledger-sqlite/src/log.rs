@@ -10,7 +10,10 @@
 //! is read in about 60% of the time). A page too large for one SQLite string (a billion
 //! bytes) is read row by row instead.
 
-use ledger_core::{BoxFuture, LogFilter, LogPage, LogReader, Position, RawEvent, Seq, StoreError};
+use ledger_core::{
+    BoxFuture, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position, RawEvent,
+    Seq, StoreError,
+};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -260,6 +263,19 @@ impl LogReader for SqliteStore {
                 .map_err(store_err)?;
             Ok(Position(last.max(0) as u64))
         })
+    }
+
+    fn read_events<'a>(
+        &'a self,
+        after: LogCursor,
+        filter: &'a EventFilter,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>> {
+        Box::pin(self.events_after(after, filter, limit))
+    }
+
+    fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
+        Box::pin(self.cursor_of(position))
     }
 }
 

@@ -129,6 +129,17 @@ impl Api {
         }
     }
 
+    /// The API over `store` in process that also serves the global log from `log`.
+    pub fn with_log(store: Store, log: Arc<dyn LogReader>) -> Self {
+        let state = AppState::new(store.clone(), ADMIN, ApiConfig::default()).with_log(log);
+        Self {
+            transport: Transport::Oneshot(app(state)),
+            admin: ADMIN.to_string(),
+            store,
+            runners: None,
+        }
+    }
+
     /// The API over `store` in process, serving the read models kept in `projections` by
     /// runners in this process (reading `log`, woken by the API's appends), with `config`.
     pub fn with_projections(
@@ -139,8 +150,8 @@ impl Api {
     ) -> Self {
         let signal = Signal::new();
         let signaled: Store = Arc::new(SignalingStore::new(store.clone(), signal.clone()));
-        let projector =
-            Projector::new(log, projections, ledger_read_models::catalog()).with_signal(signal);
+        let projector = Projector::new(log.clone(), projections, ledger_read_models::catalog())
+            .with_signal(signal);
         let runner = projector.clone();
         let task = tokio::spawn(async move {
             let names = runner.catalog().names();
@@ -149,7 +160,9 @@ impl Api {
                 .await
                 .expect("the catalog's read models run");
         });
-        let state = AppState::new(signaled, ADMIN, config).with_projections(projector);
+        let state = AppState::new(signaled, ADMIN, config)
+            .with_projections(projector)
+            .with_log(log);
         Self {
             transport: Transport::Oneshot(app(state)),
             admin: ADMIN.to_string(),

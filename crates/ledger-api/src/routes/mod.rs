@@ -1,6 +1,7 @@
 //! The routes, one module per resource, and the router that serves and documents them.
 
 pub(crate) mod commands;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod meta;
 pub(crate) mod progress;
@@ -42,6 +43,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(tokens::issue_token))
         .routes(routes!(commands::run_command))
         .routes(routes!(streams::append, streams::read))
+        .routes(routes!(events::read_log))
         .routes(routes!(progress::progress))
         .routes(routes!(queries::list_locks))
         .routes(routes!(queries::list_pending_syncs))
