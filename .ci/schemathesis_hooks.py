@@ -1,6 +1,6 @@
 """Makes schemathesis behave like a correct client where /openapi.json cannot say how.
 
-Two rules of the ledger's HTTP contract tie values together across a request or across
+Some rules of the ledger's HTTP contract tie values together across a request or across
 requests, which OpenAPI has no way to express; a generated request that breaks one is
 rightly refused, so it would read as a false "schema-valid request rejected":
 
@@ -8,6 +8,10 @@ rightly refused, so it would read as a false "schema-valid request rejected":
   (422 idempotency_key_reused), so each valid generated key is made unique;
 - an event id names one event: reusing it for another event is refused (422 event_id_reused,
   or invalid_input within one batch), so each valid generated event id is made unique;
+- `GET /v1/events/live` follows the log until the client leaves, so a request that does not
+  bound it with `seconds` gets `seconds=1` (else every valid request would run into the
+  request timeout); and the log routes take `cursor` or `after`, not both, so `after` is
+  left out of a request with a valid `cursor`;
 - a command's expected seq may come in the body (expected_seq) or as If-Match, and when both
   come they must agree (else 400 conflicting_expected_seq), so a valid If-Match that disagrees
   with the body is left out.
@@ -21,6 +25,7 @@ import uuid
 import schemathesis
 
 HEADER_ID = re.compile(r"^[!-~]{1,200}$")
+CURSOR = re.compile(r"^[0-9a-fA-F]{32}$")
 IF_MATCH = re.compile(r'^(\*|[0-9]{1,19}|"[0-9]{1,19}"|W/"[0-9]{1,19}")$')
 
 
@@ -40,6 +45,15 @@ def _header(headers, name):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    if case.path == "/v1/events/live":
+        query = case.query if isinstance(case.query, dict) else {}
+        if "seconds" not in query:
+            query["seconds"] = 1
+            case.query = query
+    if case.path in ("/v1/events", "/v1/events/live") and isinstance(case.query, dict):
+        cursor = case.query.get("cursor")
+        if isinstance(cursor, str) and CURSOR.match(cursor):
+            case.query.pop("after", None)
     body = case.body if isinstance(case.body, dict) else {}
     events = body.get("events")
     for event in events if isinstance(events, list) else []:

@@ -1,9 +1,9 @@
 //! The HTTP API's suite (`api_suite/`) on every backend, in process through
 //! `tower::ServiceExt::oneshot`: the one list of HTTP cases, each stamped out for memory,
-//! SQLite and PostgreSQL. `log:` cases get the store as the API's log reader too.
+//! SQLite and PostgreSQL. `log:` cases get the whole store (also the API's log reader).
 
-/// Stamps out each HTTP case per backend: `store:` cases get a store, `log:` cases the store
-/// as log reader too, `projections:` cases a store with its read models' tables too.
+/// Stamps out each HTTP case per backend: `store:` cases get a store, `log:` cases the whole
+/// store (also the API's log reader), `projections:` cases a store with its read models' tables too.
 macro_rules! http_cases {
     (
         store: $($module:ident :: $case:ident),* $(,)?;
@@ -11,9 +11,7 @@ macro_rules! http_cases {
         projections: $($pmodule:ident :: $pcase:ident),* $(,)?
     ) => {
         $(
-            store_test!($lcase, |store: ledger_tests::Store| {
-                crate::api_suite::$lmodule::$lcase(store.clone(), store)
-            });
+            store_test!($lcase, |store| crate::api_suite::$lmodule::$lcase(store));
         )*
         $(
             store_test!($case, |store| crate::api_suite::$module::$case(store));
@@ -68,7 +66,10 @@ http_cases!(
     log:
     log::log_pages,
     log::log_tenant_scope,
-    log::log_bad_queries;
+    log::log_bad_queries,
+    live::live_follows_writers_and_a_late_commit,
+    live::live_resumes_from_last_event_id,
+    live::idle_subscribers_share_one_tail;
     projections:
     projections::queries_read_own_writes,
     projections::tenant_tokens_see_their_tenant,

@@ -140,6 +140,8 @@ codes! {
     ProjectionsUnavailable,
     /// This server does not serve the global log.
     LogUnavailable,
+    /// Every live subscriber slot of this server is taken.
+    TooManySubscribers,
     /// The request was not answered in time.
     RequestTimeout,
     // `DomainError`.
@@ -220,6 +222,7 @@ impl Code {
             Code::ProjectionBehind => "projection_behind",
             Code::ProjectionsUnavailable => "projections_unavailable",
             Code::LogUnavailable => "log_unavailable",
+            Code::TooManySubscribers => "too_many_subscribers",
             Code::RequestTimeout => "request_timeout",
             Code::TenantNotFound => "tenant_not_found",
             Code::TenantExists => "tenant_exists",
@@ -293,6 +296,7 @@ impl Code {
             | Code::ProjectionBehind
             | Code::ProjectionsUnavailable
             | Code::LogUnavailable
+            | Code::TooManySubscribers
             | Code::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal | Code::CorruptHistory => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -736,7 +740,7 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 49] = [
+    const WIRE: [(&str, u16); 50] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
@@ -783,6 +787,7 @@ mod tests {
         ("projection_behind", 503),
         ("projections_unavailable", 503),
         ("log_unavailable", 503),
+        ("too_many_subscribers", 503),
         ("request_timeout", 503),
         ("internal", 500),
         ("corrupt_history", 500),

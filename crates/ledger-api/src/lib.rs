@@ -23,6 +23,7 @@ mod routes;
 mod serve;
 mod shutdown;
 mod state;
+mod tail;
 mod timeouts;
 pub mod token_registry;
 mod views;

@@ -330,6 +330,12 @@ fn split_commands(doc: &mut Value) {
 }
 
 /// The exact schema of a parameter, where the annotations do not give it.
+/// A log cursor: 32 hex digits.
+const CURSOR_PATTERN: &str = "^[0-9a-fA-F]{32}$";
+
+/// A comma-separated list of 1 to 64 names, none empty.
+const NAME_LIST_PATTERN: &str = "^[^,]+(,[^,]+){0,63}$";
+
 fn param_schema(
     path: &str,
     place: &str,
@@ -346,6 +352,7 @@ fn param_schema(
     Some(match (place, name) {
         ("header", "Idempotency-Key" | "X-Correlation-Id" | "X-Causation-Id") => header_id,
         ("header", "If-Match") => json!({"type": "string", "pattern": IF_MATCH_PATTERN}),
+        ("header", "Last-Event-ID") => json!({"type": "string", "pattern": CURSOR_PATTERN}),
         ("header", _) => json!({"type": "string"}),
         ("query", "limit") => {
             json!({"type": "integer", "minimum": 1, "maximum": config.max_page_size})
@@ -353,7 +360,15 @@ fn param_schema(
         ("query", "min_position" | "from_seq") => {
             json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_POSITION})
         }
+        ("query", "cursor") if path.starts_with("/v1/events") => {
+            json!({"type": "string", "pattern": CURSOR_PATTERN})
+        }
         ("query", "cursor") => json!({"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"}),
+        ("query", "after") => {
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_POSITION})
+        }
+        ("query", "category" | "type") => json!({"type": "string", "pattern": NAME_LIST_PATTERN}),
+        ("query", "seconds") => json!({"type": "integer", "minimum": 1, "maximum": 3600}),
         ("query", "from" | "to") => json!({"type": "string", "format": "date"}),
         ("query", "phase") => json!({"type": "string", "pattern": phases}),
         ("query", "status") => json!({"$ref": "#/components/schemas/SyncStatus"}),

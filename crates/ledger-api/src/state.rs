@@ -11,6 +11,7 @@ use ledger_read_models::Change;
 
 use crate::auth::{TokenCache, sha256};
 use crate::metrics::{MeteredStore, Metrics};
+use crate::tail::Tails;
 use crate::token_registry::RegistryCache;
 
 /// A probe `GET /readyz` runs: `Ok` when the database is reachable and its schema is current.
@@ -42,6 +43,11 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Longest pause while a request body arrives (then 408 `body_timeout`).
     pub body_timeout: Duration,
+    /// Most live log subscribers (`GET /v1/events/live`) connected at once (then 503
+    /// `too_many_subscribers`).
+    pub max_live_subscribers: usize,
+    /// Pause after which a quiet live log stream sends a heartbeat.
+    pub live_heartbeat: Duration,
     /// A bearer token `GET /metrics` requires (besides the admin token); `None`: it is open.
     pub metrics_token: Option<String>,
 }
@@ -59,6 +65,8 @@ impl Default for ApiConfig {
             admin_token_refresh: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(15),
+            max_live_subscribers: 1024,
+            live_heartbeat: Duration::from_secs(5),
             metrics_token: None,
         }
     }
@@ -79,6 +87,7 @@ pub struct AppState {
     pub(crate) clock: Clock,
     pub(crate) projector: Option<Projector<Change>>,
     pub(crate) log: Option<Arc<dyn LogReader>>,
+    pub(crate) tails: Tails,
 }
 
 impl AppState {
@@ -114,6 +123,7 @@ impl AppState {
                 store.stream_seq(probe).await.map(|_| ())
             })
         });
+        let max_live_subscribers = config.max_live_subscribers;
         Self {
             store,
             executor,
@@ -130,6 +140,7 @@ impl AppState {
             clock,
             projector: None,
             log: None,
+            tails: Tails::new(max_live_subscribers),
         }
     }
 

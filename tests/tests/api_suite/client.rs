@@ -131,7 +131,12 @@ impl Api {
 
     /// The API over `store` in process that also serves the global log from `log`.
     pub fn with_log(store: Store, log: Arc<dyn LogReader>) -> Self {
-        let state = AppState::new(store.clone(), ADMIN, ApiConfig::default()).with_log(log);
+        Self::with_log_config(store, log, ApiConfig::default())
+    }
+
+    /// [`with_log`](Self::with_log) with `config`.
+    pub fn with_log_config(store: Store, log: Arc<dyn LogReader>, config: ApiConfig) -> Self {
+        let state = AppState::new(store.clone(), ADMIN, config).with_log(log);
         Self {
             transport: Transport::Oneshot(app(state)),
             admin: ADMIN.to_string(),
@@ -335,6 +340,113 @@ impl Req {
             Transport::Tcp(addrs, next) => {
                 let addr = addrs[next.fetch_add(1, Ordering::Relaxed) % addrs.len()];
                 tcp_send(addr, &self).await
+            }
+        }
+    }
+}
+
+impl Req {
+    /// Sends it in process and hands back the answer's body as it streams.
+    pub async fn open(self) -> Live {
+        let Transport::Oneshot(router) = &self.api.transport else {
+            panic!("streamed answers are read in process only");
+        };
+        let mut request = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.uri);
+        for (k, v) in &self.headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        let request = request.body(Body::from(self.body.clone())).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        Live {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.into_body(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// How long a streamed answer may stay silent before a case fails instead of hanging.
+const STREAM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An answer whose body is read as it streams (live event streams).
+pub struct Live {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    body: Body,
+    buf: Vec<u8>,
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    /// Its `event` field.
+    pub event: String,
+    /// Its `id` field.
+    pub id: Option<String>,
+    /// Its `data`.
+    pub data: String,
+}
+
+impl Live {
+    /// The next line of the body (without its newline); `None` at its end.
+    pub async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&line[..i]).to_string());
+            }
+            let frame = tokio::time::timeout(STREAM_PATIENCE, self.body.frame())
+                .await
+                .expect("the stream stayed silent too long");
+            match frame {
+                None => return None,
+                Some(frame) => {
+                    if let Ok(data) = frame.expect("the stream failed").into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next NDJSON value, skipping blank (heartbeat) lines; `None` at the end.
+    pub async fn ndjson(&mut self) -> Option<Value> {
+        loop {
+            let line = self.line().await?;
+            if !line.trim().is_empty() {
+                return Some(serde_json::from_str(&line).expect("a JSON line"));
+            }
+        }
+    }
+
+    /// The next Server-Sent Event, skipping comments; `None` at the end.
+    pub async fn sse(&mut self) -> Option<SseEvent> {
+        let mut event = SseEvent::default();
+        let mut any = false;
+        loop {
+            let line = self.line().await?;
+            if line.is_empty() {
+                if any {
+                    return Some(event);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            any = true;
+            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => event.event = value.to_string(),
+                "id" => event.id = Some(value.to_string()),
+                "data" => event.data.push_str(value),
+                _ => {}
             }
         }
     }

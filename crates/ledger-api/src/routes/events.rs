@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::extract::State;
 use ledger_commands::{slug_stream, tenant_stream};
-use ledger_core::{EventFilter, LogCursor, Position};
+use std::sync::Arc;
+
+use ledger_core::{EventFilter, LogCursor, LogReader, Position, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -50,7 +52,7 @@ pub struct LogQuery {
         (status = 200, description = "A page of the log. Resume from `next_cursor` (never from a position): a consumer that keeps only its last cursor never skips nor repeats an event, also one that commits late. A tenant token reads only its tenant's streams (`tenant-<id>` and its slug claim).", body = LogPageView),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 422, description = "`unknown_position`: `after` is no event's position", body = ErrorBody),
+        (status = 409, description = "`position_not_reached`: `after` is no event's position in the log (yet)", body = ErrorBody),
         (status = 503, description = "`log_unavailable` or `unavailable`", body = ErrorBody),
     )
 )]
@@ -59,50 +61,103 @@ pub(crate) async fn read_log(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPageView>, ApiError> {
-    let log = state.log.clone().ok_or_else(|| {
-        ApiError::new(
-            Code::LogUnavailable,
-            "this server does not serve the global log",
-        )
-    })?;
     let limit = page_limit(query.limit, &state.config)?;
-    let mut filter = EventFilter {
-        categories: names("category", query.category.as_deref())?,
-        types: names("type", query.event_type.as_deref())?,
-        streams: Vec::new(),
-    };
-    if let Caller::Tenant(tenant) = caller {
-        filter.streams = tenant_streams(&state, tenant).await?;
-    }
-    let after = match (query.cursor, query.after) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                "send either cursor or after, not both",
-            ));
-        }
-        (Some(cursor), None) => cursor.parse().map_err(|_| {
-            ApiError::new(
-                Code::InvalidQuery,
-                format!(
-                    "cursor must be the 32 hex digits of a `next_cursor` or an event's `cursor`, not {}",
-                    excerpt(&cursor)
-                ),
-            )
-        })?,
-        (None, Some(after)) => {
-            let after = position_param("after", Some(after))?.unwrap_or(0);
-            log.cursor_at(Position(after)).await?
-        }
-        (None, None) => LogCursor::START,
-    };
-    let events = log.read_events(after, &filter, limit).await?;
-    let next_cursor = events.last().map_or(after, |e| e.cursor);
+    let reading = Reading::of(
+        &caller,
+        &state,
+        query.cursor.as_deref(),
+        query.after,
+        query.category.as_deref(),
+        query.event_type.as_deref(),
+    )
+    .await?;
+    let events = reading
+        .log
+        .read_events(reading.after, &reading.filter, limit)
+        .await?;
+    let next_cursor = events.last().map_or(reading.after, |e| e.cursor);
     Ok(Json(LogPageView {
         caught_up: events.len() < limit,
         events,
         next_cursor,
     }))
+}
+
+/// What a reader of the log asked for: where to start, which events, from which log.
+pub(crate) struct Reading {
+    /// The log.
+    pub(crate) log: Arc<dyn LogReader>,
+    /// Start after this cursor.
+    pub(crate) after: LogCursor,
+    /// The events wanted (a tenant token's own streams only).
+    pub(crate) filter: EventFilter,
+}
+
+impl Reading {
+    /// The reading a request asks for: `cursor` or `after` (not both), the list filters
+    /// `category` and `type`, and the caller's own streams for a tenant token.
+    pub(crate) async fn of(
+        caller: &Caller,
+        state: &AppState,
+        cursor: Option<&str>,
+        after: Option<u64>,
+        category: Option<&str>,
+        event_type: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let log = state.log.clone().ok_or_else(|| {
+            ApiError::new(
+                Code::LogUnavailable,
+                "this server does not serve the global log",
+            )
+        })?;
+        let mut filter = EventFilter {
+            categories: names("category", category)?,
+            types: names("type", event_type)?,
+            streams: Vec::new(),
+        };
+        if let Caller::Tenant(tenant) = caller {
+            filter.streams = tenant_streams(state, *tenant).await?;
+        }
+        let after = match (cursor, after) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    "send either cursor or after, not both",
+                ));
+            }
+            (Some(cursor), None) => parse_cursor("cursor", cursor)?,
+            (None, Some(after)) => {
+                let after = position_param("after", Some(after))?.unwrap_or(0);
+                match log.cursor_at(Position(after)).await {
+                    Err(StoreError::UnknownPosition(_)) => {
+                        return Err(ApiError::new(
+                            Code::PositionNotReached,
+                            format!(
+                                "after={after} is no event's position in the log (yet); resume from a cursor instead"
+                            ),
+                        )
+                        .with("after", after));
+                    }
+                    found => found?,
+                }
+            }
+            (None, None) => LogCursor::START,
+        };
+        Ok(Self { log, after, filter })
+    }
+}
+
+/// A cursor sent as `what`.
+pub(crate) fn parse_cursor(what: &str, text: &str) -> Result<LogCursor, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            Code::InvalidQuery,
+            format!(
+                "{what} must be the 32 hex digits of a `next_cursor` or an event's `cursor`, not {}",
+                excerpt(text)
+            ),
+        )
+    })
 }
 
 /// The names of a comma-separated list filter (`None`: no filter).

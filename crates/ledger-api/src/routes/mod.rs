@@ -3,6 +3,7 @@
 pub(crate) mod commands;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod live;
 pub(crate) mod meta;
 pub(crate) mod progress;
 pub(crate) mod projections;
@@ -44,6 +45,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(commands::run_command))
         .routes(routes!(streams::append, streams::read))
         .routes(routes!(events::read_log))
+        .routes(routes!(live::live))
         .routes(routes!(progress::progress))
         .routes(routes!(queries::list_locks))
         .routes(routes!(queries::list_pending_syncs))
