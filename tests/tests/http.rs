@@ -57,7 +57,11 @@ http_cases!(
     races::fifty_acquire_lock,
     races::fifty_complete_onboarding,
     races::fifty_register_one_slug,
-    projections::projections_unavailable;
+    projections::projections_unavailable,
+    history::timeline_in_words,
+    history::tenant_as_of,
+    history::funnel_as_of,
+    history::as_of_equals_the_fold_of_every_prefix;
     projections:
     projections::queries_read_own_writes,
     projections::tenant_tokens_see_their_tenant,

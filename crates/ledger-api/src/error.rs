@@ -96,6 +96,8 @@ codes! {
     InvalidPath,
     /// The query string does not parse or is out of range.
     InvalidQuery,
+    /// An `as_of` or `--at` that is not an RFC 3339 date and time.
+    InvalidAsOf,
     /// A header is malformed.
     InvalidHeader,
     /// The Idempotency-Key header is malformed.
@@ -196,6 +198,7 @@ impl Code {
             Code::InvalidTenantId => "invalid_tenant_id",
             Code::InvalidPath => "invalid_path",
             Code::InvalidQuery => "invalid_query",
+            Code::InvalidAsOf => "invalid_as_of",
             Code::InvalidHeader => "invalid_header",
             Code::InvalidIdempotencyKey => "invalid_idempotency_key",
             Code::InvalidIfMatch => "invalid_if_match",
@@ -250,6 +253,7 @@ impl Code {
             | Code::InvalidTenantId
             | Code::InvalidPath
             | Code::InvalidQuery
+            | Code::InvalidAsOf
             | Code::InvalidHeader
             | Code::InvalidIdempotencyKey
             | Code::InvalidIfMatch
@@ -732,12 +736,13 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 48] = [
+    const WIRE: [(&str, u16); 49] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
         ("invalid_path", 400),
         ("invalid_query", 400),
+        ("invalid_as_of", 400),
         ("invalid_header", 400),
         ("invalid_idempotency_key", 400),
         ("invalid_if_match", 400),

@@ -13,6 +13,7 @@ mod admin_token;
 mod auth;
 mod context;
 mod error;
+mod history;
 mod input;
 mod listener;
 mod metrics;
@@ -37,6 +38,9 @@ pub use auth::{
 };
 pub use context::RequestContext;
 pub use error::{ApiError, Code, ErrorBody};
+pub use history::{
+    TenantAsOf, Timeline, TimelineEntry, funnel_as_of, parse_as_of, tenant_as_of, tenant_timeline,
+};
 pub use listener::ConnectionLimits;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;

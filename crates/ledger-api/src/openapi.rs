@@ -354,6 +354,7 @@ fn param_schema(
         }
         ("query", "cursor") => json!({"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"}),
         ("query", "from" | "to") => json!({"type": "string", "format": "date"}),
+        ("query", "as_of") => json!({"type": "string", "format": "date-time"}),
         ("query", "phase") => json!({"type": "string", "pattern": phases}),
         ("query", "status") => json!({"$ref": "#/components/schemas/SyncStatus"}),
         ("path", "stream") => json!({"type": "string", "pattern": StreamName::PATTERN}),

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bad_input;
 pub mod client;
 pub mod commands;
+pub mod history;
 pub mod meta;
 pub mod projections;
 pub mod races;

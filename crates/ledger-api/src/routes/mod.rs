@@ -2,6 +2,7 @@
 
 pub(crate) mod commands;
 pub(crate) mod health;
+pub(crate) mod history;
 pub(crate) mod meta;
 pub(crate) mod progress;
 pub(crate) mod projections;
@@ -39,6 +40,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(meta::openapi))
         .routes(routes!(tenants::register, queries::list_tenants))
         .routes(routes!(tenants::get_tenant))
+        .routes(routes!(history::timeline))
         .routes(routes!(tokens::issue_token))
         .routes(routes!(commands::run_command))
         .routes(routes!(streams::append, streams::read))
