@@ -10,7 +10,7 @@
 //!
 //! Refused commands append nothing, so they leave no trace in a timeline or an as-of view.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use futures::TryStreamExt;
 use ledger_commands::{Loaded, decode, tenant_stream};
 use ledger_core::{Envelope, EventStore, ReadAll, Seq};
@@ -36,8 +36,8 @@ use crate::views::TenantView;
 /// (`seq`: where its stream stood), and its `onboarding_locks` and `pending_syncs` rows then.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct TenantAsOf {
-    /// The instant asked for.
-    pub as_of: DateTime<Utc>,
+    /// The instant asked for, as it was given (its offset kept).
+    pub as_of: DateTime<FixedOffset>,
     /// The tenant's view then; its `seq` is the last event recorded at or before `as_of`.
     #[serde(flatten)]
     pub tenant: TenantView,
@@ -121,11 +121,11 @@ pub struct Timeline {
     pub next_from_seq: Option<u64>,
 }
 
-/// Parses an `as_of` instant: RFC 3339, any offset; 400 `invalid_as_of` otherwise.
-pub fn parse_as_of(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
+/// Parses an `as_of` instant: RFC 3339, any offset (kept, so that the answer can say the
+/// instant as it was given, even one whose UTC form falls outside the years 0 to 9999); 400
+/// `invalid_as_of` otherwise.
+pub fn parse_as_of(name: &str, text: &str) -> Result<DateTime<FixedOffset>, ApiError> {
+    DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
             ApiError::new(
                 Code::InvalidAsOf,
                 format!(
@@ -141,10 +141,10 @@ pub fn parse_as_of(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 pub(crate) fn tenant_view_as_of(
     tenant_id: Uuid,
     loaded: &Loaded,
-    at: DateTime<Utc>,
+    at: DateTime<FixedOffset>,
     policy: &Policy,
 ) -> Result<Option<TenantAsOf>, ApiError> {
-    let mut cutoff = Cutoff::new(at);
+    let mut cutoff = Cutoff::new(at.with_timezone(&Utc));
     let taken: Vec<&Envelope> = loaded
         .envelopes
         .iter()
@@ -171,7 +171,7 @@ pub(crate) fn tenant_view_as_of(
 pub async fn tenant_as_of(
     store: &dyn EventStore,
     tenant_id: Uuid,
-    at: DateTime<Utc>,
+    at: DateTime<FixedOffset>,
     policy: &Policy,
 ) -> Result<TenantAsOf, ApiError> {
     let loaded = Loaded::read(store, &tenant_stream(tenant_id)).await?;
@@ -255,13 +255,13 @@ pub async fn tenant_timeline(
 /// up to then (the log is read a page at a time; memory grows with the tenants, not the log).
 pub async fn funnel_as_of(
     store: &dyn EventStore,
-    at: DateTime<Utc>,
+    at: DateTime<FixedOffset>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     after: Option<Key>,
     limit: usize,
 ) -> Result<Vec<FunnelDay>, ApiError> {
-    let mut cutoff = Cutoff::new(at);
+    let mut cutoff = Cutoff::new(at.with_timezone(&Utc));
     let mut funnel = FunnelAsOf::default();
     let mut log = store.read_all(ReadAll::from_start().category(TENANT_CATEGORY));
     while let Some(envelope) = log.try_next().await? {
@@ -288,6 +288,10 @@ mod tests {
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 20, 14, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    fn at(s: i64) -> DateTime<FixedOffset> {
+        t(s).fixed_offset()
     }
 
     fn envelope(
@@ -365,14 +369,17 @@ mod tests {
         let id = Uuid::nil();
         let policy = Policy::default();
         let loaded = loaded();
-        assert_eq!(tenant_view_as_of(id, &loaded, t(0), &policy).unwrap(), None);
-        let registered = tenant_view_as_of(id, &loaded, t(1), &policy)
+        assert_eq!(
+            tenant_view_as_of(id, &loaded, at(0), &policy).unwrap(),
+            None
+        );
+        let registered = tenant_view_as_of(id, &loaded, at(1), &policy)
             .unwrap()
             .unwrap();
         assert_eq!(registered.tenant.seq, 1);
-        assert_eq!(registered.as_of, t(1));
+        assert_eq!(registered.as_of, at(1));
         assert_eq!(registered.onboarding_lock, None);
-        let locked = tenant_view_as_of(id, &loaded, t(35), &policy)
+        let locked = tenant_view_as_of(id, &loaded, at(35), &policy)
             .unwrap()
             .unwrap();
         assert_eq!(locked.tenant.seq, 4);
@@ -381,7 +388,7 @@ mod tests {
         assert_eq!((lock.holder.as_str(), lock.released_at), ("tab-a", None));
         assert_eq!(locked.pending_syncs.len(), 1);
         assert_eq!(locked.pending_syncs[0].target, "crm");
-        let now = tenant_view_as_of(id, &loaded, t(1000), &policy)
+        let now = tenant_view_as_of(id, &loaded, at(1000), &policy)
             .unwrap()
             .unwrap();
         assert_eq!(now.tenant, TenantView::new(id, &loaded.state, 5, &policy));
@@ -397,7 +404,7 @@ mod tests {
         for e in envelopes {
             loaded.push(e).unwrap();
         }
-        let then = tenant_view_as_of(Uuid::nil(), &loaded, t(22), &Policy::default())
+        let then = tenant_view_as_of(Uuid::nil(), &loaded, at(22), &Policy::default())
             .unwrap()
             .unwrap();
         assert_eq!(then.tenant.seq, 1);
@@ -483,6 +490,12 @@ mod tests {
         assert_eq!(
             parse_as_of("as_of", "2026-01-20T16:00:10+02:00").unwrap(),
             t(10)
+        );
+        // Kept as given: its UTC form would be in the year 10000.
+        let far = parse_as_of("as_of", "9999-12-31T23:59:59-23:59").unwrap();
+        assert_eq!(
+            serde_json::to_value(far).unwrap(),
+            "9999-12-31T23:59:59-23:59"
         );
         for bad in [
             "",

@@ -468,7 +468,7 @@ fn expected_tenant(id: &str, changes: &[Change], instant: DateTime<Utc>) -> Opti
     let uuid: Uuid = id.parse().unwrap();
     let seq = events.len() as u64;
     Some(TenantAsOf {
-        as_of: instant,
+        as_of: instant.fixed_offset(),
         tenant: TenantView::new(uuid, &state, seq, &Policy::default()),
         onboarding_lock: LockRow::from_state(id, &state),
         pending_syncs: PendingSyncRow::from_state(id, &state),

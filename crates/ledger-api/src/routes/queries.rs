@@ -461,9 +461,9 @@ pub struct FunnelQuery {
 /// A page of the funnel.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FunnelPage {
-    /// The instant of an `as_of` query (absent otherwise).
+    /// The instant of an `as_of` query, as it was given (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    pub as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// The days, in order; days with no onboarding event are left out.
     pub items: Vec<FunnelDay>,
     /// Send as `cursor` for the next page; `null` on the last page.

@@ -170,7 +170,7 @@ fn state_table(view: &TenantAsOf) -> String {
     let text = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_string());
     let mut rows = vec![
         vec!["tenant".to_string(), t.tenant_id.to_string()],
-        vec!["as of".into(), time(view.as_of)],
+        vec!["as of".into(), time(view.as_of.to_utc())],
         vec!["seq".into(), t.seq.to_string()],
         vec!["slug".into(), text(&t.slug)],
         vec!["name".into(), text(&t.name)],
