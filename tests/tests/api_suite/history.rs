@@ -351,6 +351,17 @@ pub async fn funnel_as_of(store: Store) {
     api.get("/v1/funnel?as_of=soon")
         .await
         .expect_error(400, "invalid_as_of");
+    // The other parameters are checked as without as_of.
+    for bad in [
+        "limit=0",
+        "cursor=zz",
+        "from=monday",
+        "min_position=9223372036854775808",
+    ] {
+        api.get(format!("/v1/funnel?as_of={}&{bad}", param(paid)))
+            .await
+            .expect_error(400, "invalid_query");
+    }
     let token = api.tenant_token(a).await;
     api.req("GET", format!("/v1/funnel?as_of={}", param(paid)))
         .token(&token)

@@ -512,6 +512,7 @@ pub(crate) async fn funnel(
     if let Some(as_of) = &q.as_of {
         let at = crate::history::parse_as_of("as_of", as_of)?;
         let limit = page_limit(q.limit, &state.config)?;
+        position_param("min_position", q.min_position)?;
         let after = q
             .cursor
             .as_deref()
