@@ -378,6 +378,7 @@ async fn help_lists_every_subcommand() {
     let lines: Vec<&str> = r.stdout.lines().collect();
     for name in [
         "serve", "migrate", "append", "read", "read-all", "bench", "rebuild", "project", "token",
+        "audit",
     ] {
         let at: Vec<usize> = (0..lines.len())
             .filter(|&i| {

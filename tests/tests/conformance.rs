@@ -36,6 +36,8 @@ mod cli;
 // backend, in process (`http`) and against real `ledger serve` processes (`serve`).
 mod api_suite;
 mod http;
+// `ledger audit`: a tenant's state as of an instant and its timeline, as the routes answer.
+mod audit_cli;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
 // Admin tokens stored in the database: shared by servers, issued and revoked with `ledger token`.

@@ -62,6 +62,10 @@ http_cases!(
     races::fifty_complete_onboarding,
     races::fifty_register_one_slug,
     projections::projections_unavailable,
+    history::timeline_in_words,
+    history::tenant_as_of,
+    history::funnel_as_of,
+    history::as_of_equals_the_fold_of_every_prefix,
     log::log_unavailable;
     log:
     log::log_pages,
@@ -69,7 +73,10 @@ http_cases!(
     log::log_bad_queries,
     live::live_follows_writers_and_a_late_commit,
     live::live_resumes_from_last_event_id,
-    live::idle_subscribers_share_one_tail;
+    live::idle_subscribers_share_one_tail,
+    subscriptions::subscription_group,
+    subscriptions::multi_stream_append,
+    subscriptions::exactly_once;
     projections:
     projections::queries_read_own_writes,
     projections::tenant_tokens_see_their_tenant,

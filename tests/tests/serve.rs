@@ -216,6 +216,51 @@ store_test!(databases: the_served_log_equals_read_all, |db| async move {
     server.stop().await;
 });
 
+store_test!(databases: the_python_worker_processes_each_event_once, |db| async move {
+    db.migrate().await.unwrap();
+    let server = serve(&db, Some(ADMIN)).await;
+    let api = client(&db, vec![server.addr]).await;
+    let mut slugs = Vec::new();
+    for i in 0..7 {
+        let slug = format!("worker-{i}");
+        api.register(&slug).await;
+        slugs.push(slug);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/consumer_group_worker.py");
+    // Three members, twice: the second round finds nothing new to process.
+    for _ in 0..2 {
+        let mut workers = Vec::new();
+        for member in 0..3 {
+            let child = Command::new("python3")
+                .arg(script)
+                .env("LEDGER_URL", format!("http://{}", server.addr))
+                .env("LEDGER_TOKEN", ADMIN)
+                .env("MEMBER", member.to_string())
+                .env("MEMBERS", "3")
+                .env("ONCE", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("python3 runs");
+            workers.push(child.wait_with_output());
+        }
+        for worker in workers {
+            let out = timeout(PATIENCE, worker).await.unwrap().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let mut emailed = Vec::new();
+    for member in 0..3 {
+        for e in api.events(&format!("emails-{member}")).await {
+            emailed.push(e.data["slug"].as_str().unwrap().to_string());
+        }
+    }
+    emailed.sort();
+    assert_eq!(emailed, slugs, "each tenant gets exactly one welcome email");
+    server.stop().await;
+});
+
 store_test!(databases: serve_finishes_requests_in_flight, |db| async move {
     db.migrate().await.unwrap();
     let server = serve(&db, Some(ADMIN)).await;
@@ -314,6 +359,8 @@ mod three_servers {
             races::race_acquire_lock_on(&api, 50).await;
             races::race_complete_onboarding_on(&api, 50).await;
             races::race_register_slug_on(&api, 50).await;
+            // A consumer group read and acked through three servers in turn.
+            crate::api_suite::subscriptions::group_on(&api).await;
             // A token issued through one server works on the others.
             let t = api.register("three-servers").await;
             let token = api.tenant_token(t).await;

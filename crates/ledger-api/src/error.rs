@@ -96,6 +96,8 @@ codes! {
     InvalidPath,
     /// The query string does not parse or is out of range.
     InvalidQuery,
+    /// An `as_of` or `--at` that is not an RFC 3339 date and time.
+    InvalidAsOf,
     /// A header is malformed.
     InvalidHeader,
     /// The Idempotency-Key header is malformed.
@@ -142,6 +144,12 @@ codes! {
     LogUnavailable,
     /// Every live subscriber slot of this server is taken.
     TooManySubscribers,
+    /// No subscription has this name.
+    SubscriptionNotFound,
+    /// A subscription of this name exists with another definition.
+    SubscriptionExists,
+    /// A subscription's checkpoint is not where an append's ack expects it.
+    CheckpointMoved,
     /// The request was not answered in time.
     RequestTimeout,
     // `DomainError`.
@@ -200,6 +208,7 @@ impl Code {
             Code::InvalidTenantId => "invalid_tenant_id",
             Code::InvalidPath => "invalid_path",
             Code::InvalidQuery => "invalid_query",
+            Code::InvalidAsOf => "invalid_as_of",
             Code::InvalidHeader => "invalid_header",
             Code::InvalidIdempotencyKey => "invalid_idempotency_key",
             Code::InvalidIfMatch => "invalid_if_match",
@@ -223,6 +232,9 @@ impl Code {
             Code::ProjectionsUnavailable => "projections_unavailable",
             Code::LogUnavailable => "log_unavailable",
             Code::TooManySubscribers => "too_many_subscribers",
+            Code::SubscriptionNotFound => "subscription_not_found",
+            Code::SubscriptionExists => "subscription_exists",
+            Code::CheckpointMoved => "checkpoint_moved",
             Code::RequestTimeout => "request_timeout",
             Code::TenantNotFound => "tenant_not_found",
             Code::TenantExists => "tenant_exists",
@@ -256,6 +268,7 @@ impl Code {
             | Code::InvalidTenantId
             | Code::InvalidPath
             | Code::InvalidQuery
+            | Code::InvalidAsOf
             | Code::InvalidHeader
             | Code::InvalidIdempotencyKey
             | Code::InvalidIfMatch
@@ -265,7 +278,8 @@ impl Code {
             Code::NotFound
             | Code::TenantNotFound
             | Code::UnknownCommand
-            | Code::UnknownProjection => StatusCode::NOT_FOUND,
+            | Code::UnknownProjection
+            | Code::SubscriptionNotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict
             | Code::LockHeld
@@ -273,7 +287,9 @@ impl Code {
             | Code::SlugTaken
             | Code::TenantExists
             | Code::SyncNotPending
-            | Code::PositionNotReached => StatusCode::CONFLICT,
+            | Code::PositionNotReached
+            | Code::SubscriptionExists
+            | Code::CheckpointMoved => StatusCode::CONFLICT,
             Code::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::PayloadTooLarge | Code::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -740,12 +756,13 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 50] = [
+    const WIRE: [(&str, u16); 54] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
         ("invalid_path", 400),
         ("invalid_query", 400),
+        ("invalid_as_of", 400),
         ("invalid_header", 400),
         ("invalid_idempotency_key", 400),
         ("invalid_if_match", 400),
@@ -788,6 +805,9 @@ mod tests {
         ("projections_unavailable", 503),
         ("log_unavailable", 503),
         ("too_many_subscribers", 503),
+        ("subscription_not_found", 404),
+        ("subscription_exists", 409),
+        ("checkpoint_moved", 409),
         ("request_timeout", 503),
         ("internal", 500),
         ("corrupt_history", 500),

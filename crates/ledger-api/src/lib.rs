@@ -13,6 +13,7 @@ mod admin_token;
 mod auth;
 mod context;
 mod error;
+mod history;
 mod input;
 mod listener;
 mod metrics;
@@ -23,6 +24,7 @@ mod routes;
 mod serve;
 mod shutdown;
 mod state;
+mod subscriptions;
 mod tail;
 mod timeouts;
 pub mod token_registry;
@@ -38,6 +40,9 @@ pub use auth::{
 };
 pub use context::RequestContext;
 pub use error::{ApiError, Code, ErrorBody};
+pub use history::{
+    TenantAsOf, Timeline, TimelineEntry, funnel_as_of, parse_as_of, tenant_as_of, tenant_timeline,
+};
 pub use listener::ConnectionLimits;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;

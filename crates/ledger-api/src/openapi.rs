@@ -30,6 +30,7 @@ use ledger_read_models::PhaseSchema;
         (name = "projections", description = "Status and online rebuilds of the read models"),
         (name = "streams", description = "Appending to and reading any stream, for writers with their own aggregates"),
         (name = "log", description = "The global log for programs and auditors: pages after a cursor"),
+        (name = "subscriptions", description = "Durable named subscriptions and consumer groups for projection jobs in any language"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "Metrics and this document"),
     )
@@ -370,6 +371,7 @@ fn param_schema(
         ("query", "category" | "type") => json!({"type": "string", "pattern": NAME_LIST_PATTERN}),
         ("query", "seconds") => json!({"type": "integer", "minimum": 1, "maximum": 3600}),
         ("query", "from" | "to") => json!({"type": "string", "format": "date"}),
+        ("query", "as_of") => json!({"type": "string", "format": "date-time"}),
         ("query", "phase") => json!({"type": "string", "pattern": phases}),
         ("query", "status") => json!({"$ref": "#/components/schemas/SyncStatus"}),
         ("path", "stream") => json!({"type": "string", "pattern": StreamName::PATTERN}),

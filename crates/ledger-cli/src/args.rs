@@ -48,6 +48,9 @@ pub enum Command {
     /// Issues, revokes and lists the admin tokens stored in the database.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Reads a tenant's history: its state as of any instant, its timeline in words.
+    #[command(subcommand)]
+    Audit(crate::commands::audit::AuditCommand),
 }
 
 /// The admin token commands; they work on the database directly, so a running server need not

@@ -1,7 +1,8 @@
 //! The `ledger` command line: `serve` (the HTTP API), `migrate`, `append`, `read`, `read-all`,
-//! `bench`, `rebuild`, `project` and `token` on a SQLite file (default `sqlite://ledger.db`) or
-//! PostgreSQL (`--database-url` / `LEDGER_DATABASE_URL`). Only `serve`, `migrate` and `append`
-//! create a database; `bench` runs on a throwaway one unless told otherwise.
+//! `bench`, `rebuild`, `project`, `token` and `audit` on a SQLite file (default
+//! `sqlite://ledger.db`) or PostgreSQL (`--database-url` / `LEDGER_DATABASE_URL`). Only
+//! `serve`, `migrate` and `append` create a database; `bench` runs on a throwaway one unless
+//! told otherwise. `audit` reads a tenant's history as tables (or `--format json`).
 //!
 //! Results go to stdout as JSON; errors go to stderr as `{"error": code, "message": text}`.
 //! Exit codes: 0 success, 1 database unavailable or internal failure, 2 bad input,

@@ -14,4 +14,4 @@ mod register;
 pub use error::ExecuteError;
 pub use executor::{Clock, CommandRequest, Executed, Executor};
 pub use idempotency::Idempotency;
-pub use load::{Loaded, slug_stream, tenant_stream};
+pub use load::{Loaded, decode, slug_stream, tenant_stream};

@@ -66,7 +66,7 @@ impl Loaded {
 }
 
 /// Decodes a stored envelope into an onboarding event.
-pub(crate) fn decode(envelope: &Envelope) -> Result<TenantEvent, ExecuteError> {
+pub fn decode(envelope: &Envelope) -> Result<TenantEvent, ExecuteError> {
     TenantEvent::from_parts(&envelope.event_type, &envelope.data).map_err(|e| {
         ExecuteError::CorruptHistory {
             stream: envelope.stream.clone(),

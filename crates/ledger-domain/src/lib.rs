@@ -14,6 +14,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod time;
+mod words;
 
 pub use command::Command;
 pub use decide::{Decision, decide};
@@ -25,3 +26,4 @@ pub use state::{
     ApiKey, Lock, LockRelease, Registration, StepFailure, SyncState, SyncStatus, TenantState,
     evolve, fold,
 };
+pub use words::describe;

@@ -12,6 +12,7 @@
 //! functions, which read through the engine's `ProjectionStore` trait. The tables are
 //! documented in `projections/{postgres,sqlite}/<read model>.sql`.
 
+pub mod as_of;
 pub mod bench;
 mod change;
 mod codec;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 use ledger_projector::Catalog;
 
+pub use as_of::{Cutoff, Folded, FunnelAsOf, tenant_rows};
 pub use change::{Change, Decoder, TENANT_CATEGORY, normalize};
 pub use codec::{
     PhaseSchema, SyncStatusSchema, day_text, parse_day, parse_phase, parse_status, phase_text,

@@ -414,6 +414,16 @@ pub async fn days(
     after: Option<Key>,
     limit: usize,
 ) -> Result<Vec<FunnelDay>, StoreError> {
+    typed::query(store, days_query(from, to, after, limit)).await
+}
+
+/// The query of [`days`], which [`crate::as_of::FunnelAsOf`] runs on rows in memory.
+pub(crate) fn days_query(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    after: Option<Key>,
+    limit: usize,
+) -> Query {
     let mut query = Query::new(&DAYS, limit).after(after);
     if let Some(from) = from {
         query = query.when(Condition::Ge("day", Value::Text(day_text(from))));
@@ -421,7 +431,7 @@ pub async fn days(
     if let Some(to) = to {
         query = query.when(Condition::Le("day", Value::Text(day_text(to))));
     }
-    typed::query(store, query).await
+    query
 }
 
 /// The funnel of whole tenant histories, computed straight from each history with the

@@ -1,14 +1,17 @@
 //! The routes, one module per resource, and the router that serves and documents them.
 
+pub(crate) mod appends;
 pub(crate) mod commands;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod history;
 pub(crate) mod live;
 pub(crate) mod meta;
 pub(crate) mod progress;
 pub(crate) mod projections;
 pub(crate) mod queries;
 pub(crate) mod streams;
+pub(crate) mod subscriptions;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
 
@@ -41,11 +44,15 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(meta::openapi))
         .routes(routes!(tenants::register, queries::list_tenants))
         .routes(routes!(tenants::get_tenant))
+        .routes(routes!(history::timeline))
         .routes(routes!(tokens::issue_token))
         .routes(routes!(commands::run_command))
         .routes(routes!(streams::append, streams::read))
-        .routes(routes!(events::read_log))
+        .routes(routes!(events::read_log, appends::append_many))
         .routes(routes!(live::live))
+        .routes(routes!(subscriptions::define))
+        .routes(routes!(subscriptions::events))
+        .routes(routes!(subscriptions::ack))
         .routes(routes!(progress::progress))
         .routes(routes!(queries::list_locks))
         .routes(routes!(queries::list_pending_syncs))

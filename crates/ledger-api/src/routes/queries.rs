@@ -450,13 +450,20 @@ pub struct FunnelQuery {
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Wait until `onboarding_funnel` has applied the event at this position.
+    /// Wait until `onboarding_funnel` has applied the event at this position (ignored with
+    /// `as_of`).
     pub min_position: Option<u64>,
+    /// The funnel as it was at this instant (RFC 3339): folded from the log's events recorded
+    /// up to then rather than read from the live table.
+    pub as_of: Option<String>,
 }
 
 /// A page of the funnel.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FunnelPage {
+    /// The instant of an `as_of` query, as it was given (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// The days, in order; days with no onboarding event are left out.
     pub items: Vec<FunnelDay>,
     /// Send as `cursor` for the next page; `null` on the last page.
@@ -465,7 +472,9 @@ pub struct FunnelPage {
 
 /// The onboarding funnel per UTC day of event time, from the `onboarding_funnel` read model:
 /// registrations, first arrivals in each phase, completions (a re-completion never counts
-/// twice), backfills (never counted as progress) and time to complete (admin).
+/// twice), backfills (never counted as progress) and time to complete (admin). With `as_of`,
+/// the funnel as it was at that instant, computed by the read model's own `apply` from the
+/// log's events recorded up to then (the whole log is read: slower than the live table).
 #[utoipa::path(
     get,
     path = "/v1/funnel",
@@ -474,7 +483,7 @@ pub struct FunnelPage {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of days", body = FunnelPage),
-        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 400, description = "`invalid_query` or `invalid_as_of`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
         (status = 409, description = "`position_not_reached`: `min_position` is not in the log (yet)", body = ErrorBody),
@@ -500,6 +509,25 @@ pub(crate) async fn funnel(
             .transpose()
     };
     let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
+    if let Some(as_of) = &q.as_of {
+        let at = crate::history::parse_as_of("as_of", as_of)?;
+        let limit = page_limit(q.limit, &state.config)?;
+        position_param("min_position", q.min_position)?;
+        let after = q
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(&onboarding_funnel::DAYS, c))
+            .transpose()?;
+        let rows =
+            crate::history::funnel_as_of(state.store.as_ref(), at, from, to, after, limit + 1)
+                .await?;
+        let (items, next_cursor) = finish(rows, limit);
+        return Ok(Json(FunnelPage {
+            as_of: Some(at),
+            items,
+            next_cursor,
+        }));
+    }
     let paging = Paging {
         limit: q.limit,
         cursor: q.cursor,
@@ -516,7 +544,11 @@ pub(crate) async fn funnel(
     let rows =
         onboarding_funnel::days(store.as_ref(), from, to, page.after, page.limit + 1).await?;
     let (items, next_cursor) = finish(rows, page.limit);
-    Ok(Json(FunnelPage { items, next_cursor }))
+    Ok(Json(FunnelPage {
+        as_of: None,
+        items,
+        next_cursor,
+    }))
 }
 
 #[cfg(test)]

@@ -187,36 +187,7 @@ pub(crate) async fn append(
     let input: AppendEvents = from_object(object)?;
     let idem = idempotency(&headers, "POST", uri.path(), &body)?;
     let base = ctx.metadata(&caller);
-    let mut events = Vec::with_capacity(input.events.len());
-    for (index, event) in input.events.into_iter().enumerate() {
-        check_catalog(&stream, index, &event)?;
-        let mut metadata = match event.metadata {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
-            Some(_) => return Err(StoreError::InvalidMetadata { index }.into()),
-        };
-        for key in RESERVED_METADATA {
-            metadata.remove(key);
-        }
-        metadata.extend(base.clone());
-        if let Some(idem) = &idem {
-            metadata.insert(KEY_KEY.into(), Value::String(idem.key.clone()));
-            metadata.insert(
-                FINGERPRINT_KEY.into(),
-                Value::String(idem.fingerprint.clone()),
-            );
-        }
-        let id = match (event.event_id, &idem) {
-            (Some(id), _) => id,
-            (None, Some(idem)) => idem.event_id(stream.as_str(), index),
-            (None, None) => Uuid::now_v7(),
-        };
-        events.push(
-            NewEvent::new(event.event_type, event.data)
-                .with_id(id)
-                .with_metadata(Value::Object(metadata)),
-        );
-    }
+    let events = new_events(&stream, input.events, &base, idem.as_ref())?;
     let derived: Vec<Uuid> = match &idem {
         Some(idem) => (0..events.len())
             .map(|i| idem.event_id(stream.as_str(), i))
@@ -256,6 +227,48 @@ pub(crate) async fn append(
         position: result.position.0,
     };
     Ok((out, Json(body)).into_response())
+}
+
+/// The events to append to `stream` from the request's `inputs`: checked against the
+/// catalog, with the server's metadata (`base`, and the idempotency key's) over the writer's,
+/// and ids given, derived from the idempotency key, or fresh.
+pub(crate) fn new_events(
+    stream: &StreamName,
+    inputs: Vec<EventInput>,
+    base: &Map<String, Value>,
+    idem: Option<&Idempotency>,
+) -> Result<Vec<NewEvent>, ApiError> {
+    let mut events = Vec::with_capacity(inputs.len());
+    for (index, event) in inputs.into_iter().enumerate() {
+        check_catalog(stream, index, &event)?;
+        let mut metadata = match event.metadata {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(StoreError::InvalidMetadata { index }.into()),
+        };
+        for key in RESERVED_METADATA {
+            metadata.remove(key);
+        }
+        metadata.extend(base.clone());
+        if let Some(idem) = idem {
+            metadata.insert(KEY_KEY.into(), Value::String(idem.key.clone()));
+            metadata.insert(
+                FINGERPRINT_KEY.into(),
+                Value::String(idem.fingerprint.clone()),
+            );
+        }
+        let id = match (event.event_id, idem) {
+            (Some(id), _) => id,
+            (None, Some(idem)) => idem.event_id(stream.as_str(), index),
+            (None, None) => Uuid::now_v7(),
+        };
+        events.push(
+            NewEvent::new(event.event_type, event.data)
+                .with_id(id)
+                .with_metadata(Value::Object(metadata)),
+        );
+    }
+    Ok(events)
 }
 
 /// Refuses events outside the catalog of the ledger's own stream categories.
@@ -303,7 +316,7 @@ fn check_catalog(stream: &StreamName, index: usize, event: &EventInput) -> Resul
 }
 
 /// Refuses a replay whose stored events were appended by a request with another body.
-async fn check_fingerprint(
+pub(crate) async fn check_fingerprint(
     store: &dyn EventStore,
     result: &AppendResult,
     idem: &Idempotency,

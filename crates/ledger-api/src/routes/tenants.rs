@@ -14,9 +14,12 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ErrorBody};
+use crate::history::TenantAnswer;
 use crate::input::{
-    ApiPath, IDEMPOTENT_REPLAYED, RawBody, etag, from_object, idempotency, json_object, tenant_id,
+    ApiPath, ApiQuery, IDEMPOTENT_REPLAYED, RawBody, etag, from_object, idempotency, json_object,
+    tenant_id,
 };
+use crate::routes::history::{TenantQuery, as_of_answer};
 use crate::state::AppState;
 use crate::views::TenantView;
 
@@ -122,20 +125,22 @@ pub(crate) fn header(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).expect("a visible ASCII header value")
 }
 
-/// The tenant's onboarding state folded from its stream, with `ETag: "<seq>"`.
+/// The tenant's onboarding state folded from its stream, with `ETag: "<seq>"`; with `as_of`,
+/// the tenant as it was at that instant (no ETag).
 #[utoipa::path(
     get,
     path = "/v1/tenants/{id}",
     tag = "tenants",
     params(
         ("id" = Uuid, Path, description = "The tenant id"),
-        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read: 304 when the tenant has not changed"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read: 304 when the tenant has not changed (ignored with `as_of`)"),
+        TenantQuery,
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The tenant", body = TenantView, headers(("ETag" = String, description = "The stream's seq, quoted"))),
+        (status = 200, description = "The tenant (`TenantView`); with `as_of`, as it was then (`TenantAsOf`)", body = TenantAnswer, headers(("ETag" = String, description = "The stream's seq, quoted (not with `as_of`)"))),
         (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
-        (status = 400, description = "`invalid_tenant_id`", body = ErrorBody),
+        (status = 400, description = "`invalid_tenant_id`, `invalid_as_of` or `invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: another tenant's token", body = ErrorBody),
         (status = 404, description = "`tenant_not_found`", body = ErrorBody),
@@ -146,10 +151,14 @@ pub(crate) async fn get_tenant(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TenantQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant_id = tenant_id(&id)?;
     caller.require_tenant(tenant_id)?;
+    if let Some(as_of) = &q.as_of {
+        return as_of_answer(&state, tenant_id, as_of).await;
+    }
     let loaded = state.executor.load(tenant_id).await?;
     if !loaded.state.is_registered() {
         return Err(DomainError::TenantNotFound.into());

@@ -2,6 +2,7 @@
 //! `args::Command`, a module here and one line in [`run`].
 
 mod append;
+pub(crate) mod audit;
 mod migrate;
 mod project;
 mod read;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rebuild(args) => rebuild::run(&target, args).await,
         Command::Project(args) => project::run(&target, args).await,
         Command::Token(command) => token::run(&target, command).await,
+        Command::Audit(command) => audit::run(&target, command).await,
     }
 }
 

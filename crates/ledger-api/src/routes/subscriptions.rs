@@ -1,0 +1,304 @@
+//! `/v1/subscriptions/{name}`: durable named subscriptions and consumer groups for projection
+//! jobs in any language (see `subscriptions`): define one, read a member's events from its
+//! stored checkpoint, move the checkpoint forward.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ledger_core::{ExpectedSeq, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::context::RequestContext;
+use crate::error::{ApiError, Code, ErrorBody};
+use crate::input::{ApiPath, ApiQuery, RawBody, from_object, json_object, page_limit};
+use crate::routes::events::parse_cursor;
+use crate::state::AppState;
+use crate::subscriptions::{self as subs, Checkpoint, Definition};
+use crate::views::LogEventSchema;
+
+/// A subscription as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    /// Its name.
+    pub name: String,
+    /// What it delivers, to how many members.
+    pub definition: Definition,
+}
+
+/// Which member reads, and how much.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MemberQuery {
+    /// This worker's index in the consumer group, 0 to `members - 1` (default 0).
+    pub member: Option<u32>,
+    /// The group's size as this worker knows it; refused unless it is the subscription's.
+    pub members: Option<u32>,
+    /// Most events to return (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// A member's page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberPage {
+    /// The member's stored checkpoint: the page starts after it.
+    pub checkpoint: String,
+    /// The member's events, in the log's order.
+    #[schema(value_type = Vec<LogEventSchema>)]
+    pub events: Vec<ledger_core::LogEvent>,
+    /// Ack this once the page is processed: it also skips the other members' events read.
+    pub next_cursor: String,
+    /// Whether the page reached the end of the log.
+    pub caught_up: bool,
+}
+
+/// An ack.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// The member acking (default 0).
+    #[serde(default)]
+    pub member: u32,
+    /// Everything up to this cursor is processed (a `next_cursor` or an event's `cursor`).
+    pub cursor: String,
+}
+
+/// A member's checkpoint after an ack.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AckView {
+    /// The member.
+    pub member: u32,
+    /// Its checkpoint now.
+    pub checkpoint: String,
+    /// Whether this ack moved it (an ack at or behind the checkpoint changes nothing).
+    pub moved: bool,
+}
+
+/// Creates a subscription (or confirms an identical one).
+#[utoipa::path(
+    put,
+    path = "/v1/subscriptions/{name}",
+    tag = "subscriptions",
+    request_body = Definition,
+    params(("name" = String, Path, description = "1 to 63 of a-z, 0-9 and _")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = SubscriptionView),
+        (status = 200, description = "It exists with this very definition", body = SubscriptionView),
+        (status = 400, description = "`invalid_json` or `invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+        (status = 409, description = "`subscription_exists` with another definition", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn define(
+    caller: Caller,
+    ctx: RequestContext,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    subs::check_name(&name)?;
+    let definition: Definition = from_object(json_object(&body)?)?;
+    definition.check()?;
+    let exists = |found: &Definition| {
+        if *found == definition {
+            Ok((
+                StatusCode::OK,
+                Json(SubscriptionView {
+                    name: name.clone(),
+                    definition: definition.clone(),
+                }),
+            )
+                .into_response())
+        } else {
+            Err(ApiError::new(
+                Code::SubscriptionExists,
+                format!("subscription {name} exists with another definition; choose another name"),
+            ))
+        }
+    };
+    if let Some((found, _)) = subs::definition(state.store.as_ref(), &name).await? {
+        return exists(&found);
+    }
+    let (stream, event) = subs::define(&name, &definition);
+    let event = event.with_metadata(Value::Object(ctx.metadata(&caller)));
+    match state
+        .store
+        .append(stream, ExpectedSeq::NoStream, vec![event])
+        .await
+    {
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            Json(SubscriptionView { name, definition }),
+        )
+            .into_response()),
+        Err(StoreError::Conflict(_)) => {
+            match subs::definition(state.store.as_ref(), &name).await? {
+                Some((found, _)) => exists(&found),
+                None => Err(StoreError::backend("a subscription definition vanished").into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A member's events after its stored checkpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/subscriptions/{name}/events",
+    tag = "subscriptions",
+    params(("name" = String, Path, description = "The subscription"), MemberQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The member's next events; process them, then ack `next_cursor` (or append the results with it as `ack`)", body = MemberPage),
+        (status = 400, description = "`invalid_query` or `invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+        (status = 404, description = "`subscription_not_found`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable` or `unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn events(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<MemberQuery>,
+) -> Result<Json<MemberPage>, ApiError> {
+    caller.require_admin()?;
+    subs::check_name(&name)?;
+    let limit = page_limit(query.limit, &state.config)?;
+    let log = state.log.clone().ok_or_else(|| {
+        ApiError::new(
+            Code::LogUnavailable,
+            "this server does not serve the global log",
+        )
+    })?;
+    let definition = subs::existing(state.store.as_ref(), &name).await?;
+    let member = member_of_group(&definition, query.member.unwrap_or(0), query.members)?;
+    let from = subs::checkpoint(state.store.as_ref(), &name, member).await?;
+    let (events, next, caught_up) =
+        subs::member_page(log.as_ref(), &definition, member, from.cursor, limit).await?;
+    Ok(Json(MemberPage {
+        checkpoint: from.cursor.to_string(),
+        events,
+        next_cursor: next.to_string(),
+        caught_up,
+    }))
+}
+
+/// Moves a member's checkpoint forward.
+#[utoipa::path(
+    post,
+    path = "/v1/subscriptions/{name}/ack",
+    tag = "subscriptions",
+    request_body = AckBody,
+    params(("name" = String, Path, description = "The subscription")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The member's checkpoint (moved forward, or already at or past the cursor)", body = AckView),
+        (status = 400, description = "`invalid_json` or `invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+        (status = 404, description = "`subscription_not_found`", body = ErrorBody),
+        (status = 409, description = "`position_not_reached`: the cursor names no event of the log", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable` or `unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn ack(
+    caller: Caller,
+    ctx: RequestContext,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<AckView>, ApiError> {
+    caller.require_admin()?;
+    subs::check_name(&name)?;
+    let input: AckBody = from_object(json_object(&body)?)?;
+    let cursor = parse_cursor("cursor", &input.cursor).map_err(|_| {
+        ApiError::new(
+            Code::InvalidBody,
+            "cursor must be 32 hex digits: a next_cursor or an event's cursor",
+        )
+    })?;
+    let definition = subs::existing(state.store.as_ref(), &name).await?;
+    let member = member_of_group(&definition, input.member, None)?;
+    let log = state.log.clone().ok_or_else(|| {
+        ApiError::new(
+            Code::LogUnavailable,
+            "this server does not serve the global log",
+        )
+    })?;
+    if !subs::known(log.as_ref(), cursor).await? {
+        return Err(ApiError::new(
+            Code::PositionNotReached,
+            "this cursor names no event of the log; ack a cursor a page handed out",
+        ));
+    }
+    loop {
+        let from: Checkpoint = subs::checkpoint(state.store.as_ref(), &name, member).await?;
+        if cursor <= from.cursor {
+            return Ok(Json(AckView {
+                member,
+                checkpoint: from.cursor.to_string(),
+                moved: false,
+            }));
+        }
+        let append = subs::ack(
+            &name,
+            member,
+            from,
+            cursor,
+            Value::Object(ctx.metadata(&caller)),
+        );
+        match state.store.append_multi(vec![append]).await {
+            Ok(_) => {
+                return Ok(Json(AckView {
+                    member,
+                    checkpoint: cursor.to_string(),
+                    moved: true,
+                }));
+            }
+            // Another ack moved it meanwhile: look again (forward only).
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Member `member` of the subscription's group, checking `members` when the worker sent it.
+pub(crate) fn member_of_group(
+    definition: &Definition,
+    member: u32,
+    members: Option<u32>,
+) -> Result<u32, ApiError> {
+    if let Some(members) = members
+        && members != definition.members
+    {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            format!(
+                "this subscription's group has {} members, not {members}",
+                definition.members
+            ),
+        ));
+    }
+    if member >= definition.members {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            format!(
+                "member must be 0 to {} in this group of {}",
+                definition.members - 1,
+                definition.members
+            ),
+        ));
+    }
+    Ok(member)
+}

@@ -1,0 +1,368 @@
+//! Durable named subscriptions for projection jobs outside the server, kept in the log
+//! itself: a subscription's definition is the last event of `subscription-<name>`, and the
+//! checkpoint of each member of its consumer group is the last event of
+//! `subscriptionack-<name>.<member>`. So an ack is an append with an expected seq, and an
+//! append of a job's results can carry it: both commit in one transaction or neither does,
+//! which is what makes processing exactly-once.
+//!
+//! A consumer group of `members` workers splits the log by stream: member `i` gets the
+//! streams whose FNV-1a hash of the name is `i` modulo `members`, so no stream is ever
+//! processed in two places. Subscriptions never deliver their own bookkeeping streams.
+
+use futures::TryStreamExt;
+use ledger_core::{
+    EventFilter, EventStore, ExpectedSeq, LogCursor, LogEvent, LogReader, NewEvent, Seq,
+    StreamAppend, StreamName,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Code};
+use crate::quote::excerpt;
+
+/// Category of the streams holding subscription definitions.
+pub(crate) const DEFINITION_CATEGORY: &str = "subscription";
+/// Category of the streams holding checkpoints.
+pub(crate) const ACK_CATEGORY: &str = "subscriptionack";
+/// Type of a definition event.
+const DEFINED: &str = "SubscriptionDefined";
+/// Type of a checkpoint event.
+const ACKED: &str = "SubscriptionAcked";
+/// Longest subscription name.
+const MAX_NAME: usize = 63;
+/// Most members of a consumer group.
+pub(crate) const MAX_MEMBERS: u32 = 1024;
+/// Events scanned per read while a member looks for its own.
+const SCAN_PAGE: usize = 500;
+/// Reads one request scans at most (a member of a large group may find few of its events).
+const MAX_SCANS: usize = 20;
+
+/// Which events a subscription delivers, and to how many members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// Only streams of these categories (empty: every category).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Only events of these types (empty: every type).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Workers of the consumer group, 1 to 1024 (default 1).
+    #[serde(default = "one")]
+    pub members: u32,
+}
+
+/// A group of one.
+fn one() -> u32 {
+    1
+}
+
+impl Definition {
+    /// Refuses empty names and out-of-range member counts.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        let bad = |message: String| Err(ApiError::new(Code::InvalidBody, message));
+        if !(1..=MAX_MEMBERS).contains(&self.members) {
+            return bad(format!(
+                "members must be 1 to {MAX_MEMBERS}, not {}",
+                self.members
+            ));
+        }
+        if self
+            .categories
+            .iter()
+            .chain(&self.types)
+            .any(String::is_empty)
+        {
+            return bad("categories and types must not hold empty names".into());
+        }
+        if self.categories.len() > 64 || self.types.len() > 64 {
+            return bad("at most 64 categories and 64 types".into());
+        }
+        Ok(())
+    }
+
+    /// The log filter of the definition (its member split is applied after).
+    fn filter(&self) -> EventFilter {
+        EventFilter {
+            categories: self.categories.clone(),
+            types: self.types.clone(),
+            streams: Vec::new(),
+        }
+    }
+}
+
+/// A member's checkpoint: the cursor it has processed up to, and the seq of its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// Everything up to here was processed.
+    pub(crate) cursor: LogCursor,
+    /// The checkpoint stream's seq (0: never acked).
+    pub(crate) seq: Seq,
+}
+
+/// The data of a checkpoint event.
+#[derive(Serialize, Deserialize)]
+struct Acked {
+    /// The member.
+    member: u32,
+    /// Everything up to here was processed.
+    cursor: LogCursor,
+}
+
+/// Refuses a name that is not 1 to 63 of `a-z`, `0-9` and `_`, starting with a letter or digit.
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with('_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::InvalidPath,
+            format!(
+                "a subscription name is 1 to {MAX_NAME} of a-z, 0-9 and _, not {}",
+                excerpt(name)
+            ),
+        ))
+    }
+}
+
+/// The stream of a subscription's definition.
+fn definition_stream(name: &str) -> StreamName {
+    StreamName::from_parts(DEFINITION_CATEGORY, name).expect("a checked name is a stream id")
+}
+
+/// The stream of a member's checkpoint.
+fn ack_stream(name: &str, member: u32) -> StreamName {
+    StreamName::from_parts(ACK_CATEGORY, &format!("{name}.{member}"))
+        .expect("a checked name is a stream id")
+}
+
+/// Whether `stream` is subscription bookkeeping (never delivered by a subscription).
+fn internal(stream: &str) -> bool {
+    let category = stream.split_once('-').map_or(stream, |(c, _)| c);
+    category == DEFINITION_CATEGORY || category == ACK_CATEGORY
+}
+
+/// The member of a group of `members` that gets `stream`: FNV-1a (64 bit) of its name.
+pub(crate) fn member_of(stream: &str, members: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in stream.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(members.max(1))) as u32
+}
+
+/// The last event of `stream` and the stream's seq, if it has events.
+async fn last_event(
+    store: &dyn EventStore,
+    stream: &StreamName,
+) -> Result<Option<(serde_json::Value, Seq)>, ApiError> {
+    let seq = store.stream_seq(stream.clone()).await?;
+    if seq == Seq::ZERO {
+        return Ok(None);
+    }
+    let last = store
+        .read_stream(stream.clone(), seq)
+        .try_next()
+        .await?
+        .ok_or_else(|| {
+            ApiError::from(ledger_core::StoreError::backend(
+                "a stream lost its last event",
+            ))
+        })?;
+    Ok(Some((last.data, last.seq)))
+}
+
+/// The definition of subscription `name`, and the seq of its stream.
+pub(crate) async fn definition(
+    store: &dyn EventStore,
+    name: &str,
+) -> Result<Option<(Definition, Seq)>, ApiError> {
+    match last_event(store, &definition_stream(name)).await? {
+        None => Ok(None),
+        Some((data, seq)) => {
+            let definition = serde_json::from_value(data).map_err(|e| {
+                ApiError::from(ledger_core::StoreError::backend_with(
+                    "a subscription definition does not decode",
+                    e,
+                ))
+            })?;
+            Ok(Some((definition, seq)))
+        }
+    }
+}
+
+/// The definition of an existing subscription, or 404 `subscription_not_found`.
+pub(crate) async fn existing(store: &dyn EventStore, name: &str) -> Result<Definition, ApiError> {
+    definition(store, name)
+        .await?
+        .map(|(d, _)| d)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::SubscriptionNotFound,
+                format!(
+                    "there is no subscription {}; create it with PUT first",
+                    excerpt(name)
+                ),
+            )
+        })
+}
+
+/// The append that defines subscription `name` (only if it does not exist yet).
+pub(crate) fn define(name: &str, definition: &Definition) -> (StreamName, NewEvent) {
+    let data = serde_json::to_value(definition).expect("a definition serializes");
+    (definition_stream(name), NewEvent::new(DEFINED, data))
+}
+
+/// The checkpoint of member `member` of subscription `name`.
+pub(crate) async fn checkpoint(
+    store: &dyn EventStore,
+    name: &str,
+    member: u32,
+) -> Result<Checkpoint, ApiError> {
+    match last_event(store, &ack_stream(name, member)).await? {
+        None => Ok(Checkpoint {
+            cursor: LogCursor::START,
+            seq: Seq::ZERO,
+        }),
+        Some((data, seq)) => {
+            let acked: Acked = serde_json::from_value(data).map_err(|e| {
+                ApiError::from(ledger_core::StoreError::backend_with(
+                    "a subscription checkpoint does not decode",
+                    e,
+                ))
+            })?;
+            Ok(Checkpoint {
+                cursor: acked.cursor,
+                seq,
+            })
+        }
+    }
+}
+
+/// The append that moves member `member`'s checkpoint from `from` to `cursor` (recording
+/// `metadata`, who acked): it commits only if the checkpoint is still `from`.
+pub(crate) fn ack(
+    name: &str,
+    member: u32,
+    from: Checkpoint,
+    cursor: LogCursor,
+    metadata: serde_json::Value,
+) -> StreamAppend {
+    let data = serde_json::to_value(Acked { member, cursor }).expect("an ack serializes");
+    let expected = if from.seq == Seq::ZERO {
+        ExpectedSeq::NoStream
+    } else {
+        ExpectedSeq::Exact(from.seq)
+    };
+    StreamAppend::new(
+        ack_stream(name, member),
+        expected,
+        vec![NewEvent::new(ACKED, data).with_metadata(metadata)],
+    )
+}
+
+/// Whether `stream` is member `member`'s checkpoint stream of subscription `name`.
+pub(crate) fn is_ack_stream(stream: &StreamName, name: &str, member: u32) -> bool {
+    *stream == ack_stream(name, member)
+}
+
+/// A page of a member's events after `after`: at most `limit`, the cursor it has scanned up
+/// to (where the next page starts), and whether it reached the end of the log.
+pub(crate) async fn member_page(
+    log: &dyn LogReader,
+    definition: &Definition,
+    member: u32,
+    after: LogCursor,
+    limit: usize,
+) -> Result<(Vec<LogEvent>, LogCursor, bool), ApiError> {
+    let filter = definition.filter();
+    let mut cursor = after;
+    let mut out = Vec::new();
+    for _ in 0..MAX_SCANS {
+        let page = log.read_events(cursor, &filter, SCAN_PAGE).await?;
+        let short = page.len() < SCAN_PAGE;
+        for event in page {
+            cursor = event.cursor;
+            let stream = event.envelope.stream.as_str();
+            if !internal(stream) && member_of(stream, definition.members) == member {
+                out.push(event);
+                if out.len() == limit {
+                    return Ok((out, cursor, false));
+                }
+            }
+        }
+        if short {
+            return Ok((out, cursor, true));
+        }
+    }
+    Ok((out, cursor, false))
+}
+
+/// Whether `cursor` names an event of the log (or the start).
+pub(crate) async fn known(log: &dyn LogReader, cursor: LogCursor) -> Result<bool, ApiError> {
+    if cursor == LogCursor::START {
+        return Ok(true);
+    }
+    match log.cursor_at(cursor.position).await {
+        Ok(found) => Ok(found == cursor),
+        Err(ledger_core::StoreError::UnknownPosition(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_split_streams_stably() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c.
+        assert_eq!(
+            member_of("a", u32::MAX),
+            (0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)) as u32
+        );
+        assert_eq!(member_of("tenant-1", 1), 0);
+        let mut counts = [0usize; 3];
+        for i in 0..3000 {
+            let m = member_of(&format!("tenant-{i}"), 3);
+            assert_eq!(m, member_of(&format!("tenant-{i}"), 3));
+            counts[m as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn names_and_bookkeeping_streams() {
+        for ok in ["a", "billing_sync", "x1", &"a".repeat(63)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "_a", "A", "a-b", "a.b", &"a".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(internal("subscription-x") && internal("subscriptionack-x.0"));
+        assert!(!internal("subscriptions-x") && !internal("tenant-1"));
+        assert_eq!(ack_stream("jobs", 2).as_str(), "subscriptionack-jobs.2");
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let d = |members| Definition {
+            categories: vec![],
+            types: vec![],
+            members,
+        };
+        assert!(d(1).check().is_ok() && d(MAX_MEMBERS).check().is_ok());
+        assert!(d(0).check().is_err() && d(MAX_MEMBERS + 1).check().is_err());
+        let empty = Definition {
+            categories: vec![String::new()],
+            ..d(1)
+        };
+        assert!(empty.check().is_err());
+    }
+}
