@@ -8,6 +8,8 @@ rightly refused, so it would read as a false "schema-valid request rejected":
   (422 idempotency_key_reused), so each valid generated key is made unique;
 - an event id names one event: reusing it for another event is refused (422 event_id_reused,
   or invalid_input within one batch), so each valid generated event id is made unique;
+- a multi-stream append names each stream once (else 422 invalid_input), so later parts that
+  repeat a stream are left out;
 - `GET /v1/events/live` follows the log until the client leaves, so a request that does not
   bound it with `seconds` gets `seconds=1` (else every valid request would run into the
   request timeout); and the log routes take `cursor` or `after`, not both, so `after` is
@@ -55,10 +57,24 @@ def before_call(context, case, kwargs):
         if isinstance(cursor, str) and CURSOR.match(cursor):
             case.query.pop("after", None)
     body = case.body if isinstance(case.body, dict) else {}
-    events = body.get("events")
-    for event in events if isinstance(events, list) else []:
-        if isinstance(event, dict) and _is_uuid(event.get("event_id")):
-            event["event_id"] = str(uuid.uuid4())
+    batches = [body.get("events")]
+    appends = body.get("appends")
+    if isinstance(appends, list):
+        seen, kept = set(), []
+        for part in appends:
+            stream = part.get("stream") if isinstance(part, dict) else None
+            if isinstance(stream, str) and stream in seen:
+                continue
+            seen.add(stream)
+            kept.append(part)
+            if isinstance(part, dict):
+                batches.append(part.get("events"))
+        if kept:
+            body["appends"] = kept
+    for events in batches:
+        for event in events if isinstance(events, list) else []:
+            if isinstance(event, dict) and _is_uuid(event.get("event_id")):
+                event["event_id"] = str(uuid.uuid4())
     headers = case.headers
     if not headers:
         return

@@ -150,6 +150,8 @@ codes! {
     SubscriptionExists,
     /// A subscription's checkpoint is not where an append's ack expects it.
     CheckpointMoved,
+    /// A member index or group size that does not fit a subscription's consumer group.
+    GroupMismatch,
     /// The request was not answered in time.
     RequestTimeout,
     // `DomainError`.
@@ -235,6 +237,7 @@ impl Code {
             Code::SubscriptionNotFound => "subscription_not_found",
             Code::SubscriptionExists => "subscription_exists",
             Code::CheckpointMoved => "checkpoint_moved",
+            Code::GroupMismatch => "group_mismatch",
             Code::RequestTimeout => "request_timeout",
             Code::TenantNotFound => "tenant_not_found",
             Code::TenantExists => "tenant_exists",
@@ -289,7 +292,8 @@ impl Code {
             | Code::SyncNotPending
             | Code::PositionNotReached
             | Code::SubscriptionExists
-            | Code::CheckpointMoved => StatusCode::CONFLICT,
+            | Code::CheckpointMoved
+            | Code::GroupMismatch => StatusCode::CONFLICT,
             Code::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::PayloadTooLarge | Code::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -756,7 +760,7 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 54] = [
+    const WIRE: [(&str, u16); 55] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
@@ -808,6 +812,7 @@ mod tests {
         ("subscription_not_found", 404),
         ("subscription_exists", 409),
         ("checkpoint_moved", 409),
+        ("group_mismatch", 409),
         ("request_timeout", 503),
         ("internal", 500),
         ("corrupt_history", 500),

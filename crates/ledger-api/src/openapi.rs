@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::input::{IF_MATCH_PATTERN, MAX_HEADER_ID_LEN, MAX_POSITION};
 use crate::state::ApiConfig;
+use crate::subscriptions::{CATEGORY_PATTERN, MAX_MEMBERS, SUBSCRIPTION_PATTERN};
 use crate::views::StageSchema;
 use ledger_read_models::PhaseSchema;
 
@@ -307,6 +308,40 @@ fn amend_schemas(schemas: &mut Value) {
         &mut schemas["AppendEvents"]["properties"]["events"],
         &json!({"minItems": 1, "maxItems": Limits::default().max_batch_events}),
     );
+    let batch = json!({"minItems": 1, "maxItems": Limits::default().max_batch_events});
+    merge(&mut schemas["StreamEvents"]["properties"]["events"], &batch);
+    merge(
+        &mut schemas["StreamEvents"]["properties"]["stream"],
+        &json!({"pattern": StreamName::PATTERN}),
+    );
+    merge(
+        &mut schemas["MultiAppend"]["properties"]["appends"],
+        &json!({"minItems": 1, "maxItems": 64}),
+    );
+    let cursor = json!({"pattern": CURSOR_PATTERN});
+    let member = json!({"minimum": 0, "maximum": MAX_MEMBERS - 1});
+    for schema in ["AckInput", "AckBody"] {
+        merge(&mut schemas[schema]["properties"]["cursor"], &cursor);
+        merge(&mut schemas[schema]["properties"]["member"], &member);
+    }
+    merge(&mut schemas["AckInput"]["properties"]["after"], &cursor);
+    merge(
+        &mut schemas["AckInput"]["properties"]["subscription"],
+        &json!({"pattern": SUBSCRIPTION_PATTERN}),
+    );
+    let definition = &mut schemas["Definition"]["properties"];
+    merge(
+        &mut definition["categories"],
+        &json!({"maxItems": 64, "items": {"type": "string", "pattern": CATEGORY_PATTERN}}),
+    );
+    merge(
+        &mut definition["types"],
+        &json!({"maxItems": 64, "items": {"type": "string", "minLength": 1}}),
+    );
+    merge(
+        &mut definition["members"],
+        &json!({"minimum": 1, "maximum": MAX_MEMBERS}),
+    );
     let event = &mut schemas["EventInput"]["properties"];
     merge(
         &mut event["type"],
@@ -330,13 +365,13 @@ fn split_commands(doc: &mut Value) {
     }
 }
 
-/// The exact schema of a parameter, where the annotations do not give it.
 /// A log cursor: 32 hex digits.
 const CURSOR_PATTERN: &str = "^[0-9a-fA-F]{32}$";
 
 /// A comma-separated list of 1 to 64 names, none empty.
 const NAME_LIST_PATTERN: &str = "^[^,]+(,[^,]+){0,63}$";
 
+/// The exact schema of a parameter, where the annotations do not give it.
 fn param_schema(
     path: &str,
     place: &str,
@@ -370,6 +405,11 @@ fn param_schema(
         }
         ("query", "category" | "type") => json!({"type": "string", "pattern": NAME_LIST_PATTERN}),
         ("query", "seconds") => json!({"type": "integer", "minimum": 1, "maximum": 3600}),
+        ("query", "member") => json!({"type": "integer", "minimum": 0, "maximum": MAX_MEMBERS - 1}),
+        ("query", "members") => json!({"type": "integer", "minimum": 1, "maximum": MAX_MEMBERS}),
+        ("path", "name") if path.starts_with("/v1/subscriptions") => {
+            json!({"type": "string", "pattern": SUBSCRIPTION_PATTERN})
+        }
         ("query", "from" | "to") => json!({"type": "string", "format": "date"}),
         ("query", "as_of") => json!({"type": "string", "format": "date-time"}),
         ("query", "phase") => json!({"type": "string", "pattern": phases}),

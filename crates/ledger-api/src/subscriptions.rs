@@ -30,6 +30,10 @@ const DEFINED: &str = "SubscriptionDefined";
 const ACKED: &str = "SubscriptionAcked";
 /// Longest subscription name.
 const MAX_NAME: usize = 63;
+/// A subscription's name, as the OpenAPI document states it ([`check_name`] checks it).
+pub(crate) const SUBSCRIPTION_PATTERN: &str = "^[a-z0-9][a-z0-9_]{0,62}$";
+/// A category a definition names, as the OpenAPI document states it.
+pub(crate) const CATEGORY_PATTERN: &str = "^[a-z][a-z0-9_]*$";
 /// Most members of a consumer group.
 pub(crate) const MAX_MEMBERS: u32 = 1024;
 /// Events scanned per read while a member looks for its own.
@@ -67,13 +71,19 @@ impl Definition {
                 self.members
             ));
         }
-        if self
-            .categories
-            .iter()
-            .chain(&self.types)
-            .any(String::is_empty)
-        {
-            return bad("categories and types must not hold empty names".into());
+        let category = |c: &String| {
+            c.starts_with(|ch: char| ch.is_ascii_lowercase())
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if !self.categories.iter().all(category) {
+            return bad(
+                "a category is a-z, then a-z, 0-9 and _ (the part of a stream name before its first -)"
+                    .into(),
+            );
+        }
+        if self.types.iter().any(String::is_empty) {
+            return bad("types must not hold empty names".into());
         }
         if self.categories.len() > 64 || self.types.len() > 64 {
             return bad("at most 64 categories and 64 types".into());
@@ -359,10 +369,22 @@ mod tests {
         };
         assert!(d(1).check().is_ok() && d(MAX_MEMBERS).check().is_ok());
         assert!(d(0).check().is_err() && d(MAX_MEMBERS + 1).check().is_err());
-        let empty = Definition {
-            categories: vec![String::new()],
+        for bad in ["", "A", "a-b", "1a"] {
+            let bad_category = Definition {
+                categories: vec![bad.into()],
+                ..d(1)
+            };
+            assert!(bad_category.check().is_err(), "{bad}");
+        }
+        let ok = Definition {
+            categories: vec!["tenant".into(), "a_1".into()],
             ..d(1)
         };
-        assert!(empty.check().is_err());
+        assert!(ok.check().is_ok());
+        let empty_type = Definition {
+            types: vec![String::new()],
+            ..d(1)
+        };
+        assert!(empty_type.check().is_err());
     }
 }

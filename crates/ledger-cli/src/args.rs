@@ -261,6 +261,9 @@ pub enum BenchCommand {
     Rebuild(BenchRebuildArgs),
     /// The projections' live lag (append to visible) at a steady append rate.
     Lag(BenchLagArgs),
+    /// Live log subscribers: delivery latency at a steady append rate, and their reads of the
+    /// log, idle and busy.
+    Live(BenchLiveArgs),
     /// The appending side of `bench lag --writer-process`: appends to the `--database-url`
     /// database at a steady rate and prints one JSON line per append (not for direct use).
     #[command(hide = true)]
@@ -306,6 +309,29 @@ pub struct BenchLagArgs {
     /// the writer is in this process and wakes the runners in process.
     #[arg(long)]
     pub writer_process: bool,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ledger bench live`.
+#[derive(Debug, Args)]
+pub struct BenchLiveArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
+    /// Appends per second.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub rate: u64,
+    /// How long to append, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Live subscribers connected (each gets every event).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub subscribers: u64,
+    /// How long the reads of the log are counted before appending, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_seconds: u64,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,

@@ -141,14 +141,23 @@ pub async fn group_on(api: &Api) {
     let back = ack(api, name, 0, &"0".repeat(32)).await;
     assert_eq!(back["moved"], false);
     // The group size is the subscription's.
-    api.get(format!(
-        "/v1/subscriptions/{name}/events?member=0&members=2"
-    ))
-    .await
-    .expect_error(400, "invalid_query");
-    api.get(format!("/v1/subscriptions/{name}/events?member=3"))
+    let wrong = format!("/v1/subscriptions/{name}/events?member=0&members=2");
+    api.get(wrong).await.expect_error(409, "group_mismatch");
+    let beyond = format!("/v1/subscriptions/{name}/events?member=3");
+    api.get(beyond).await.expect_error(409, "group_mismatch");
+    let put = |body: Option<Value>| {
+        let req = api.req("PUT", "/v1/subscriptions/other").admin();
+        match body {
+            Some(body) => req.json(body),
+            None => req,
+        }
+    };
+    put(None).send().await.expect_error(400, "invalid_json");
+    let upper = json!({"categories": ["Tenant"]});
+    put(Some(upper))
+        .send()
         .await
-        .expect_error(400, "invalid_query");
+        .expect_error(422, "invalid_body");
     api.get("/v1/subscriptions/nobody/events")
         .await
         .expect_error(404, "subscription_not_found");

@@ -105,6 +105,12 @@ pub(crate) async fn define(
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
     subs::check_name(&name)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            Code::InvalidJson,
+            "send the subscription's definition as a JSON object, e.g. {\"categories\": [\"tenant\"]}",
+        ));
+    }
     let definition: Definition = from_object(json_object(&body)?)?;
     definition.check()?;
     let exists = |found: &Definition| {
@@ -162,6 +168,7 @@ pub(crate) async fn define(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
         (status = 404, description = "`subscription_not_found`", body = ErrorBody),
+        (status = 409, description = "`group_mismatch`: `member` or `members` does not fit the subscription's group", body = ErrorBody),
         (status = 503, description = "`log_unavailable` or `unavailable`", body = ErrorBody),
     )
 )]
@@ -207,7 +214,7 @@ pub(crate) async fn events(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
         (status = 404, description = "`subscription_not_found`", body = ErrorBody),
-        (status = 409, description = "`position_not_reached`: the cursor names no event of the log", body = ErrorBody),
+        (status = 409, description = "`position_not_reached` (the cursor names no event of the log) or `group_mismatch`", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
         (status = 503, description = "`log_unavailable` or `unavailable`", body = ErrorBody),
     )
@@ -283,7 +290,7 @@ pub(crate) fn member_of_group(
         && members != definition.members
     {
         return Err(ApiError::new(
-            Code::InvalidQuery,
+            Code::GroupMismatch,
             format!(
                 "this subscription's group has {} members, not {members}",
                 definition.members
@@ -292,7 +299,7 @@ pub(crate) fn member_of_group(
     }
     if member >= definition.members {
         return Err(ApiError::new(
-            Code::InvalidQuery,
+            Code::GroupMismatch,
             format!(
                 "member must be 0 to {} in this group of {}",
                 definition.members - 1,

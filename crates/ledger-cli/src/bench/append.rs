@@ -128,6 +128,8 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         contended: args.contended,
         rounds: args.rounds,
         writer_process: false,
+        log_reads_per_s: None,
+        idle_log_reads_per_s: None,
     })
 }
 

@@ -120,6 +120,8 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
         contended: false,
         rounds: 1,
         writer_process: args.writer_process,
+        log_reads_per_s: None,
+        idle_log_reads_per_s: None,
     })
 }
 

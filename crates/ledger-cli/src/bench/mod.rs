@@ -9,6 +9,7 @@
 mod append;
 mod event;
 mod lag;
+mod live;
 mod read;
 mod rebuild;
 mod stats;
@@ -37,6 +38,7 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
         BenchCommand::Read(a) => (&a.database, a.json),
         BenchCommand::Rebuild(a) => (&a.database, a.json),
         BenchCommand::Lag(a) => (&a.database, a.json),
+        BenchCommand::Live(a) => (&a.database, a.json),
         // The writer of `bench lag --writer-process` appends to the database its parent
         // prepared, until done or told to stop.
         BenchCommand::LagWriter(args) => {
@@ -74,6 +76,7 @@ async fn measure(target: &Target, command: BenchCommand) -> Result<Report, CliEr
         BenchCommand::Read(args) => read::run(target, args).await,
         BenchCommand::Rebuild(args) => rebuild::run(target, args).await,
         BenchCommand::Lag(args) => lag::run(target, args).await,
+        BenchCommand::Live(args) => live::run(target, args).await,
         BenchCommand::LagWriter(_) => unreachable!("the lag writer runs without a bench place"),
     }
 }
@@ -221,6 +224,18 @@ pub struct Report {
     pub rounds: u64,
     /// `lag --writer-process`: the events were appended by another process.
     pub writer_process: bool,
+    /// `live`: reads of the log per second while appending (all subscribers together).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "thousandths_opt"
+    )]
+    pub log_reads_per_s: Option<f64>,
+    /// `live`: reads of the log per second with the subscribers connected and nothing appended.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "thousandths_opt"
+    )]
+    pub idle_log_reads_per_s: Option<f64>,
 }
 
 fn whole<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -308,6 +323,28 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
         text += &format!(
             "  ratio:    {:>12.2}  (rebuild / raw scan, each round's pair)\n",
             r.ratio
+        );
+        text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+        return write_out(&text);
+    } else if r.bench == "live" {
+        let reads = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}/s"));
+        text += &format!(
+            "bench live on {}{on}: {} live subscribers, {} appends at {} for {} s\n",
+            r.backend,
+            r.writers,
+            units::thousands(r.events),
+            units::rate(r.baseline_events_per_s),
+            r.seconds
+        );
+        text += &format!(
+            "  delivery (append to every subscriber): p50 {}, p99 {}\n",
+            ms(r.p50_ms),
+            ms(r.p99_ms)
+        );
+        text += &format!(
+            "  reads of the log: {} idle, {} while appending (all subscribers together)\n",
+            reads(r.idle_log_reads_per_s),
+            reads(r.log_reads_per_s)
         );
         text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
         return write_out(&text);

@@ -71,6 +71,8 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
         contended: false,
         rounds: 1,
         writer_process: false,
+        log_reads_per_s: None,
+        idle_log_reads_per_s: None,
     })
 }
 

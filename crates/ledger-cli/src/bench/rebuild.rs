@@ -105,6 +105,8 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         contended: false,
         rounds: args.rounds,
         writer_process: false,
+        log_reads_per_s: None,
+        idle_log_reads_per_s: None,
     })
 }
 
