@@ -63,9 +63,10 @@ def before_call(context, case, kwargs):
         seen, kept = set(), []
         for part in appends:
             stream = part.get("stream") if isinstance(part, dict) else None
-            if isinstance(stream, str) and stream in seen:
-                continue
-            seen.add(stream)
+            if isinstance(stream, str):
+                if stream in seen:
+                    continue
+                seen.add(stream)
             kept.append(part)
             if isinstance(part, dict):
                 batches.append(part.get("events"))

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use ledger_commands::ExecuteError;
 use ledger_core::{Conflict, StoreError};
 use ledger_domain::DomainError;
+use ledger_projector::subscription::SubscriptionError;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -56,6 +57,23 @@ pub enum ApiError {
         /// Extra fields of the body.
         details: Map<String, Value>,
     },
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> Self {
+        let message = e.to_string();
+        match e {
+            SubscriptionError::Store(s) => ApiError::Store(s),
+            SubscriptionError::InvalidName => ApiError::new(Code::InvalidPath, message),
+            SubscriptionError::InvalidDefinition(_) => ApiError::new(Code::InvalidBody, message),
+            SubscriptionError::NotFound(_) => ApiError::new(Code::SubscriptionNotFound, message),
+            SubscriptionError::GroupMismatch(_) => ApiError::new(Code::GroupMismatch, message),
+            corrupt => ApiError::Store(StoreError::backend_with(
+                "a subscription's bookkeeping does not decode",
+                corrupt,
+            )),
+        }
+    }
 }
 
 impl From<ExecuteError> for ApiError {

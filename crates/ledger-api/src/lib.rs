@@ -24,7 +24,6 @@ mod routes;
 mod serve;
 mod shutdown;
 mod state;
-mod subscriptions;
 mod tail;
 mod timeouts;
 pub mod token_registry;

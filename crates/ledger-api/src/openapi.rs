@@ -11,8 +11,10 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::input::{IF_MATCH_PATTERN, MAX_HEADER_ID_LEN, MAX_POSITION};
 use crate::state::ApiConfig;
-use crate::subscriptions::{CATEGORY_PATTERN, MAX_MEMBERS, SUBSCRIPTION_PATTERN};
 use crate::views::StageSchema;
+use ledger_projector::subscription::{
+    CATEGORY_PATTERN, MAX_MEMBERS, NAME_PATTERN as SUBSCRIPTION_PATTERN,
+};
 use ledger_read_models::PhaseSchema;
 
 /// The document's frame; [`crate::app`] adds every route.

@@ -21,6 +21,7 @@ mod runner;
 mod signal;
 mod spec;
 mod store;
+pub mod subscription;
 mod value;
 
 pub use error::ProjectionError;

@@ -20,9 +20,8 @@ use crate::routes::events::parse_cursor;
 use crate::routes::streams::{
     Appended, EventInput, ExpectedSeqSchema, check_fingerprint, new_events,
 };
-use crate::routes::subscriptions::member_of_group;
 use crate::state::AppState;
-use crate::subscriptions as subs;
+use ledger_projector::subscription as subs;
 
 /// Appends to several streams, and perhaps an ack.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,7 +152,7 @@ pub(crate) async fn append_many(
         Ok(results) => results,
         Err(StoreError::Conflict(conflict))
             if ack.as_ref().is_some_and(|(a, _)| {
-                subs::is_ack_stream(&conflict.stream, &a.subscription, a.member)
+                conflict.stream == subs::ack_stream(&a.subscription, a.member)
             }) =>
         {
             return Err(checkpoint_moved());
@@ -207,7 +206,7 @@ async fn ack_append(
         )
     })?;
     let definition = subs::existing(state.store.as_ref(), &ack.subscription).await?;
-    let member = member_of_group(&definition, ack.member, None)?;
+    let member = definition.member(ack.member, None)?;
     let bad_cursor = |_| {
         ApiError::new(
             Code::InvalidBody,

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ledger_core::{ExpectedSeq, StoreError};
+use ledger_core::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -17,8 +17,24 @@ use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{ApiPath, ApiQuery, RawBody, from_object, json_object, page_limit};
 use crate::routes::events::parse_cursor;
 use crate::state::AppState;
-use crate::subscriptions::{self as subs, Checkpoint, Definition};
 use crate::views::LogEventSchema;
+use ledger_projector::subscription::{self as subs, Checkpoint, Definition};
+
+/// Which events a subscription delivers, and to how many members.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Definition)]
+#[allow(dead_code)]
+pub(crate) struct DefinitionSchema {
+    /// Only streams of these categories (empty or absent: every category).
+    #[serde(default)]
+    categories: Vec<String>,
+    /// Only events of these types (empty or absent: every type).
+    #[serde(default)]
+    types: Vec<String>,
+    /// Workers of the consumer group, 1 to 1024 (default 1).
+    #[serde(default)]
+    members: u32,
+}
 
 /// A subscription as stored.
 #[derive(Debug, Serialize, ToSchema)]
@@ -26,6 +42,7 @@ pub struct SubscriptionView {
     /// Its name.
     pub name: String,
     /// What it delivers, to how many members.
+    #[schema(value_type = DefinitionSchema)]
     pub definition: Definition,
 }
 
@@ -82,7 +99,7 @@ pub struct AckView {
     put,
     path = "/v1/subscriptions/{name}",
     tag = "subscriptions",
-    request_body = Definition,
+    request_body = DefinitionSchema,
     params(("name" = String, Path, description = "1 to 63 of a-z, 0-9 and _")),
     security(("bearer" = [])),
     responses(
@@ -130,16 +147,11 @@ pub(crate) async fn define(
             ))
         }
     };
-    if let Some((found, _)) = subs::definition(state.store.as_ref(), &name).await? {
+    if let Some(found) = subs::definition(state.store.as_ref(), &name).await? {
         return exists(&found);
     }
-    let (stream, event) = subs::define(&name, &definition);
-    let event = event.with_metadata(Value::Object(ctx.metadata(&caller)));
-    match state
-        .store
-        .append(stream, ExpectedSeq::NoStream, vec![event])
-        .await
-    {
+    let append = subs::define(&name, &definition, Value::Object(ctx.metadata(&caller)));
+    match state.store.append_multi(vec![append]).await {
         Ok(_) => Ok((
             StatusCode::CREATED,
             Json(SubscriptionView { name, definition }),
@@ -147,7 +159,7 @@ pub(crate) async fn define(
             .into_response()),
         Err(StoreError::Conflict(_)) => {
             match subs::definition(state.store.as_ref(), &name).await? {
-                Some((found, _)) => exists(&found),
+                Some(found) => exists(&found),
                 None => Err(StoreError::backend("a subscription definition vanished").into()),
             }
         }
@@ -188,15 +200,14 @@ pub(crate) async fn events(
         )
     })?;
     let definition = subs::existing(state.store.as_ref(), &name).await?;
-    let member = member_of_group(&definition, query.member.unwrap_or(0), query.members)?;
+    let member = definition.member(query.member.unwrap_or(0), query.members)?;
     let from = subs::checkpoint(state.store.as_ref(), &name, member).await?;
-    let (events, next, caught_up) =
-        subs::member_page(log.as_ref(), &definition, member, from.cursor, limit).await?;
+    let page = subs::member_page(log.as_ref(), &definition, member, from.cursor, limit).await?;
     Ok(Json(MemberPage {
         checkpoint: from.cursor.to_string(),
-        events,
-        next_cursor: next.to_string(),
-        caught_up,
+        events: page.events,
+        next_cursor: page.next.to_string(),
+        caught_up: page.caught_up,
     }))
 }
 
@@ -236,7 +247,7 @@ pub(crate) async fn ack(
         )
     })?;
     let definition = subs::existing(state.store.as_ref(), &name).await?;
-    let member = member_of_group(&definition, input.member, None)?;
+    let member = definition.member(input.member, None)?;
     let log = state.log.clone().ok_or_else(|| {
         ApiError::new(
             Code::LogUnavailable,
@@ -278,34 +289,4 @@ pub(crate) async fn ack(
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Member `member` of the subscription's group, checking `members` when the worker sent it.
-pub(crate) fn member_of_group(
-    definition: &Definition,
-    member: u32,
-    members: Option<u32>,
-) -> Result<u32, ApiError> {
-    if let Some(members) = members
-        && members != definition.members
-    {
-        return Err(ApiError::new(
-            Code::GroupMismatch,
-            format!(
-                "this subscription's group has {} members, not {members}",
-                definition.members
-            ),
-        ));
-    }
-    if member >= definition.members {
-        return Err(ApiError::new(
-            Code::GroupMismatch,
-            format!(
-                "member must be 0 to {} in this group of {}",
-                definition.members - 1,
-                definition.members
-            ),
-        ));
-    }
-    Ok(member)
 }

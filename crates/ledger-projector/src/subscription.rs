@@ -1,9 +1,10 @@
-//! Durable named subscriptions for projection jobs outside the server, kept in the log
-//! itself: a subscription's definition is the last event of `subscription-<name>`, and the
-//! checkpoint of each member of its consumer group is the last event of
-//! `subscriptionack-<name>.<member>`. So an ack is an append with an expected seq, and an
-//! append of a job's results can carry it: both commit in one transaction or neither does,
-//! which is what makes processing exactly-once.
+//! Durable named subscriptions for consumers outside the process (projection jobs in any
+//! language, through the HTTP API, or Rust writers), kept in the log itself: a subscription's
+//! definition is the last event of `subscription-<name>`, and the checkpoint of each member of
+//! its consumer group is the last event of `subscriptionack-<name>.<member>`. So an ack is an
+//! append with an expected seq, and an append of a job's results can carry it
+//! ([`ack`] gives the [`StreamAppend`] to add to `append_multi`): both commit in one
+//! transaction or neither does, which is what makes processing exactly-once.
 //!
 //! A consumer group of `members` workers splits the log by stream: member `i` gets the
 //! streams whose FNV-1a hash of the name is `i` modulo `members`, so no stream is ever
@@ -12,37 +13,68 @@
 use futures::TryStreamExt;
 use ledger_core::{
     EventFilter, EventStore, ExpectedSeq, LogCursor, LogEvent, LogReader, NewEvent, Seq,
-    StreamAppend, StreamName,
+    StoreError, StreamAppend, StreamName,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use crate::error::{ApiError, Code};
-use crate::quote::excerpt;
+use serde_json::Value;
 
 /// Category of the streams holding subscription definitions.
-pub(crate) const DEFINITION_CATEGORY: &str = "subscription";
+pub const DEFINITION_CATEGORY: &str = "subscription";
 /// Category of the streams holding checkpoints.
-pub(crate) const ACK_CATEGORY: &str = "subscriptionack";
+pub const ACK_CATEGORY: &str = "subscriptionack";
+/// A subscription's name ([`check_name`] checks it).
+pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_]{0,62}$";
+/// A category a definition names.
+pub const CATEGORY_PATTERN: &str = "^[a-z][a-z0-9_]*$";
+/// Most members of a consumer group.
+pub const MAX_MEMBERS: u32 = 1024;
+/// Most categories, and most types, a definition names.
+pub const MAX_NAMES: usize = 64;
 /// Type of a definition event.
 const DEFINED: &str = "SubscriptionDefined";
 /// Type of a checkpoint event.
 const ACKED: &str = "SubscriptionAcked";
 /// Longest subscription name.
 const MAX_NAME: usize = 63;
-/// A subscription's name, as the OpenAPI document states it ([`check_name`] checks it).
-pub(crate) const SUBSCRIPTION_PATTERN: &str = "^[a-z0-9][a-z0-9_]{0,62}$";
-/// A category a definition names, as the OpenAPI document states it.
-pub(crate) const CATEGORY_PATTERN: &str = "^[a-z][a-z0-9_]*$";
-/// Most members of a consumer group.
-pub(crate) const MAX_MEMBERS: u32 = 1024;
 /// Events scanned per read while a member looks for its own.
 const SCAN_PAGE: usize = 500;
-/// Reads one request scans at most (a member of a large group may find few of its events).
+/// Reads one page scans at most (a member of a large group may find few of its events).
 const MAX_SCANS: usize = 20;
 
+/// What a subscription operation can fail with; each variant has a stable meaning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// The log or a stream failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The name is not 1 to 63 of `a-z`, `0-9` and `_`.
+    #[error("a subscription name is 1 to 63 of a-z, 0-9 and _, starting with a letter or digit")]
+    InvalidName,
+    /// The definition does not hold.
+    #[error("{0}")]
+    InvalidDefinition(String),
+    /// No subscription has this name.
+    #[error("there is no subscription {0}; define it first")]
+    NotFound(String),
+    /// The member or group size does not fit the subscription's group.
+    #[error("{0}")]
+    GroupMismatch(String),
+    /// A stored definition or checkpoint does not decode.
+    #[error("a stored {what} of subscription {name} does not decode")]
+    Corrupt {
+        /// `definition` or `checkpoint`.
+        what: &'static str,
+        /// The subscription.
+        name: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Which events a subscription delivers, and to how many members.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Definition {
     /// Only streams of these categories (empty: every category).
@@ -51,7 +83,7 @@ pub struct Definition {
     /// Only events of these types (empty: every type).
     #[serde(default)]
     pub types: Vec<String>,
-    /// Workers of the consumer group, 1 to 1024 (default 1).
+    /// Workers of the consumer group, 1 to [`MAX_MEMBERS`] (default 1).
     #[serde(default = "one")]
     pub members: u32,
 }
@@ -62,9 +94,9 @@ fn one() -> u32 {
 }
 
 impl Definition {
-    /// Refuses empty names and out-of-range member counts.
-    pub(crate) fn check(&self) -> Result<(), ApiError> {
-        let bad = |message: String| Err(ApiError::new(Code::InvalidBody, message));
+    /// Refuses out-of-range member counts, category names that are none, empty types.
+    pub fn check(&self) -> Result<(), SubscriptionError> {
+        let bad = |message: String| Err(SubscriptionError::InvalidDefinition(message));
         if !(1..=MAX_MEMBERS).contains(&self.members) {
             return bad(format!(
                 "members must be 1 to {MAX_MEMBERS}, not {}",
@@ -85,10 +117,32 @@ impl Definition {
         if self.types.iter().any(String::is_empty) {
             return bad("types must not hold empty names".into());
         }
-        if self.categories.len() > 64 || self.types.len() > 64 {
-            return bad("at most 64 categories and 64 types".into());
+        if self.categories.len() > MAX_NAMES || self.types.len() > MAX_NAMES {
+            return bad(format!(
+                "at most {MAX_NAMES} categories and {MAX_NAMES} types"
+            ));
         }
         Ok(())
+    }
+
+    /// Member `member` of this group, checking `members` when the worker sent it.
+    pub fn member(&self, member: u32, members: Option<u32>) -> Result<u32, SubscriptionError> {
+        if let Some(members) = members
+            && members != self.members
+        {
+            return Err(SubscriptionError::GroupMismatch(format!(
+                "this subscription's group has {} members, not {members}",
+                self.members
+            )));
+        }
+        if member >= self.members {
+            return Err(SubscriptionError::GroupMismatch(format!(
+                "member must be 0 to {} in this group of {}",
+                self.members - 1,
+                self.members
+            )));
+        }
+        Ok(member)
     }
 
     /// The log filter of the definition (its member split is applied after).
@@ -103,11 +157,11 @@ impl Definition {
 
 /// A member's checkpoint: the cursor it has processed up to, and the seq of its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Checkpoint {
+pub struct Checkpoint {
     /// Everything up to here was processed.
-    pub(crate) cursor: LogCursor,
+    pub cursor: LogCursor,
     /// The checkpoint stream's seq (0: never acked).
-    pub(crate) seq: Seq,
+    pub seq: Seq,
 }
 
 /// The data of a checkpoint event.
@@ -119,8 +173,19 @@ struct Acked {
     cursor: LogCursor,
 }
 
+/// A page of a member's events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberPage {
+    /// The member's events, in the log's order.
+    pub events: Vec<LogEvent>,
+    /// Where the next page starts: ack it once the page is processed.
+    pub next: LogCursor,
+    /// Whether the page reached the end of the log.
+    pub caught_up: bool,
+}
+
 /// Refuses a name that is not 1 to 63 of `a-z`, `0-9` and `_`, starting with a letter or digit.
-pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
+pub fn check_name(name: &str) -> Result<(), SubscriptionError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && name
@@ -130,13 +195,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(
-            Code::InvalidPath,
-            format!(
-                "a subscription name is 1 to {MAX_NAME} of a-z, 0-9 and _, not {}",
-                excerpt(name)
-            ),
-        ))
+        Err(SubscriptionError::InvalidName)
     }
 }
 
@@ -146,7 +205,7 @@ fn definition_stream(name: &str) -> StreamName {
 }
 
 /// The stream of a member's checkpoint.
-fn ack_stream(name: &str, member: u32) -> StreamName {
+pub fn ack_stream(name: &str, member: u32) -> StreamName {
     StreamName::from_parts(ACK_CATEGORY, &format!("{name}.{member}"))
         .expect("a checked name is a stream id")
 }
@@ -158,7 +217,7 @@ fn internal(stream: &str) -> bool {
 }
 
 /// The member of a group of `members` that gets `stream`: FNV-1a (64 bit) of its name.
-pub(crate) fn member_of(stream: &str, members: u32) -> u32 {
+pub fn member_of(stream: &str, members: u32) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in stream.bytes() {
         hash ^= u64::from(byte);
@@ -167,11 +226,11 @@ pub(crate) fn member_of(stream: &str, members: u32) -> u32 {
     (hash % u64::from(members.max(1))) as u32
 }
 
-/// The last event of `stream` and the stream's seq, if it has events.
+/// The data of the last event of `stream` and the stream's seq, if it has events.
 async fn last_event(
     store: &dyn EventStore,
     stream: &StreamName,
-) -> Result<Option<(serde_json::Value, Seq)>, ApiError> {
+) -> Result<Option<(Value, Seq)>, StoreError> {
     let seq = store.stream_seq(stream.clone()).await?;
     if seq == Seq::ZERO {
         return Ok(None);
@@ -180,73 +239,67 @@ async fn last_event(
         .read_stream(stream.clone(), seq)
         .try_next()
         .await?
-        .ok_or_else(|| {
-            ApiError::from(ledger_core::StoreError::backend(
-                "a stream lost its last event",
-            ))
-        })?;
+        .ok_or_else(|| StoreError::backend("a stream lost its last event"))?;
     Ok(Some((last.data, last.seq)))
 }
 
-/// The definition of subscription `name`, and the seq of its stream.
-pub(crate) async fn definition(
+/// The definition of subscription `name`, if it exists.
+pub async fn definition(
     store: &dyn EventStore,
     name: &str,
-) -> Result<Option<(Definition, Seq)>, ApiError> {
+) -> Result<Option<Definition>, SubscriptionError> {
+    check_name(name)?;
     match last_event(store, &definition_stream(name)).await? {
         None => Ok(None),
-        Some((data, seq)) => {
-            let definition = serde_json::from_value(data).map_err(|e| {
-                ApiError::from(ledger_core::StoreError::backend_with(
-                    "a subscription definition does not decode",
-                    e,
-                ))
-            })?;
-            Ok(Some((definition, seq)))
+        Some((data, _)) => {
+            serde_json::from_value(data)
+                .map(Some)
+                .map_err(|source| SubscriptionError::Corrupt {
+                    what: "definition",
+                    name: name.to_string(),
+                    source,
+                })
         }
     }
 }
 
-/// The definition of an existing subscription, or 404 `subscription_not_found`.
-pub(crate) async fn existing(store: &dyn EventStore, name: &str) -> Result<Definition, ApiError> {
+/// The definition of an existing subscription.
+pub async fn existing(store: &dyn EventStore, name: &str) -> Result<Definition, SubscriptionError> {
     definition(store, name)
         .await?
-        .map(|(d, _)| d)
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::SubscriptionNotFound,
-                format!(
-                    "there is no subscription {}; create it with PUT first",
-                    excerpt(name)
-                ),
-            )
-        })
+        .ok_or_else(|| SubscriptionError::NotFound(name.to_string()))
 }
 
-/// The append that defines subscription `name` (only if it does not exist yet).
-pub(crate) fn define(name: &str, definition: &Definition) -> (StreamName, NewEvent) {
+/// The append that defines subscription `name` (only if it does not exist yet), recording
+/// `metadata` (who defined it).
+pub fn define(name: &str, definition: &Definition, metadata: Value) -> StreamAppend {
     let data = serde_json::to_value(definition).expect("a definition serializes");
-    (definition_stream(name), NewEvent::new(DEFINED, data))
+    StreamAppend::new(
+        definition_stream(name),
+        ExpectedSeq::NoStream,
+        vec![NewEvent::new(DEFINED, data).with_metadata(metadata)],
+    )
 }
 
 /// The checkpoint of member `member` of subscription `name`.
-pub(crate) async fn checkpoint(
+pub async fn checkpoint(
     store: &dyn EventStore,
     name: &str,
     member: u32,
-) -> Result<Checkpoint, ApiError> {
+) -> Result<Checkpoint, SubscriptionError> {
+    check_name(name)?;
     match last_event(store, &ack_stream(name, member)).await? {
         None => Ok(Checkpoint {
             cursor: LogCursor::START,
             seq: Seq::ZERO,
         }),
         Some((data, seq)) => {
-            let acked: Acked = serde_json::from_value(data).map_err(|e| {
-                ApiError::from(ledger_core::StoreError::backend_with(
-                    "a subscription checkpoint does not decode",
-                    e,
-                ))
-            })?;
+            let acked: Acked =
+                serde_json::from_value(data).map_err(|source| SubscriptionError::Corrupt {
+                    what: "checkpoint",
+                    name: name.to_string(),
+                    source,
+                })?;
             Ok(Checkpoint {
                 cursor: acked.cursor,
                 seq,
@@ -256,13 +309,14 @@ pub(crate) async fn checkpoint(
 }
 
 /// The append that moves member `member`'s checkpoint from `from` to `cursor` (recording
-/// `metadata`, who acked): it commits only if the checkpoint is still `from`.
-pub(crate) fn ack(
+/// `metadata`, who acked): it commits only if the checkpoint is still `from`. Add it to the
+/// `append_multi` of a job's results to process exactly once.
+pub fn ack(
     name: &str,
     member: u32,
     from: Checkpoint,
     cursor: LogCursor,
-    metadata: serde_json::Value,
+    metadata: Value,
 ) -> StreamAppend {
     let data = serde_json::to_value(Acked { member, cursor }).expect("an ack serializes");
     let expected = if from.seq == Seq::ZERO {
@@ -277,23 +331,18 @@ pub(crate) fn ack(
     )
 }
 
-/// Whether `stream` is member `member`'s checkpoint stream of subscription `name`.
-pub(crate) fn is_ack_stream(stream: &StreamName, name: &str, member: u32) -> bool {
-    *stream == ack_stream(name, member)
-}
-
-/// A page of a member's events after `after`: at most `limit`, the cursor it has scanned up
-/// to (where the next page starts), and whether it reached the end of the log.
-pub(crate) async fn member_page(
+/// A page of member `member`'s events after `after`: at most `limit`, scanning a bounded
+/// part of the log.
+pub async fn member_page(
     log: &dyn LogReader,
     definition: &Definition,
     member: u32,
     after: LogCursor,
     limit: usize,
-) -> Result<(Vec<LogEvent>, LogCursor, bool), ApiError> {
+) -> Result<MemberPage, SubscriptionError> {
     let filter = definition.filter();
     let mut cursor = after;
-    let mut out = Vec::new();
+    let mut events = Vec::new();
     for _ in 0..MAX_SCANS {
         let page = log.read_events(cursor, &filter, SCAN_PAGE).await?;
         let short = page.len() < SCAN_PAGE;
@@ -301,28 +350,40 @@ pub(crate) async fn member_page(
             cursor = event.cursor;
             let stream = event.envelope.stream.as_str();
             if !internal(stream) && member_of(stream, definition.members) == member {
-                out.push(event);
-                if out.len() == limit {
-                    return Ok((out, cursor, false));
+                events.push(event);
+                if events.len() == limit {
+                    return Ok(MemberPage {
+                        events,
+                        next: cursor,
+                        caught_up: false,
+                    });
                 }
             }
         }
         if short {
-            return Ok((out, cursor, true));
+            return Ok(MemberPage {
+                events,
+                next: cursor,
+                caught_up: true,
+            });
         }
     }
-    Ok((out, cursor, false))
+    Ok(MemberPage {
+        events,
+        next: cursor,
+        caught_up: false,
+    })
 }
 
 /// Whether `cursor` names an event of the log (or the start).
-pub(crate) async fn known(log: &dyn LogReader, cursor: LogCursor) -> Result<bool, ApiError> {
+pub async fn known(log: &dyn LogReader, cursor: LogCursor) -> Result<bool, StoreError> {
     if cursor == LogCursor::START {
         return Ok(true);
     }
     match log.cursor_at(cursor.position).await {
         Ok(found) => Ok(found == cursor),
-        Err(ledger_core::StoreError::UnknownPosition(_)) => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(StoreError::UnknownPosition(_)) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -337,11 +398,11 @@ mod tests {
             member_of("a", u32::MAX),
             (0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)) as u32
         );
-        assert_eq!(member_of("tenant-1", 1), 0);
+        assert_eq!(member_of("order-1", 1), 0);
         let mut counts = [0usize; 3];
         for i in 0..3000 {
-            let m = member_of(&format!("tenant-{i}"), 3);
-            assert_eq!(m, member_of(&format!("tenant-{i}"), 3));
+            let m = member_of(&format!("order-{i}"), 3);
+            assert_eq!(m, member_of(&format!("order-{i}"), 3));
             counts[m as usize] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
@@ -356,12 +417,12 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert!(internal("subscription-x") && internal("subscriptionack-x.0"));
-        assert!(!internal("subscriptions-x") && !internal("tenant-1"));
+        assert!(!internal("subscriptions-x") && !internal("order-1"));
         assert_eq!(ack_stream("jobs", 2).as_str(), "subscriptionack-jobs.2");
     }
 
     #[test]
-    fn definitions_are_checked() {
+    fn definitions_and_groups_are_checked() {
         let d = |members| Definition {
             categories: vec![],
             types: vec![],
@@ -377,7 +438,7 @@ mod tests {
             assert!(bad_category.check().is_err(), "{bad}");
         }
         let ok = Definition {
-            categories: vec!["tenant".into(), "a_1".into()],
+            categories: vec!["order".into(), "a_1".into()],
             ..d(1)
         };
         assert!(ok.check().is_ok());
@@ -386,5 +447,7 @@ mod tests {
             ..d(1)
         };
         assert!(empty_type.check().is_err());
+        assert_eq!(d(3).member(2, Some(3)).unwrap(), 2);
+        assert!(d(3).member(3, None).is_err() && d(3).member(0, Some(2)).is_err());
     }
 }
