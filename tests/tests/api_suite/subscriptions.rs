@@ -308,4 +308,29 @@ pub async fn exactly_once(store: ledger_tests::Store) {
         .collect();
     assert_eq!(ofs.len(), done.len(), "an event was processed twice");
     assert_eq!(done.len(), STREAMS * PER_STREAM as usize - 5);
+    // A single-stream append carries an ack too.
+    api.store
+        .append(
+            StreamName::parse("job-0").unwrap(),
+            ExpectedSeq::Any,
+            vec![NewEvent::new("Queued", json!({"late": true}))],
+        )
+        .await
+        .unwrap();
+    let body = page(&api, "once", 0, 1, 10).await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    let single = json!({
+        "expected_seq": "any",
+        "events": [{"type": "Done", "data": {"late": true}}],
+        "ack": {"subscription": "once", "cursor": body["next_cursor"], "after": body["checkpoint"]},
+    });
+    let post = || {
+        api.req("POST", "/v1/streams/result-single/events")
+            .admin()
+            .json(single.clone())
+            .send()
+    };
+    post().await.expect(200);
+    post().await.expect_error(409, "checkpoint_moved");
+    assert_eq!(api.seq("result-single").await, 1);
 }

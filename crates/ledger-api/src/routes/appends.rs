@@ -185,7 +185,7 @@ pub(crate) async fn append_many(
 }
 
 /// The answer to an ack whose checkpoint is not where the job thinks.
-fn checkpoint_moved() -> ApiError {
+pub(crate) fn checkpoint_moved() -> ApiError {
     ApiError::new(
         Code::CheckpointMoved,
         "the subscription's checkpoint moved: another worker processed these events; nothing was written, read the subscription's events again",
@@ -194,7 +194,7 @@ fn checkpoint_moved() -> ApiError {
 
 /// The append that moves the checkpoint `ack` names, after checking it is still where the
 /// job thinks and behind the ack's cursor.
-async fn ack_append(
+pub(crate) async fn ack_append(
     state: &AppState,
     ack: &AckInput,
     metadata: Value,

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use ledger_commands::{ExecuteError, Idempotency};
-use ledger_core::{AppendResult, EventStore, ExpectedSeq, NewEvent, Seq, StoreError, StreamName};
+use ledger_core::{
+    AppendResult, EventStore, ExpectedSeq, NewEvent, Seq, StoreError, StreamAppend, StreamName,
+};
 use ledger_domain::{SlugClaimed, TenantEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -26,6 +28,7 @@ use crate::input::{
     idempotency, if_match, json_object, page_limit, position_param,
 };
 use crate::quote::{bound_quotes, excerpt};
+use crate::routes::appends::{AckInput, ack_append, checkpoint_moved};
 use crate::routes::tenants::header;
 use crate::routes::tokens::{FINGERPRINT_KEY, KEY_KEY};
 use crate::state::AppState;
@@ -75,6 +78,9 @@ pub struct AppendEvents {
     pub expected_seq: ExpectedSeq,
     /// One or more events, in order.
     pub events: Vec<EventInput>,
+    /// A subscription checkpoint moved in the same transaction (as in `POST /v1/events`).
+    #[serde(default)]
+    pub ack: Option<AckInput>,
 }
 
 /// One event to append.
@@ -137,11 +143,12 @@ pub struct PageQuery {
         (status = 400, description = "`invalid_json`, `invalid_if_match` or `conflicting_expected_seq`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: a tenant token reaches only its own `tenant-<id>` stream", body = ErrorBody),
-        (status = 409, description = "`conflict` with `current_seq`", body = ErrorBody),
+        (status = 404, description = "`subscription_not_found` (an `ack` naming no subscription)", body = ErrorBody),
+        (status = 409, description = "`conflict` with `current_seq`; with an `ack`: `checkpoint_moved`, `group_mismatch` or `position_not_reached`", body = ErrorBody),
         (status = 413, description = "`payload_too_large` or `event_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_event`, `invalid_stream_name`, `empty_batch`, `invalid_metadata`, `invalid_input`, `event_id_reused` or `idempotency_key_reused`", body = ErrorBody),
         (status = 428, description = "`expected_seq_required`", body = ErrorBody),
-        (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 503, description = "`unavailable` or `log_unavailable`", body = ErrorBody),
     )
 )]
 pub(crate) async fn append(
@@ -194,10 +201,29 @@ pub(crate) async fn append(
             .collect(),
         None => Vec::new(),
     };
-    let result = state
-        .store
-        .append(stream.clone(), input.expected_seq, events)
-        .await;
+    let result = match input.ack {
+        None => {
+            state
+                .store
+                .append(stream.clone(), input.expected_seq, events)
+                .await
+        }
+        Some(ack) => {
+            caller.require_admin()?;
+            let metadata = Value::Object(base.clone());
+            let (ack_append, _) = ack_append(&state, &ack, metadata).await?;
+            let appends = vec![
+                StreamAppend::new(stream.clone(), input.expected_seq, events),
+                ack_append.clone(),
+            ];
+            match state.store.append_multi(appends).await {
+                Err(StoreError::Conflict(c)) if c.stream == ack_append.stream => {
+                    return Err(checkpoint_moved());
+                }
+                other => other.map(|mut results| results.swap_remove(0)),
+            }
+        }
+    };
     let result = match result {
         Ok(r) => r,
         Err(StoreError::EventIdReused { event_id }) if derived.contains(&event_id) => {
