@@ -261,6 +261,15 @@ store_test!(databases: the_python_worker_processes_each_event_once, |db| async m
     server.stop().await;
 });
 
+store_test!(databases: a_group_and_a_live_subscriber_under_writers, |db| async move {
+    db.migrate().await.unwrap();
+    let server = serve(&db, Some(ADMIN)).await;
+    let api = client(&db, vec![server.addr]).await;
+    let store = db.open(ledger_tests::options()).await.unwrap();
+    crate::api_suite::subscriptions::group_under_writers_on(&api, store).await;
+    server.stop().await;
+});
+
 store_test!(databases: serve_finishes_requests_in_flight, |db| async move {
     db.migrate().await.unwrap();
     let server = serve(&db, Some(ADMIN)).await;
@@ -359,8 +368,11 @@ mod three_servers {
             races::race_acquire_lock_on(&api, 50).await;
             races::race_complete_onboarding_on(&api, 50).await;
             races::race_register_slug_on(&api, 50).await;
-            // A consumer group read and acked through three servers in turn.
+            // A consumer group read and acked through three servers in turn, also while
+            // writers append and a transaction commits late.
             crate::api_suite::subscriptions::group_on(&api).await;
+            let store = db.open(ledger_tests::options()).await.unwrap();
+            crate::api_suite::subscriptions::group_under_writers_on(&api, store).await;
             // A token issued through one server works on the others.
             let t = api.register("three-servers").await;
             let token = api.tenant_token(t).await;

@@ -334,3 +334,160 @@ pub async fn exactly_once(store: ledger_tests::Store) {
     post().await.expect_error(409, "checkpoint_moved");
     assert_eq!(api.seq("result-single").await, 1);
 }
+
+/// Writers racing the group in [`group_under_writers_on`].
+const RACING_WRITERS: usize = 6;
+/// Appends per racing writer.
+const RACING_APPENDS: u64 = 10;
+
+/// A consumer group of three and a live subscriber (a stream bounded by `seconds`) follow
+/// the log while six writers append and one transaction commits late: every event reaches
+/// the group exactly once (each stream one member, in order) and the live subscriber exactly
+/// once, in order. `store` is a store on the servers' database (for the late transaction).
+pub async fn group_under_writers_on(api: &Api, store: ledger_tests::Store) {
+    let name = "racing";
+    api.req("PUT", format!("/v1/subscriptions/{name}"))
+        .admin()
+        .json(json!({"categories": ["work"], "members": 3}))
+        .send()
+        .await
+        .expect(201);
+    let start = api.get("/v1/events?limit=1000").await;
+    let mut cursor = start.body["next_cursor"].as_str().unwrap().to_string();
+    loop {
+        let more = api
+            .get(format!("/v1/events?limit=1000&cursor={cursor}"))
+            .await;
+        let next = more.body["next_cursor"].as_str().unwrap().to_string();
+        if next == cursor {
+            break;
+        }
+        cursor = next;
+    }
+    let live = {
+        let api = api.clone();
+        let uri = format!("/v1/events/live?category=work&seconds=8&cursor={cursor}");
+        tokio::spawn(async move {
+            api.req("GET", uri)
+                .admin()
+                .header("accept", "application/x-ndjson")
+                .send()
+                .await
+        })
+    };
+    let expected = RACING_WRITERS * RACING_APPENDS as usize + 1;
+    let mut late = store.begin().await.unwrap();
+    late.append(
+        StreamName::parse("work-late").unwrap(),
+        ExpectedSeq::NoStream,
+        vec![NewEvent::new("Late", json!({}))],
+    )
+    .await
+    .unwrap();
+    let mut writers = Vec::new();
+    for w in 0..RACING_WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let s = StreamName::parse(format!("work-{w}")).unwrap();
+            for i in 0..RACING_APPENDS {
+                store
+                    .append(
+                        s.clone(),
+                        ExpectedSeq::Exact(Seq(i)),
+                        vec![NewEvent::new("Work", json!({"w": w, "i": i}))],
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u32, Value)>::new()));
+    let mut members = Vec::new();
+    for member in 0..3u32 {
+        let (api, seen) = (api.clone(), seen.clone());
+        members.push(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let body = page(&api, name, member, 3, 7).await;
+                let events = body["events"].as_array().unwrap().clone();
+                let next = body["next_cursor"].as_str().unwrap().to_string();
+                if next != body["checkpoint"].as_str().unwrap() {
+                    ack(&api, name, member, &next).await;
+                }
+                let total = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.extend(events.into_iter().map(|e| (member, e)));
+                    seen.len()
+                };
+                if total >= expected || tokio::time::Instant::now() > deadline {
+                    return;
+                }
+                if body["caught_up"].as_bool().unwrap() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    late.commit().await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    for m in members {
+        m.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let ids: HashSet<&str> = seen
+        .iter()
+        .map(|(_, e)| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), seen.len(), "the group processed an event twice");
+    assert_eq!(seen.len(), expected, "the group missed events");
+    let mut owner: HashMap<&str, u32> = HashMap::new();
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for (member, e) in &seen {
+        let stream = e["stream"].as_str().unwrap();
+        assert_eq!(
+            *owner.entry(stream).or_insert(*member),
+            *member,
+            "{stream} at two members"
+        );
+        let seq = e["seq"].as_u64().unwrap();
+        assert_eq!(
+            seq,
+            last.get(stream).copied().unwrap_or(0) + 1,
+            "{stream} out of order"
+        );
+        last.insert(stream, seq);
+    }
+    let live = live.await.unwrap();
+    live.expect(200);
+    let events: Vec<Value> = live
+        .text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cursors: Vec<&str> = events
+        .iter()
+        .map(|e| e["cursor"].as_str().unwrap())
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "the live stream is out of order"
+    );
+    let live_ids: HashSet<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        live_ids.len(),
+        events.len(),
+        "the live stream repeated an event"
+    );
+    assert_eq!(
+        live_ids, ids,
+        "the live stream and the group saw different events"
+    );
+}
