@@ -155,6 +155,21 @@ pub async fn log_tenant_scope(store: ledger_tests::Store) {
         .cloned()
         .collect();
     assert_eq!(own.iter().map(envelope_of).collect::<Vec<_>>(), want);
+    // The live stream too.
+    let live = api
+        .req("GET", "/v1/events/live?seconds=1")
+        .token(&token)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await;
+    live.expect(200);
+    let live: Vec<Envelope> = live
+        .text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| envelope_of(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(live, want);
     for query in [
         "category=tenant",
         "category=order",
