@@ -10,6 +10,7 @@ use ledger_projector::Projector;
 use ledger_read_models::Change;
 
 use crate::auth::{TokenCache, sha256};
+use crate::error::{ApiError, Code};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::tail::Tails;
 use crate::token_registry::RegistryCache;
@@ -157,6 +158,16 @@ impl AppState {
     pub fn with_log(mut self, log: Arc<dyn LogReader>) -> Self {
         self.log = Some(log);
         self
+    }
+
+    /// The global log this state serves, or 503 `log_unavailable`.
+    pub(crate) fn log(&self) -> Result<Arc<dyn LogReader>, ApiError> {
+        self.log.clone().ok_or_else(|| {
+            ApiError::new(
+                Code::LogUnavailable,
+                "this server does not serve the global log",
+            )
+        })
     }
 
     /// The same state deciding with another clock (for tests of expiry).

@@ -5,6 +5,7 @@
 //! `ledger-memory`) implement [`EventStore`]; everything above them depends only on this crate.
 
 mod baseline;
+mod counted;
 mod cursor;
 mod error;
 mod event;
@@ -17,6 +18,7 @@ mod store;
 mod stream;
 
 pub use baseline::{Baseline, BenchRow};
+pub use counted::CountedLog;
 pub use cursor::{EventFilter, LogCursor, LogEvent, ParseCursorError};
 pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_message};
 pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};

@@ -74,6 +74,15 @@ impl Reply {
         self.body["error"].as_str().unwrap_or("")
     }
 
+    /// The body as NDJSON: one value per line, blank (heartbeat) lines skipped.
+    pub fn ndjson(&self) -> Vec<Value> {
+        self.text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
     /// A header as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

@@ -4,14 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ledger_api::ApiConfig;
-use ledger_core::{
-    BoxFuture, EventFilter, ExpectedSeq, LogCursor, LogEvent, LogFilter, LogPage, LogReader,
-    NewEvent, Position, Seq, StoreError, StreamName,
-};
+use ledger_core::{CountedLog, ExpectedSeq, NewEvent, Seq, StreamName};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -53,7 +49,7 @@ async fn take(live: &mut Live, n: usize) -> Vec<Value> {
 }
 
 /// Panics unless `events` are each once, with growing cursors, and in seq order per stream.
-fn assert_exactly_once_in_order(events: &[Value]) {
+pub fn assert_exactly_once_in_order(events: &[Value]) {
     let cursors: Vec<&str> = events
         .iter()
         .map(|e| e["cursor"].as_str().unwrap())
@@ -214,58 +210,9 @@ pub async fn live_resumes_from_last_event_id(store: ledger_tests::Store) {
         .send()
         .await;
     r.expect(200);
-    let lines: Vec<&str> = r.text.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), 8);
-}
-
-/// A log reader that counts its reads of events.
-struct Counting {
-    inner: ledger_tests::Store,
-    reads: AtomicUsize,
-}
-
-impl LogReader for Counting {
-    fn read_page<'a>(
-        &'a self,
-        after: Position,
-        filter: &'a LogFilter,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<LogPage, StoreError>> {
-        self.inner.read_page(after, filter, limit)
-    }
-    fn log_mark(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.log_mark()
-    }
-    fn covers<'a>(
-        &'a self,
-        checkpoint: Position,
-        position: Position,
-        filter: &'a LogFilter,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.covers(checkpoint, position, filter)
-    }
-    fn count_after<'a>(
-        &'a self,
-        position: Position,
-        filter: &'a LogFilter,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.inner.count_after(position, filter)
-    }
-    fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
-        self.inner.last_position()
-    }
-    fn read_events<'a>(
-        &'a self,
-        after: LogCursor,
-        filter: &'a EventFilter,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_events(after, filter, limit)
-    }
-    fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
-        self.inner.cursor_at(position)
-    }
+    let events = r.ndjson();
+    assert_eq!(events.len(), 8);
+    assert_exactly_once_in_order(&events);
 }
 
 /// Subscribers connected at once in [`idle_subscribers_share_one_tail`].
@@ -276,10 +223,7 @@ const LIVE_APPENDS: usize = 10;
 /// 200 caught-up subscribers cost the database the tail's reads, not one read each per
 /// append: the reads of the log are counted while ten events are appended and delivered to all.
 pub async fn idle_subscribers_share_one_tail(store: ledger_tests::Store) {
-    let counting = Arc::new(Counting {
-        inner: store.clone(),
-        reads: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(CountedLog::new(store.clone()));
     let api = Api::with_log(store.clone(), counting.clone());
     let s = StreamName::parse("shared-1").unwrap();
     store
@@ -296,7 +240,7 @@ pub async fn idle_subscribers_share_one_tail(store: ledger_tests::Store) {
         assert_eq!(take(&mut live, 1).await[0]["type"], "Start");
         subscribers.push(live);
     }
-    let before = counting.reads.load(Ordering::SeqCst);
+    let before = counting.reads() as usize;
     for i in 0..LIVE_APPENDS {
         let id = Uuid::now_v7();
         store
@@ -312,7 +256,7 @@ pub async fn idle_subscribers_share_one_tail(store: ledger_tests::Store) {
             assert_eq!(e[0]["event_id"], id.to_string());
         }
     }
-    let reads = counting.reads.load(Ordering::SeqCst) - before;
+    let reads = counting.reads() as usize - before;
     eprintln!("{SUBSCRIBERS} live subscribers, {LIVE_APPENDS} appends: {reads} reads of the log");
     assert!(
         reads < SUBSCRIBERS,

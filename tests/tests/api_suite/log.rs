@@ -163,12 +163,7 @@ pub async fn log_tenant_scope(store: ledger_tests::Store) {
         .send()
         .await;
     live.expect(200);
-    let live: Vec<Envelope> = live
-        .text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| envelope_of(&serde_json::from_str(l).unwrap()))
-        .collect();
+    let live: Vec<Envelope> = live.ndjson().iter().map(envelope_of).collect();
     assert_eq!(live, want);
     for query in [
         "category=tenant",

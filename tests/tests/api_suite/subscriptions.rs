@@ -463,29 +463,12 @@ pub async fn group_under_writers_on(api: &Api, store: ledger_tests::Store) {
     }
     let live = live.await.unwrap();
     live.expect(200);
-    let events: Vec<Value> = live
-        .text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let cursors: Vec<&str> = events
-        .iter()
-        .map(|e| e["cursor"].as_str().unwrap())
-        .collect();
-    assert!(
-        cursors.windows(2).all(|w| w[0] < w[1]),
-        "the live stream is out of order"
-    );
+    let events = live.ndjson();
+    super::live::assert_exactly_once_in_order(&events);
     let live_ids: HashSet<&str> = events
         .iter()
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        live_ids.len(),
-        events.len(),
-        "the live stream repeated an event"
-    );
     assert_eq!(
         live_ids, ids,
         "the live stream and the group saw different events"

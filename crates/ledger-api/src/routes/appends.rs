@@ -20,6 +20,7 @@ use crate::routes::events::parse_cursor;
 use crate::routes::streams::{
     Appended, EventInput, ExpectedSeqSchema, check_fingerprint, new_events,
 };
+use crate::routes::subscriptions::require_known;
 use crate::state::AppState;
 use ledger_projector::subscription as subs;
 
@@ -218,18 +219,7 @@ pub(crate) async fn ack_append(
         Some(after) => Some(parse_cursor("ack.after", after).map_err(bad_cursor)?),
         None => None,
     };
-    let log = state.log.clone().ok_or_else(|| {
-        ApiError::new(
-            Code::LogUnavailable,
-            "this server does not serve the global log",
-        )
-    })?;
-    if !subs::known(log.as_ref(), cursor).await? {
-        return Err(ApiError::new(
-            Code::PositionNotReached,
-            "ack.cursor names no event of the log; ack a cursor a page handed out",
-        ));
-    }
+    require_known(state, cursor).await?;
     let from = subs::checkpoint(state.store.as_ref(), &ack.subscription, member).await?;
     if cursor <= from.cursor || after.is_some_and(|a| a != from.cursor) {
         return Err(checkpoint_moved());

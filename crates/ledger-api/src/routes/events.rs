@@ -104,12 +104,7 @@ impl Reading {
         category: Option<&str>,
         event_type: Option<&str>,
     ) -> Result<Self, ApiError> {
-        let log = state.log.clone().ok_or_else(|| {
-            ApiError::new(
-                Code::LogUnavailable,
-                "this server does not serve the global log",
-            )
-        })?;
+        let log = state.log()?;
         let mut filter = EventFilter {
             categories: names("category", category)?,
             types: names("type", event_type)?,

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use ledger_core::StoreError;
+use ledger_core::{LogCursor, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -193,12 +193,7 @@ pub(crate) async fn events(
     caller.require_admin()?;
     subs::check_name(&name)?;
     let limit = page_limit(query.limit, &state.config)?;
-    let log = state.log.clone().ok_or_else(|| {
-        ApiError::new(
-            Code::LogUnavailable,
-            "this server does not serve the global log",
-        )
-    })?;
+    let log = state.log()?;
     let definition = subs::existing(state.store.as_ref(), &name).await?;
     let member = definition.member(query.member.unwrap_or(0), query.members)?;
     let from = subs::checkpoint(state.store.as_ref(), &name, member).await?;
@@ -248,18 +243,7 @@ pub(crate) async fn ack(
     })?;
     let definition = subs::existing(state.store.as_ref(), &name).await?;
     let member = definition.member(input.member, None)?;
-    let log = state.log.clone().ok_or_else(|| {
-        ApiError::new(
-            Code::LogUnavailable,
-            "this server does not serve the global log",
-        )
-    })?;
-    if !subs::known(log.as_ref(), cursor).await? {
-        return Err(ApiError::new(
-            Code::PositionNotReached,
-            "this cursor names no event of the log; ack a cursor a page handed out",
-        ));
-    }
+    require_known(&state, cursor).await?;
     loop {
         let from: Checkpoint = subs::checkpoint(state.store.as_ref(), &name, member).await?;
         if cursor <= from.cursor {
@@ -288,5 +272,17 @@ pub(crate) async fn ack(
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Refuses an ack of a cursor that names no event of the log (409 `position_not_reached`).
+pub(crate) async fn require_known(state: &AppState, cursor: LogCursor) -> Result<(), ApiError> {
+    if subs::known(state.log()?.as_ref(), cursor).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::PositionNotReached,
+            "this cursor names no event of the log; ack a cursor a page handed out",
+        ))
     }
 }

@@ -6,17 +6,13 @@
 //! and while appending.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use ledger_api::{ApiConfig, AppState, app};
-use ledger_core::{
-    BoxFuture, EventFilter, EventStore, ExpectedSeq, LogCursor, LogEvent, LogFilter, LogPage,
-    LogReader, NewEvent, Position, StoreError, StoreOptions, StreamName,
-};
+use ledger_core::{CountedLog, EventStore, ExpectedSeq, NewEvent, StoreOptions, StreamName};
 use ledger_projector::{ProjectorOptions, Signal, SignalingStore};
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -33,62 +29,6 @@ const TOKEN: &str = "bench-live-admin-token";
 
 /// How long the last event may take to reach every subscriber.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A log reader that counts its reads of whole events (what live streams read).
-struct Counting {
-    inner: Arc<dyn LogReader>,
-    reads: AtomicU64,
-}
-
-impl LogReader for Counting {
-    fn read_page<'a>(
-        &'a self,
-        after: Position,
-        filter: &'a LogFilter,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<LogPage, StoreError>> {
-        self.inner.read_page(after, filter, limit)
-    }
-
-    fn log_mark(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.log_mark()
-    }
-
-    fn covers<'a>(
-        &'a self,
-        checkpoint: Position,
-        position: Position,
-        filter: &'a LogFilter,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.covers(checkpoint, position, filter)
-    }
-
-    fn count_after<'a>(
-        &'a self,
-        position: Position,
-        filter: &'a LogFilter,
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.inner.count_after(position, filter)
-    }
-
-    fn last_position(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
-        self.inner.last_position()
-    }
-
-    fn read_events<'a>(
-        &'a self,
-        after: LogCursor,
-        filter: &'a EventFilter,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<LogEvent>, StoreError>> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.read_events(after, filter, limit)
-    }
-
-    fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
-        self.inner.cursor_at(position)
-    }
-}
 
 /// Microseconds since the Unix epoch, now.
 fn now_us() -> u64 {
@@ -115,10 +55,7 @@ pub async fn run(target: &Target, args: BenchLiveArgs) -> Result<Report, CliErro
     let projector = db
         .projector(ProjectorOptions::default())
         .with_signal(signal);
-    let counting = Arc::new(Counting {
-        inner: db.store.clone(),
-        reads: AtomicU64::new(0),
-    });
+    let counting = Arc::new(CountedLog::new(db.store.clone()));
     let config = ApiConfig {
         max_live_subscribers: args.subscribers as usize + 1,
         ..ApiConfig::default()
@@ -177,15 +114,15 @@ pub async fn run(target: &Target, args: BenchLiveArgs) -> Result<Report, CliErro
 
     // Idle: connected, caught up, nothing appended.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_from = counting.reads.load(Ordering::Relaxed);
+    let idle_from = counting.reads();
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
-    let idle_reads = counting.reads.load(Ordering::Relaxed) - idle_from;
+    let idle_reads = counting.reads() - idle_from;
 
     // Appending at the rate.
     let stream = StreamName::parse("benchlive-1").expect("a valid stream name");
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let busy_from = counting.reads.load(Ordering::Relaxed);
+    let busy_from = counting.reads();
     let started = tokio::time::Instant::now();
     for _ in 0..expected {
         tick.tick().await;
@@ -204,7 +141,7 @@ pub async fn run(target: &Target, args: BenchLiveArgs) -> Result<Report, CliErro
             latencies.record(Duration::from_micros(us));
         }
     }
-    let busy_reads = counting.reads.load(Ordering::Relaxed) - busy_from;
+    let busy_reads = counting.reads() - busy_from;
     let busy_seconds = started.elapsed().as_secs_f64().max(f64::EPSILON);
     let appended_per_s = expected as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     if delivered < expected * args.subscribers {
