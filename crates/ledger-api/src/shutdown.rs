@@ -23,6 +23,15 @@ impl Draining {
     }
 }
 
+/// Completes when the server starts shutting down; never without a server (in-process use,
+/// where no handle is given).
+pub(crate) async fn shutting_down(draining: &mut Option<Draining>) {
+    match draining {
+        Some(d) => d.started().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM.
 ///
 /// The signal handlers are installed when this is called (inside a Tokio runtime), not when the

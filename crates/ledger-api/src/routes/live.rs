@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::ApiQuery;
 use crate::routes::events::Reading;
-use crate::shutdown::Draining;
+use crate::shutdown::{Draining, shutting_down};
 use crate::state::AppState;
 use crate::tail::{Found, Subscription, Wakers};
 
@@ -220,14 +220,6 @@ pub(crate) async fn live(
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat))
         .into_response())
-}
-
-/// Completes once the server starts shutting down (never without a shutdown handle).
-async fn shutting_down(draining: &mut Option<Draining>) {
-    match draining {
-        Some(d) => d.started().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Completes after `limit`, or never.

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{ApiPath, tenant_id};
-use crate::shutdown::Draining;
+use crate::shutdown::{Draining, shutting_down};
 use crate::state::AppState;
 
 /// How long a client should wait before it reconnects after a `shutdown` event.
@@ -82,14 +82,6 @@ fn shutdown_event(seq: Seq) -> Event {
             })
             .to_string(),
         )
-}
-
-/// Completes when the server starts shutting down; never without a server (in-process use).
-async fn shutting_down(draining: &mut Option<Draining>) {
-    match draining {
-        Some(d) => d.started().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Waits for an append of this process or the poll interval.
