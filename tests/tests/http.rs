@@ -66,8 +66,11 @@ http_cases!(
     history::tenant_as_of,
     history::funnel_as_of,
     history::as_of_equals_the_fold_of_every_prefix,
-    log::log_unavailable;
+    log::log_unavailable,
+    audit::auditor_never_writes,
+    audit::metadata_names_the_token;
     log:
+    audit::auditor_reads_the_log,
     log::log_pages,
     log::log_tenant_scope,
     log::log_bad_queries,

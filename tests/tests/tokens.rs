@@ -126,9 +126,10 @@ async fn servers_from_two_directories_share_admin_tokens() {
         let ops_api = Api::tcp(addrs.clone(), ops.clone(), store.clone());
         let t = ops_api.register("token-metadata").await;
         let events = ops_api.events(&format!("tenant-{t}")).await;
+        let actor = &events[0].metadata["actor"];
         assert_eq!(
-            (&events[0].metadata["actor"], &events[0].metadata["token"]),
-            (&json!("admin"), &json!("ops"))
+            (&actor["role"], &actor["token"], &actor["token_id"]),
+            (&json!("admin"), &json!("ops"), &issued["token_id"])
         );
 
         // The list names every token and shows neither a token nor a hash.

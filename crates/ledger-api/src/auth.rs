@@ -1,7 +1,9 @@
-//! Bearer tokens: admin tokens and tenant tokens, hashed, cached and compared in constant time.
+//! Bearer tokens: admin, auditor and tenant tokens, hashed, cached and compared in constant time.
 //!
-//! Admin tokens live in the database's admin token registry (see `token_registry`), so every
-//! server sharing the database accepts the same ones and a revocation reaches them all.
+//! Admin and auditor tokens live in the database's token registry (see `token_registry`), so
+//! every server sharing the database accepts the same ones and a revocation reaches them all.
+//! Routes that only read take a [`Caller`]; routes that write take a [`Writer`], which refuses
+//! auditors, so no write route can forget to.
 //!
 //! A tenant token is `lt_<tenant uuid, 32 hex>_<64 hex secret>`: it names its tenant, so checking
 //! it reads one small stream, `tenanttoken-<tenant uuid>`, whose `TenantTokenIssued` events hold
@@ -12,19 +14,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
 use futures::TryStreamExt;
 use ledger_core::{EventStore, Seq, StreamName};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
-use crate::token_registry::{BOOTSTRAP_NAME, Lookup};
+use crate::token_registry::{BOOTSTRAP_NAME, Lookup, Role};
 
 /// Category of the streams holding tenant token hashes.
 pub const TOKEN_STREAM_CATEGORY: &str = "tenanttoken";
@@ -32,17 +35,31 @@ pub const TOKEN_STREAM_CATEGORY: &str = "tenanttoken";
 pub const TOKEN_ISSUED: &str = "TenantTokenIssued";
 /// Prefix of tenant tokens.
 const TENANT_PREFIX: &str = "lt_";
-/// Metadata key of the name of the admin token an event was appended with.
+/// Metadata key under which events appended before tokens were recorded in `actor` named the
+/// admin token (reserved: clients cannot set it).
 pub const TOKEN_METADATA_KEY: &str = "token";
+/// The header naming the person or service an admin token acts for.
+pub static ON_BEHALF_OF: HeaderName = HeaderName::from_static("x-on-behalf-of");
+/// Longest `X-On-Behalf-Of`.
+pub const MAX_ON_BEHALF_OF_LEN: usize = 200;
 
-/// The event recording an issued tenant token: its id and hash, never the token.
+/// The event recording an issued tenant token: its id, name and hash, never the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantTokenIssued {
     /// The token's id.
     pub token_id: Uuid,
+    /// Its name (absent on tokens issued before tokens had names: see [`tenant_token_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Hex SHA-256 of the whole token text.
     pub sha256: String,
+}
+
+/// The name of a tenant token issued without one: `token-` and the last 8 hex digits of its id.
+pub fn tenant_token_name(token_id: Uuid) -> String {
+    let id = token_id.simple().to_string();
+    format!("token-{}", &id[id.len() - 8..])
 }
 
 /// SHA-256 of `bytes`.
@@ -110,35 +127,48 @@ fn token_tenant(token: &str) -> Option<Uuid> {
     Uuid::try_parse(id).ok()
 }
 
-/// Token hashes already verified against the store, by tenant.
+/// Tenant token hashes already verified against the store, by tenant, with each token's id.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    verified: RwLock<HashMap<Uuid, Vec<[u8; 32]>>>,
+    verified: RwLock<HashMap<Uuid, Vec<Verified>>>,
 }
 
+/// A verified token hash and the token's identity.
+type Verified = ([u8; 32], TokenRef);
+
 impl TokenCache {
-    fn contains(&self, tenant: Uuid, hash: &[u8; 32]) -> bool {
+    fn get(&self, tenant: Uuid, hash: &[u8; 32]) -> Option<TokenRef> {
         let verified = self.verified.read().unwrap_or_else(|p| p.into_inner());
-        verified
-            .get(&tenant)
-            .is_some_and(|hashes| any_equal(hashes, hash))
+        find_equal(verified.get(&tenant)?, hash)
     }
 
-    fn insert(&self, tenant: Uuid, hash: [u8; 32]) {
+    fn insert(&self, tenant: Uuid, hash: [u8; 32], token: TokenRef) {
         let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
-        let hashes = verified.entry(tenant).or_default();
-        if !any_equal(hashes, &hash) {
-            hashes.push(hash);
+        let tokens = verified.entry(tenant).or_default();
+        if find_equal(tokens, &hash).is_none() {
+            tokens.push((hash, token));
         }
     }
 }
 
-/// Whether `hash` is one of `hashes`, comparing every one in constant time.
-fn any_equal(hashes: &[[u8; 32]], hash: &[u8; 32]) -> bool {
-    hashes
-        .iter()
-        .fold(subtle::Choice::from(0), |found, h| found | h.ct_eq(hash))
-        .into()
+/// The token whose hash is `hash`, comparing with every one in constant time.
+fn find_equal(tokens: &[Verified], hash: &[u8; 32]) -> Option<TokenRef> {
+    let mut found = None;
+    for (h, token) in tokens {
+        if bool::from(h.ct_eq(hash)) {
+            found = Some(token.clone());
+        }
+    }
+    found
+}
+
+/// A token's identity as the events it appends record it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRef {
+    /// Its id (`None` for an admin token given to this server only, outside the registry).
+    pub id: Option<Uuid>,
+    /// Its name.
+    pub name: Arc<str>,
 }
 
 /// Who is calling, as their bearer token says.
@@ -149,24 +179,22 @@ pub enum Caller {
         /// The token's name in the registry.
         token: Arc<str>,
     },
+    /// An auditor token: reads every resource, writes nothing.
+    Auditor {
+        /// The token's name in the registry.
+        token: Arc<str>,
+    },
     /// A tenant token: only this tenant's resources.
     Tenant(Uuid),
 }
 
 impl Caller {
-    /// The `actor` recorded in the metadata of the events this caller appends.
-    pub fn actor(&self) -> String {
+    /// The role recorded in the `actor` of the events this caller appends.
+    pub fn role(&self) -> &'static str {
         match self {
-            Caller::Admin { .. } => "admin".to_string(),
-            Caller::Tenant(id) => format!("tenant:{id}"),
-        }
-    }
-
-    /// The name of the admin token calling, recorded as `token` in the events' metadata.
-    pub fn token_name(&self) -> Option<&str> {
-        match self {
-            Caller::Admin { token } => Some(token),
-            Caller::Tenant(_) => None,
+            Caller::Admin { .. } => "admin",
+            Caller::Auditor { .. } => "auditor",
+            Caller::Tenant(_) => "tenant",
         }
     }
 
@@ -174,8 +202,21 @@ impl Caller {
     pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
         match self {
             Caller::Admin { .. } => Ok(()),
+            Caller::Auditor { .. } => Err(ApiError::forbidden(
+                "this needs the admin token; an auditor token only reads",
+            )),
             Caller::Tenant(_) => Err(ApiError::forbidden(
                 "this needs the admin token; a tenant token reaches only its own tenant",
+            )),
+        }
+    }
+
+    /// Refuses tenant tokens: what every tenant shares is read by the admin and auditors only.
+    pub(crate) fn require_all_tenants(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Admin { .. } | Caller::Auditor { .. } => Ok(()),
+            Caller::Tenant(_) => Err(ApiError::forbidden(
+                "this needs the admin token or an auditor token; a tenant token reaches only its own tenant",
             )),
         }
     }
@@ -183,7 +224,7 @@ impl Caller {
     /// Refuses a tenant token of another tenant.
     pub(crate) fn require_tenant(&self, tenant: Uuid) -> Result<(), ApiError> {
         match self {
-            Caller::Admin { .. } => Ok(()),
+            Caller::Admin { .. } | Caller::Auditor { .. } => Ok(()),
             Caller::Tenant(own) if *own == tenant => Ok(()),
             Caller::Tenant(_) => Err(ApiError::forbidden(
                 "this token belongs to another tenant; it reaches only its own tenant's resources",
@@ -194,7 +235,7 @@ impl Caller {
     /// Refuses a tenant token for any stream but its own `tenant-<id>`.
     pub(crate) fn require_stream(&self, stream: &StreamName) -> Result<(), ApiError> {
         match self {
-            Caller::Admin { .. } => Ok(()),
+            Caller::Admin { .. } | Caller::Auditor { .. } => Ok(()),
             Caller::Tenant(own) => {
                 if stream.category() == "tenant" && stream.id() == own.to_string() {
                     Ok(())
@@ -212,8 +253,111 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(state, bearer_token(&parts.headers)?).await
+        let (caller, _) = authenticate(state, bearer_token(&parts.headers)?).await?;
+        Ok(caller)
     }
+}
+
+/// Who acted, as the `actor` of the events a request appends records it:
+/// `{role, token, token_id, tenant?, on_behalf_of?}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// `admin` or `tenant`.
+    pub role: &'static str,
+    /// The token.
+    pub token: TokenRef,
+    /// The tenant of a tenant token.
+    pub tenant: Option<Uuid>,
+    /// `X-On-Behalf-Of`: the person or service an admin token acted for.
+    pub on_behalf_of: Option<String>,
+}
+
+impl Actor {
+    /// The `actor` metadata value.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("role".into(), Value::from(self.role));
+        m.insert("token".into(), Value::from(&*self.token.name));
+        if let Some(id) = self.token.id {
+            m.insert("token_id".into(), Value::from(id.to_string()));
+        }
+        if let Some(tenant) = self.tenant {
+            m.insert("tenant".into(), Value::from(tenant.to_string()));
+        }
+        if let Some(person) = &self.on_behalf_of {
+            m.insert("on_behalf_of".into(), Value::from(person.as_str()));
+        }
+        Value::Object(m)
+    }
+}
+
+/// A caller that may write: an admin or a tenant token, never an auditor (403). Every route
+/// that appends takes one, and records its [`Actor`] in the events' metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Writer {
+    /// Who is calling.
+    pub caller: Caller,
+    /// What the events record of them.
+    pub actor: Actor,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (caller, token) = authenticate(state, bearer_token(&parts.headers)?).await?;
+        let tenant = match &caller {
+            Caller::Auditor { .. } => {
+                return Err(ApiError::forbidden(
+                    "an auditor token only reads: writes need the admin token or a tenant token",
+                ));
+            }
+            Caller::Admin { .. } => None,
+            Caller::Tenant(id) => Some(*id),
+        };
+        let on_behalf_of = on_behalf_of(&parts.headers)?;
+        if tenant.is_some() && on_behalf_of.is_some() {
+            return Err(ApiError::forbidden(
+                "a tenant token acts for its tenant only: X-On-Behalf-Of needs the admin token",
+            ));
+        }
+        Ok(Writer {
+            actor: Actor {
+                role: caller.role(),
+                token,
+                tenant,
+                on_behalf_of,
+            },
+            caller,
+        })
+    }
+}
+
+/// `X-On-Behalf-Of`: 1 to [`MAX_ON_BEHALF_OF_LEN`] printable ASCII characters (spaces
+/// inside allowed), or absent.
+fn on_behalf_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(&ON_BEHALF_OF) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    let printable = text.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    if text.is_empty() || text.len() > MAX_ON_BEHALF_OF_LEN || !printable {
+        return Err(ApiError::new(
+            Code::InvalidHeader,
+            format!(
+                "X-On-Behalf-Of must be 1 to {MAX_ON_BEHALF_OF_LEN} printable ASCII characters naming a person or service, e.g. alice@example.com"
+            ),
+        ));
+    }
+    Ok(Some(text.to_string()))
 }
 
 /// The token of the `Authorization: Bearer <token>` header, or 401.
@@ -238,21 +382,35 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-/// Who `token` belongs to, or 401.
-pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+/// Who `token` belongs to and the token's identity, or 401.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<(Caller, TokenRef), ApiError> {
     let hash = sha256(token.as_bytes());
     let tenant = token_tenant(token);
-    // A token shaped like a tenant token is not looked for again in the admin registry.
+    // A token shaped like a tenant token is not looked for again in the registry.
     let recheck = tenant.is_none();
     match state
         .admin_tokens
         .lookup(state.store.as_ref(), &hash, recheck)
         .await?
     {
-        Lookup::Active(name) => return Ok(Caller::Admin { token: name.into() }),
+        Lookup::Active(id, name, role) => {
+            let name: Arc<str> = name.into();
+            let caller = match role {
+                Role::Admin => Caller::Admin {
+                    token: name.clone(),
+                },
+                Role::Auditor => Caller::Auditor {
+                    token: name.clone(),
+                },
+            };
+            return Ok((caller, TokenRef { id: Some(id), name }));
+        }
         Lookup::Revoked => {
             return Err(ApiError::unauthorized(
-                "this admin token was revoked: use another admin token",
+                "this token was revoked: use another token",
             ));
         }
         Lookup::Unknown => {}
@@ -261,9 +419,11 @@ pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Caller
         .local_admin_hash
         .is_some_and(|local| bool::from(hash.ct_eq(&local)))
     {
-        return Ok(Caller::Admin {
-            token: BOOTSTRAP_NAME.into(),
-        });
+        let name: Arc<str> = BOOTSTRAP_NAME.into();
+        let caller = Caller::Admin {
+            token: name.clone(),
+        };
+        return Ok((caller, TokenRef { id: None, name }));
     }
     let invalid = || {
         ApiError::unauthorized(
@@ -273,34 +433,46 @@ pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Caller
     let Some(tenant) = tenant else {
         return Err(invalid());
     };
-    if state.tokens.contains(tenant, &hash) {
-        return Ok(Caller::Tenant(tenant));
+    if let Some(found) = state.tokens.get(tenant, &hash) {
+        return Ok((Caller::Tenant(tenant), found));
     }
-    let issued = issued_hashes(state.store.as_ref(), tenant).await?;
-    if any_equal(&issued, &hash) {
-        state.tokens.insert(tenant, hash);
-        Ok(Caller::Tenant(tenant))
-    } else {
-        Err(invalid())
+    let issued = issued_tokens(state.store.as_ref(), tenant).await?;
+    match find_equal(&issued, &hash) {
+        Some(found) => {
+            state.tokens.insert(tenant, hash, found.clone());
+            Ok((Caller::Tenant(tenant), found))
+        }
+        None => Err(invalid()),
     }
 }
 
-/// The hashes of every token issued to `tenant`.
-async fn issued_hashes(store: &dyn EventStore, tenant: Uuid) -> Result<Vec<[u8; 32]>, ApiError> {
+/// The hashes of every token issued to `tenant`, with each token's identity.
+async fn issued_tokens(store: &dyn EventStore, tenant: Uuid) -> Result<Vec<Verified>, ApiError> {
     let mut events = store.read_stream(token_stream(tenant), Seq(1));
-    let mut hashes = Vec::new();
+    let mut tokens = Vec::new();
     while let Some(envelope) = events.try_next().await? {
         if envelope.event_type != TOKEN_ISSUED {
             continue;
         }
         match serde_json::from_value::<TenantTokenIssued>(envelope.data) {
-            Ok(issued) => hashes.extend(unhex32(&issued.sha256)),
+            Ok(issued) => {
+                if let Some(hash) = unhex32(&issued.sha256) {
+                    let name = issued
+                        .name
+                        .unwrap_or_else(|| tenant_token_name(issued.token_id));
+                    let token = TokenRef {
+                        id: Some(issued.token_id),
+                        name: name.into(),
+                    };
+                    tokens.push((hash, token));
+                }
+            }
             Err(e) => {
                 tracing::warn!(stream = %envelope.stream, seq = %envelope.seq, error = %e, "unreadable token event")
             }
         }
     }
-    Ok(hashes)
+    Ok(tokens)
 }
 
 #[cfg(test)]
@@ -322,10 +494,21 @@ mod tests {
         let cache = TokenCache::default();
         let tenant = Uuid::now_v7();
         let h = sha256(b"a");
-        assert!(!cache.contains(tenant, &h));
-        cache.insert(tenant, h);
-        assert!(cache.contains(tenant, &h));
-        assert!(!cache.contains(tenant, &sha256(b"b")));
-        assert!(!cache.contains(Uuid::now_v7(), &h));
+        let token = TokenRef {
+            id: Some(Uuid::now_v7()),
+            name: "ops-bot".into(),
+        };
+        assert_eq!(cache.get(tenant, &h), None);
+        cache.insert(tenant, h, token.clone());
+        assert_eq!(cache.get(tenant, &h), Some(token));
+        assert_eq!(cache.get(tenant, &sha256(b"b")), None);
+        assert_eq!(cache.get(Uuid::now_v7(), &h), None);
+    }
+
+    #[test]
+    fn unnamed_tenant_tokens_are_named_after_their_id() {
+        let id = Uuid::parse_str("0190aaaa-bbbb-7ccc-8ddd-0123456789ab").unwrap();
+        assert_eq!(tenant_token_name(id), "token-456789ab");
+        assert!(crate::token_registry::check_name(&tenant_token_name(id)).is_ok());
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::{Caller, TOKEN_METADATA_KEY};
+use crate::auth::Writer;
 use crate::error::{ApiError, Code, ErrorCode};
 use crate::input::{MAX_HEADER_ID_LEN, is_header_id};
 use crate::metrics::{count_conflicts, method_label};
@@ -37,13 +37,11 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The metadata every event appended by `caller` in this request carries.
-    pub fn metadata(&self, caller: &Caller) -> Map<String, Value> {
+    /// The metadata every event appended by `writer` in this request carries: `actor`
+    /// (`{role, token, token_id, tenant?, on_behalf_of?}`) and the request's ids.
+    pub fn metadata(&self, writer: &Writer) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("actor".into(), Value::String(caller.actor()));
-        if let Some(token) = caller.token_name() {
-            m.insert(TOKEN_METADATA_KEY.into(), Value::String(token.to_string()));
-        }
+        m.insert("actor".into(), writer.actor.to_json());
         m.insert("request_id".into(), Value::String(self.request_id.clone()));
         if let Some(c) = &self.correlation_id {
             m.insert("correlation_id".into(), Value::String(c.clone()));

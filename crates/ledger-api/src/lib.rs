@@ -34,8 +34,9 @@ pub use admin_token::{
     read_admin_token_file, settle_admin_token,
 };
 pub use auth::{
-    Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued,
-    generate_admin_token,
+    Actor, Caller, MAX_ON_BEHALF_OF_LEN, ON_BEHALF_OF, TOKEN_ISSUED, TOKEN_METADATA_KEY,
+    TOKEN_STREAM_CATEGORY, TenantTokenIssued, TokenRef, Writer, generate_admin_token,
+    tenant_token_name,
 };
 pub use context::RequestContext;
 pub use error::{ApiError, Code, ErrorBody};

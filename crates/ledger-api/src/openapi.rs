@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::auth::MAX_ON_BEHALF_OF_LEN;
 use crate::input::{IF_MATCH_PATTERN, MAX_HEADER_ID_LEN, MAX_POSITION};
 use crate::state::ApiConfig;
 use crate::views::StageSchema;
@@ -389,6 +390,12 @@ fn param_schema(
     });
     Some(match (place, name) {
         ("header", "Idempotency-Key" | "X-Correlation-Id" | "X-Causation-Id") => header_id,
+        ("header", "X-On-Behalf-Of") => json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ON_BEHALF_OF_LEN,
+            "pattern": "^[ -~]*[!-~][ -~]*$",
+        }),
         ("header", "If-Match") => json!({"type": "string", "pattern": IF_MATCH_PATTERN}),
         ("header", "Last-Event-ID") => json!({"type": "string", "pattern": CURSOR_PATTERN}),
         ("header", _) => json!({"type": "string"}),

@@ -39,6 +39,8 @@ const MAX_ATTEMPTS: usize = 10;
 pub enum Role {
     /// Every resource.
     Admin,
+    /// Reads every tenant's events and read models; writes nothing.
+    Auditor,
 }
 
 /// The event recording an issued admin token: its id, name, role and hash, never the token.
@@ -139,8 +141,8 @@ pub struct Registry {
 /// What the registry says of a token's hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Lookup {
-    /// A token that is not revoked, with its name.
-    Active(String),
+    /// A token that is not revoked: its id, name and role.
+    Active(Uuid, String, Role),
     /// A revoked token.
     Revoked,
     /// Not a stored token.
@@ -214,7 +216,7 @@ impl Registry {
                 found = if e.info.revoked {
                     Lookup::Revoked
                 } else {
-                    Lookup::Active(e.info.name.clone())
+                    Lookup::Active(e.info.token_id, e.info.name.clone(), e.info.role)
                 };
             }
         }
@@ -589,7 +591,7 @@ mod tests {
         let hash = sha256(a.token.as_bytes());
         assert_eq!(
             load(&store).await.unwrap().lookup(&hash),
-            Lookup::Active("ops".into())
+            Lookup::Active(a.info.token_id, "ops".into(), Role::Admin)
         );
 
         let r = revoke(&store, "ops", meta()).await.unwrap();
@@ -648,19 +650,23 @@ mod tests {
         let store = MemoryStore::default();
         let a = issue(&store, "ops", Role::Admin, meta()).await.unwrap();
         let hash = sha256(a.token.as_bytes());
+        let ops = Lookup::Active(a.info.token_id, "ops".into(), Role::Admin);
         let cache = RegistryCache::new(Duration::from_millis(200));
         let look = |hash: [u8; 32], recheck: bool| {
             let (cache, store) = (&cache, &store);
             async move { cache.lookup(store, &hash, recheck).await.unwrap() }
         };
-        assert_eq!(look(hash, true).await, Lookup::Active("ops".into()));
+        assert_eq!(look(hash, true).await, ops);
         // A token issued since the last check works at once; a revocation within the TTL.
-        let b = issue(&store, "ci", Role::Admin, meta()).await.unwrap();
+        let b = issue(&store, "ci", Role::Auditor, meta()).await.unwrap();
         let b_hash = sha256(b.token.as_bytes());
         assert_eq!(look(b_hash, false).await, Lookup::Unknown);
-        assert_eq!(look(b_hash, true).await, Lookup::Active("ci".into()));
+        assert_eq!(
+            look(b_hash, true).await,
+            Lookup::Active(b.info.token_id, "ci".into(), Role::Auditor)
+        );
         revoke(&store, "ops", meta()).await.unwrap();
-        assert_eq!(look(hash, true).await, Lookup::Active("ops".into()));
+        assert_eq!(look(hash, true).await, ops);
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(look(hash, true).await, Lookup::Revoked);
         assert_eq!(look(sha256(b"other"), true).await, Lookup::Unknown);

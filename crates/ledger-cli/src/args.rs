@@ -71,6 +71,8 @@ pub enum TokenCommand {
 pub enum TokenRole {
     /// Every resource.
     Admin,
+    /// Reads every tenant's events and read models; writes nothing.
+    Auditor,
 }
 
 /// Arguments of `ledger token issue`.

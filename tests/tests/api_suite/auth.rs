@@ -78,7 +78,16 @@ pub async fn tenant_token_isolation(store: Store) {
         .await;
     r.expect(200);
     let events = api.events(&format!("tenant-{a}")).await;
-    assert_eq!(events[1].metadata["actor"], format!("tenant:{a}"));
+    let actor = &events[1].metadata["actor"];
+    assert_eq!(
+        (&actor["role"], &actor["tenant"]),
+        (&json!("tenant"), &json!(a))
+    );
+    assert!(
+        actor["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("token-"))
+    );
     let page = api
         .req("GET", format!("/v1/streams/tenant-{a}/events"))
         .token(&token)

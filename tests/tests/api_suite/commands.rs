@@ -33,7 +33,8 @@ pub async fn onboarding_flow(store: Store) {
     assert_eq!(r.header("etag"), Some("\"2\""));
     let events = api.events(&format!("tenant-{t}")).await;
     let meta = &events[1].metadata;
-    assert_eq!(meta["actor"], "admin");
+    assert_eq!(meta["actor"]["role"], "admin");
+    assert_eq!(meta["actor"]["token"], "bootstrap");
     assert_eq!(meta["request_id"], "req-1");
     assert_eq!(meta["correlation_id"], "corr-1");
     assert_eq!(meta["causation_id"], "cause-1");

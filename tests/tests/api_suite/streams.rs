@@ -56,7 +56,7 @@ pub async fn append_and_page(store: Store) {
     assert_eq!(r.body["last_seq"], 5);
 
     let stored = api.events("order-1").await;
-    assert_eq!(stored[1].metadata["actor"], "admin");
+    assert_eq!(stored[1].metadata["actor"]["role"], "admin");
     assert_eq!(stored[1].metadata["source"], "test");
     assert!(stored[1].metadata["request_id"].is_string());
     assert_eq!(stored[2].event_id, id);

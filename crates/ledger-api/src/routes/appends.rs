@@ -12,7 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::Writer;
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{MAX_POSITION, RawBody, body_seq, from_object, idempotency, json_object};
@@ -98,7 +98,7 @@ pub struct MultiAppended {
     )
 )]
 pub(crate) async fn append_many(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Caller, hex, random_hex, sha256};
+use crate::auth::{Writer, hex, random_hex, sha256};
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{
@@ -91,14 +91,15 @@ pub struct CommandResult {
         ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first response and write nothing"),
         ("X-Request-Id" = Option<String>, Header, description = "Recorded as `request_id`; generated when absent, echoed back"),
         ("X-Correlation-Id" = Option<String>, Header, description = "Recorded as `correlation_id`"),
+        ("X-On-Behalf-Of" = Option<String>, Header, description = "The person or service an admin token acts for, recorded in `actor.on_behalf_of` (a tenant token sending it gets 403)"),
         ("X-Causation-Id" = Option<String>, Header, description = "Recorded as `causation_id`"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Done (`appended` is empty when the effect was already recorded)", body = CommandResult, headers(("ETag" = String, description = "The stream's seq, quoted"))),
-        (status = 400, description = "`invalid_tenant_id`, `invalid_json`, `invalid_if_match`, `conflicting_expected_seq` or `invalid_idempotency_key`", body = ErrorBody),
+        (status = 400, description = "`invalid_tenant_id`, `invalid_json`, `invalid_if_match`, `conflicting_expected_seq` , `invalid_idempotency_key` or `invalid_header`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another tenant's token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another tenant's token; an auditor token; a tenant token with X-On-Behalf-Of", body = ErrorBody),
         (status = 404, description = "`tenant_not_found` or `unknown_command`", body = ErrorBody),
         (status = 409, description = "`conflict` (with `expected_seq`, `current_seq`), `lock_held` (with `holder`, `expires_at`), `invalid_transition` (with `phase`) or `sync_not_pending`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
@@ -107,7 +108,7 @@ pub struct CommandResult {
     )
 )]
 pub(crate) async fn run_command(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     ApiPath((id, name)): ApiPath<(String, String)>,

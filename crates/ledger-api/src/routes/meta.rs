@@ -41,7 +41,7 @@ pub(crate) async fn metrics(
     if let Some(hash) = &state.metrics_hash {
         let token = bearer_token(&headers)?;
         if !bool::from(sha256(token.as_bytes()).ct_eq(hash)) {
-            authenticate(&state, token).await?.require_admin()?;
+            authenticate(&state, token).await?.0.require_admin()?;
         }
     }
     let projections = match &state.projector {

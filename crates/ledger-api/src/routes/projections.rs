@@ -10,7 +10,7 @@ use ledger_projector::{ProjectionStatus, RebuildStatus, State as ProjectionState
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Writer};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::ApiPath;
 use crate::quote::{bound_quotes, excerpt};
@@ -146,7 +146,7 @@ pub(crate) async fn list_projections(
     caller: Caller,
     State(state): State<AppState>,
 ) -> Result<Json<ProjectionList>, ApiError> {
-    caller.require_admin()?;
+    caller.require_all_tenants()?;
     let items = projector(&state)?
         .status()
         .await?
@@ -179,7 +179,7 @@ pub(crate) async fn get_projection(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProjectionView>, ApiError> {
-    caller.require_admin()?;
+    caller.require_all_tenants()?;
     let name = model(&name)?;
     let status = projector(&state)?
         .status()
@@ -207,7 +207,7 @@ pub(crate) async fn get_projection(
     )
 )]
 pub(crate) async fn rebuild(
-    caller: Caller,
+    caller: Writer,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {

@@ -265,7 +265,7 @@ async fn prepare(
 /// The tenant a caller may see (`None`: every tenant).
 fn tenant_of(caller: &Caller) -> Option<String> {
     match caller {
-        Caller::Admin { .. } => None,
+        Caller::Admin { .. } | Caller::Auditor { .. } => None,
         Caller::Tenant(id) => Some(id.to_string()),
     }
 }
@@ -495,7 +495,7 @@ pub(crate) async fn funnel(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<FunnelQuery>,
 ) -> Result<Json<FunnelPage>, ApiError> {
-    caller.require_admin()?;
+    caller.require_all_tenants()?;
     let day = |name: &str, text: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
         text.as_deref()
             .map(|t| {

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{
-    Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued,
+    Caller, TOKEN_ISSUED, TOKEN_METADATA_KEY, TOKEN_STREAM_CATEGORY, TenantTokenIssued, Writer,
 };
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
@@ -96,8 +96,8 @@ pub struct EventInput {
     /// The payload.
     #[schema(value_type = Object)]
     pub data: Value,
-    /// Free metadata keys (an object); the server adds `actor`, `token` (the admin token's
-    /// name), `request_id`, `correlation_id` and `causation_id`.
+    /// Free metadata keys (an object); the server adds `actor` (`{role, token, token_id,
+    /// tenant?, on_behalf_of?}`), `request_id`, `correlation_id` and `causation_id`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -136,13 +136,14 @@ pub struct PageQuery {
         ("stream" = String, Path, description = "`category-id`, e.g. `order-42`"),
         ("If-Match" = Option<String>, Header, description = "The expected seq, quoted, instead of `expected_seq` in the body"),
         ("Idempotency-Key" = Option<String>, Header, description = "Derives the events' ids: a retry with the same key and body writes nothing and returns the first response"),
+        ("X-On-Behalf-Of" = Option<String>, Header, description = "The person or service an admin token acts for, recorded in `actor.on_behalf_of` (a tenant token sending it gets 403)"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Appended", body = Appended),
-        (status = 400, description = "`invalid_json`, `invalid_if_match` or `conflicting_expected_seq`", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_if_match`, `conflicting_expected_seq` or `invalid_header`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant token reaches only its own `tenant-<id>` stream", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a tenant token reaches only its own `tenant-<id>` stream; an auditor token; a tenant token with X-On-Behalf-Of; an `ack` needs the admin token", body = ErrorBody),
         (status = 404, description = "`subscription_not_found` (an `ack` naming no subscription)", body = ErrorBody),
         (status = 409, description = "`conflict` with `current_seq`; with an `ack`: `checkpoint_moved`, `group_mismatch` or `position_not_reached`", body = ErrorBody),
         (status = 413, description = "`payload_too_large` or `event_too_large`", body = ErrorBody),
@@ -152,7 +153,7 @@ pub struct PageQuery {
     )
 )]
 pub(crate) async fn append(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

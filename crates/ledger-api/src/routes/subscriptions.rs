@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Writer};
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{ApiPath, ApiQuery, RawBody, from_object, json_object, page_limit};
@@ -114,7 +114,7 @@ pub struct AckView {
     )
 )]
 pub(crate) async fn define(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -226,7 +226,7 @@ pub(crate) async fn events(
     )
 )]
 pub(crate) async fn ack(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,

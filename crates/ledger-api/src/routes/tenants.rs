@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Writer};
 use crate::context::RequestContext;
 use crate::error::{ApiError, ErrorBody};
 use crate::history::TenantAnswer;
@@ -60,13 +60,14 @@ pub struct Registered {
     request_body = RegisterTenant,
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first response and write nothing"),
+        ("X-On-Behalf-Of" = Option<String>, Header, description = "The person or service an admin token acts for, recorded in `actor.on_behalf_of` (a tenant token sending it gets 403)"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Registered", body = Registered),
-        (status = 400, description = "`invalid_json`", body = ErrorBody),
+        (status = 400, description = "`invalid_json` or `invalid_header`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token (an auditor or a tenant token)", body = ErrorBody),
         (status = 409, description = "`slug_taken` or `tenant_exists`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_slug`, `invalid_body`, `invalid_command` or `idempotency_key_reused`", body = ErrorBody),
@@ -74,7 +75,7 @@ pub struct Registered {
     )
 )]
 pub(crate) async fn register(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     headers: HeaderMap,

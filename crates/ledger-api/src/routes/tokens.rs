@@ -14,23 +14,31 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Caller, TOKEN_ISSUED, TenantTokenIssued, hex, new_tenant_token, token_stream};
+use crate::auth::{
+    TOKEN_ISSUED, TenantTokenIssued, Writer, hex, new_tenant_token, tenant_token_name, token_stream,
+};
 use crate::context::RequestContext;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{
     ApiPath, IDEMPOTENT_REPLAYED, RawBody, from_object, idempotency, json_object, tenant_id,
 };
 use crate::state::AppState;
+use crate::token_registry::check_name;
 
 /// Metadata key of an idempotent request's key.
 pub(crate) const KEY_KEY: &str = "idempotency_key";
 /// Metadata key of an idempotent request's fingerprint.
 pub(crate) const FINGERPRINT_KEY: &str = "idempotency_fingerprint";
 
-/// The (empty) body of a token request.
+/// The body of a token request (may be empty).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IssueToken {}
+pub struct IssueToken {
+    /// A name for the token, recorded with every event it appends (1 to 64 letters, digits,
+    /// `.`, `_` or `-`, not a UUID). Default: `token-` and the last 8 hex digits of its id.
+    #[serde(default)]
+    pub name: Option<String>,
+}
 
 /// An issued tenant token.
 #[derive(Debug, Serialize, ToSchema)]
@@ -39,6 +47,8 @@ pub struct IssuedToken {
     pub tenant_id: Uuid,
     /// The token's id.
     pub token_id: Uuid,
+    /// The token's name.
+    pub name: String,
     /// The bearer token: shown in this response only, never again. Absent on an idempotent retry.
     pub token: Option<String>,
     /// False on an idempotent retry: the token was shown only in the first response.
@@ -52,24 +62,25 @@ pub struct IssuedToken {
     post,
     path = "/v1/tenants/{id}/tokens",
     tag = "tenants",
-    request_body(content = Option<IssueToken>, description = "Empty, or `{}`"),
+    request_body(content = Option<IssueToken>, description = "Empty, `{}`, or `{\"name\": \"ops-bot\"}`"),
     params(
         ("id" = Uuid, Path, description = "The tenant id"),
         ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body issues nothing new; it cannot show the token again"),
+        ("X-On-Behalf-Of" = Option<String>, Header, description = "The person or service an admin token acts for, recorded in `actor.on_behalf_of` (a tenant token sending it gets 403)"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Issued; the token is in this response only", body = IssuedToken),
-        (status = 400, description = "`invalid_tenant_id` or `invalid_json`", body = ErrorBody),
+        (status = 400, description = "`invalid_tenant_id`, `invalid_json` or `invalid_header`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 403, description = "`forbidden`: not the admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin token (an auditor or a tenant token)", body = ErrorBody),
         (status = 404, description = "`tenant_not_found`", body = ErrorBody),
         (status = 422, description = "`invalid_body` or `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     )
 )]
 pub(crate) async fn issue_token(
-    caller: Caller,
+    caller: Writer,
     ctx: RequestContext,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -79,7 +90,10 @@ pub(crate) async fn issue_token(
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&id)?;
     caller.require_admin()?;
-    let IssueToken {} = from_object(json_object(&body)?)?;
+    let IssueToken { name } = from_object(json_object(&body)?)?;
+    if let Some(name) = &name {
+        check_name(name).map_err(|e| ApiError::new(Code::InvalidBody, e.to_string()))?;
+    }
     let idem = idempotency(&headers, "POST", uri.path(), &body)?;
     if !state.executor.load(tenant).await?.state.is_registered() {
         return Err(DomainError::TenantNotFound.into());
@@ -93,8 +107,10 @@ pub(crate) async fn issue_token(
     }
     let (token, hash) = new_tenant_token(tenant);
     let token_id = Uuid::now_v7();
+    let name = name.unwrap_or_else(|| tenant_token_name(token_id));
     let data = json!(TenantTokenIssued {
         token_id,
+        name: Some(name.clone()),
         sha256: hex(&hash),
     });
     let mut metadata = ctx.metadata(&caller);
@@ -117,6 +133,7 @@ pub(crate) async fn issue_token(
             let body = IssuedToken {
                 tenant_id: tenant,
                 token_id,
+                name,
                 token: Some(token),
                 token_revealed: true,
                 message: "keep this token secret: it is shown only now; send it as `Authorization: Bearer <token>`".into(),
@@ -166,12 +183,14 @@ async fn replayed(
 }
 
 fn replay_response(tenant: Uuid, first: &Envelope) -> Response {
-    let token_id = serde_json::from_value::<TenantTokenIssued>(first.data.clone())
-        .map(|t| t.token_id)
-        .unwrap_or(first.event_id);
+    let (token_id, name) = match serde_json::from_value::<TenantTokenIssued>(first.data.clone()) {
+        Ok(t) => (t.token_id, t.name),
+        Err(_) => (first.event_id, None),
+    };
     let body = IssuedToken {
         tenant_id: tenant,
         token_id,
+        name: name.unwrap_or_else(|| tenant_token_name(token_id)),
         token: None,
         token_revealed: false,
         message: "this retries an earlier request with the same Idempotency-Key: the token it issued was shown only in the first response; if it was lost, issue a new one with a new key".into(),

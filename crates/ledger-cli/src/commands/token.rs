@@ -43,6 +43,7 @@ pub async fn run(target: &Target, command: TokenCommand) -> Result<(), CliError>
         TokenCommand::Issue(args) => {
             let role = match args.role {
                 TokenRole::Admin => Role::Admin,
+                TokenRole::Auditor => Role::Auditor,
             };
             let issued = token_registry::issue(store, &args.name, role, metadata)
                 .await
