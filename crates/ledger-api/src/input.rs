@@ -203,6 +203,21 @@ pub(crate) fn body_seq(value: &Value) -> Option<u64> {
         .filter(|seq| *seq <= MAX_POSITION)
 }
 
+/// Rewrites the fields `names` of `object` that hold a whole number written with a fraction
+/// of zero (`2.0`, an integer to JSON Schema) as integers, so they deserialize as such.
+pub(crate) fn whole_numbers(object: &mut Map<String, Value>, names: &[&str]) {
+    for name in names {
+        if let Some(value @ Value::Number(_)) = object.get_mut(*name)
+            && value.as_u64().is_none()
+            && let Some(f) = value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15)
+        {
+            *value = Value::from(f as u64);
+        }
+    }
+}
+
 /// `text` without its surrounding double quotes, if it has them.
 fn unquoted(text: &str) -> Option<&str> {
     text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
@@ -216,6 +231,21 @@ pub(crate) fn etag(seq: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_lose_their_zero_fraction() {
+        let mut object =
+            serde_json::json!({"member": 2.0, "members": 3, "other": 1.0, "half": 1.5})
+                .as_object()
+                .unwrap()
+                .clone();
+        whole_numbers(&mut object, &["member", "members", "half", "absent"]);
+        assert_eq!(object["member"], serde_json::json!(2));
+        assert!(object["member"].is_u64());
+        assert_eq!(object["members"], serde_json::json!(3));
+        assert!(object["other"].is_f64(), "only the named fields change");
+        assert!(object["half"].is_f64(), "a fraction stays");
+    }
 
     #[test]
     fn if_match_forms() {

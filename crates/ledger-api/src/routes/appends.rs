@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::auth::Writer;
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
-use crate::input::{MAX_POSITION, RawBody, body_seq, from_object, idempotency, json_object};
+use crate::input::{
+    MAX_POSITION, RawBody, body_seq, from_object, idempotency, json_object, whole_numbers,
+};
 use crate::routes::events::parse_cursor;
 use crate::routes::streams::{
     Appended, EventInput, ExpectedSeqSchema, check_fingerprint, new_events,
@@ -118,6 +120,9 @@ pub(crate) async fn append_many(
                 append.insert("expected_seq".into(), Value::from(seq));
             }
         }
+    }
+    if let Some(Value::Object(ack)) = object.get_mut("ack") {
+        whole_numbers(ack, &["member"]);
     }
     let input: MultiAppend = from_object(object)?;
     if input.appends.is_empty() {

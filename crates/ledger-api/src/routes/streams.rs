@@ -25,7 +25,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::input::{
     ApiPath, ApiQuery, IDEMPOTENT_REPLAYED, MAX_POSITION, RawBody, body_seq, etag, from_object,
-    idempotency, if_match, json_object, page_limit, position_param,
+    idempotency, if_match, json_object, page_limit, position_param, whole_numbers,
 };
 use crate::quote::{bound_quotes, excerpt};
 use crate::routes::appends::{AckInput, ack_append, checkpoint_moved};
@@ -191,6 +191,9 @@ pub(crate) async fn append(
             ));
         }
         _ => {}
+    }
+    if let Some(Value::Object(ack)) = object.get_mut("ack") {
+        whole_numbers(ack, &["member"]);
     }
     let input: AppendEvents = from_object(object)?;
     let idem = idempotency(&headers, "POST", uri.path(), &body)?;

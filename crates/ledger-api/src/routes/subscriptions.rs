@@ -14,7 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Caller, Writer};
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, ErrorBody};
-use crate::input::{ApiPath, ApiQuery, RawBody, from_object, json_object, page_limit};
+use crate::input::{
+    ApiPath, ApiQuery, RawBody, from_object, json_object, page_limit, whole_numbers,
+};
 use crate::routes::events::parse_cursor;
 use crate::state::AppState;
 use crate::views::LogEventSchema;
@@ -22,6 +24,7 @@ use ledger_projector::subscription::{self as subs, Checkpoint, Definition};
 
 /// Which events a subscription delivers, and to how many members.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = Definition)]
 #[allow(dead_code)]
 pub(crate) struct DefinitionSchema {
@@ -128,7 +131,9 @@ pub(crate) async fn define(
             "send the subscription's definition as a JSON object, e.g. {\"categories\": [\"tenant\"]}",
         ));
     }
-    let definition: Definition = from_object(json_object(&body)?)?;
+    let mut object = json_object(&body)?;
+    whole_numbers(&mut object, &["members"]);
+    let definition: Definition = from_object(object)?;
     definition.check()?;
     let exists = |found: &Definition| {
         if *found == definition {
@@ -234,7 +239,9 @@ pub(crate) async fn ack(
 ) -> Result<Json<AckView>, ApiError> {
     caller.require_admin()?;
     subs::check_name(&name)?;
-    let input: AckBody = from_object(json_object(&body)?)?;
+    let mut object = json_object(&body)?;
+    whole_numbers(&mut object, &["member"]);
+    let input: AckBody = from_object(object)?;
     let cursor = parse_cursor("cursor", &input.cursor).map_err(|_| {
         ApiError::new(
             Code::InvalidBody,
