@@ -304,6 +304,10 @@ fn amend_schemas(schemas: &mut Value) {
         );
     }
     merge(
+        &mut schemas["IssueToken"]["properties"]["name"],
+        &json!({"pattern": crate::token_registry::NAME_PATTERN}),
+    );
+    merge(
         &mut schemas["RegisterTenant"]["properties"]["slug"],
         &json!({"pattern": SLUG_PATTERN}),
     );

@@ -266,6 +266,10 @@ pub fn registry_stream() -> StreamName {
     StreamName::from_parts(ADMIN_TOKEN_STREAM_CATEGORY, "all").expect("a valid stream name")
 }
 
+/// A token name as the OpenAPI document states it ([`check_name`] checks it): 1 to 64
+/// letters, digits, `.`, `_` or `-`, not a UUID (hyphenated or 32 hex digits).
+pub const NAME_PATTERN: &str = "^(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$)(?![0-9a-fA-F]{32}$)[A-Za-z0-9._-]{1,64}$";
+
 /// Checks a token name: 1 to 64 letters, digits, `.`, `_` or `-`, and not a UUID (so that
 /// `revoke NAME|ID` is never ambiguous).
 pub fn check_name(name: &str) -> Result<(), TokenError> {
