@@ -45,7 +45,7 @@ struct Ring {
     /// The last event read (`base` while none was).
     end: LogCursor,
     /// The events in `(base, end]`.
-    events: VecDeque<LogEvent>,
+    events: VecDeque<Arc<Outgoing>>,
     /// The last read failed: subscribers wait for the next success.
     failing: bool,
 }
@@ -58,13 +58,29 @@ struct Shared {
     grown: watch::Sender<u64>,
 }
 
+/// An event as live streams send it: serialized once, shared by every subscriber.
+pub(crate) struct Outgoing {
+    /// The event.
+    pub(crate) event: LogEvent,
+    /// Its JSON text, as `GET /v1/events` gives it.
+    pub(crate) json: String,
+}
+
+impl Outgoing {
+    /// `event`, serialized.
+    pub(crate) fn new(event: LogEvent) -> Arc<Self> {
+        let json = serde_json::to_string(&event).expect("an event serializes");
+        Arc::new(Self { event, json })
+    }
+}
+
 /// What a subscriber at a cursor finds in the ring.
 pub(crate) enum Found {
     /// Its cursor is before the ring: it must read from the database.
     Behind,
     /// The events after its cursor that pass its filter (at most the number asked), and the
     /// cursor it has now seen everything up to.
-    Events(Vec<LogEvent>, LogCursor),
+    Events(Vec<Arc<Outgoing>>, LogCursor),
 }
 
 /// A subscriber's handle on the running tail; the task ends when the last one is dropped.
@@ -81,15 +97,18 @@ impl Subscription {
         if cursor < ring.base || ring.failing {
             return Found::Behind;
         }
-        let start = ring.events.partition_point(|e| e.cursor <= cursor);
+        let start = ring.events.partition_point(|e| e.event.cursor <= cursor);
         let mut out = Vec::new();
         let mut reached = cursor.max(ring.end);
         for event in ring.events.range(start..) {
             if out.len() == max {
-                reached = out.last().map_or(cursor, |e: &LogEvent| e.cursor);
+                reached = out
+                    .last()
+                    .map_or(cursor, |e: &Arc<Outgoing>| e.event.cursor);
                 break;
             }
-            if filter.matches(event.envelope.stream.as_str(), &event.envelope.event_type) {
+            let envelope = &event.event.envelope;
+            if filter.matches(envelope.stream.as_str(), &envelope.event_type) {
                 out.push(event.clone());
             }
         }
@@ -189,16 +208,18 @@ async fn follow(shared: Weak<Shared>, log: Arc<dyn LogReader>, mut wakers: Waker
                 backoff = Duration::from_millis(50);
                 let full = events.len() == PAGE;
                 let grew = !events.is_empty();
+                // Serialized once here, outside the lock, for every subscriber.
+                let events: Vec<Arc<Outgoing>> = events.into_iter().map(Outgoing::new).collect();
                 {
                     let mut ring = strong.ring.lock().unwrap_or_else(|p| p.into_inner());
                     ring.failing = false;
                     if let Some(last) = events.last() {
-                        ring.end = last.cursor;
+                        ring.end = last.event.cursor;
                     }
                     ring.events.extend(events);
                     while ring.events.len() > RING {
                         if let Some(old) = ring.events.pop_front() {
-                            ring.base = old.cursor;
+                            ring.base = old.event.cursor;
                         }
                     }
                 }

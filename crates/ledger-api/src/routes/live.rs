@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use ledger_core::{LogCursor, LogEvent};
+use std::sync::Arc;
+
+use ledger_core::LogCursor;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
@@ -26,7 +28,7 @@ use crate::input::ApiQuery;
 use crate::routes::events::Reading;
 use crate::shutdown::{Draining, shutting_down};
 use crate::state::AppState;
-use crate::tail::{Found, Subscription, Wakers};
+use crate::tail::{Found, Outgoing, Subscription, Wakers};
 
 /// Events read or taken from the tail at a time.
 const PAGE: usize = 500;
@@ -82,7 +84,7 @@ pub(crate) struct SseEventSchema {
 /// What a live stream sends.
 enum Item {
     /// An event.
-    Event(LogEvent),
+    Event(Arc<Outgoing>),
     /// Nothing happened for a while.
     Heartbeat,
     /// The server stops: reconnect.
@@ -181,11 +183,7 @@ pub(crate) async fn live(
     if ndjson {
         let lines = items.map(|item| {
             let line = match item {
-                Item::Event(event) => {
-                    let mut text = serde_json::to_string(&event).expect("an event serializes");
-                    text.push('\n');
-                    text
-                }
+                Item::Event(event) => format!("{}\n", event.json),
                 Item::Heartbeat | Item::Shutdown => "\n".to_string(),
             };
             Ok::<Bytes, Infallible>(Bytes::from(line))
@@ -203,9 +201,9 @@ pub(crate) async fn live(
         match item {
             Item::Event(event) => Some(Ok::<Event, Infallible>(
                 Event::default()
-                    .id(event.cursor.to_string())
+                    .id(event.event.cursor.to_string())
                     .event("event")
-                    .data(serde_json::to_string(&event).expect("an event serializes")),
+                    .data(&event.json),
             )),
             Item::Heartbeat => None,
             Item::Shutdown => Some(Ok(Event::default()
@@ -268,7 +266,7 @@ fn follow(
             let short = events.len() < PAGE;
             for event in events {
                 cursor = event.cursor;
-                yield Item::Event(event);
+                yield Item::Event(Outgoing::new(event));
             }
             if !short {
                 continue;
