@@ -9,7 +9,7 @@ use ledger_core::LogReader;
 use ledger_memory::{MemoryProjections, MemoryStore};
 use ledger_postgres::PgStore;
 use ledger_projector::{ProjectionStore, Projector, ProjectorOptions};
-use ledger_read_models::Change;
+use ledger_read_models::Logged;
 use ledger_sqlite::SqliteStore;
 
 use crate::backend::{Db, Kind, postgres_db, sqlite_db};
@@ -36,7 +36,7 @@ impl Env {
 
     /// A projector of every read model over this store, applying `batch_size` events per
     /// transaction and reading pages that do not line up with the batches.
-    pub fn projector(&self, batch_size: usize) -> Projector<Change> {
+    pub fn projector(&self, batch_size: usize) -> Projector<Logged> {
         Projector::new(
             self.log.clone(),
             self.projections.clone(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ledger_api::{ApiConfig, AppState, app};
 use ledger_core::EventStore;
 use ledger_projector::{Projector, Signal, SignalingStore};
-use ledger_read_models::Change;
+use ledger_read_models::Logged;
 use ledger_sqlite::SqliteStore;
 use ledger_tests::backend::sqlite_db;
 use ledger_tests::sqlite::TempDb;
@@ -99,7 +99,7 @@ async fn projections(api: &Api) -> Vec<Value> {
 /// stops (`ledger serve` runs them all the time).
 struct InProcess {
     api: Api,
-    projector: Projector<Change>,
+    projector: Projector<Logged>,
     runners: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 

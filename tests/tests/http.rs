@@ -89,6 +89,8 @@ http_cases!(
     projections::projection_metrics,
     projections::progress_stream,
     projections::funnel_counts_once,
+    audit_queries::audit_filters,
+    audit_queries::audit_bad_queries,
 );
 
 /// A database that fails every operation: every route answers with the store's error, never

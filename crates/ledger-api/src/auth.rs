@@ -37,7 +37,7 @@ pub const TOKEN_ISSUED: &str = "TenantTokenIssued";
 const TENANT_PREFIX: &str = "lt_";
 /// Metadata key under which events appended before tokens were recorded in `actor` named the
 /// admin token (reserved: clients cannot set it).
-pub const TOKEN_METADATA_KEY: &str = "token";
+pub const TOKEN_METADATA_KEY: &str = ledger_core::trail::TOKEN_KEY;
 /// The header naming the person or service an admin token acts for.
 pub static ON_BEHALF_OF: HeaderName = HeaderName::from_static("x-on-behalf-of");
 /// Longest `X-On-Behalf-Of`.

@@ -13,7 +13,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use futures::TryStreamExt;
 use ledger_commands::{Loaded, decode, tenant_stream};
-use ledger_core::{Envelope, EventStore, ReadAll, Seq};
+use ledger_core::{Envelope, EventStore, ReadAll, Seq, Trail};
 use ledger_domain::{DomainError, Phase, Policy, TenantState, describe, evolve};
 use ledger_projector::Key;
 use ledger_read_models::{
@@ -21,13 +21,11 @@ use ledger_read_models::{
     tenant_rows,
 };
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::openapi::schema::AnyOfBuilder;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::TOKEN_METADATA_KEY;
 use crate::error::{ApiError, Code};
 use crate::quote::quote;
 use crate::views::TenantView;
@@ -179,27 +177,6 @@ pub async fn tenant_as_of(
         .ok_or_else(|| DomainError::TenantNotFound.into())
 }
 
-/// Who acted on an event, as its metadata records it: `(actor, token, on behalf of)`.
-///
-/// `actor` is text (`admin`, `tenant:<id>`) or an object (`{role, token, tenant,
-/// on_behalf_of}`); a top-level `token` or `on_behalf_of` is read too.
-fn who(metadata: &Value) -> (Option<String>, Option<String>, Option<String>) {
-    let text = |v: &Value| v.as_str().map(str::to_string);
-    let name = |v: &Value| text(v).or_else(|| text(&v["name"]));
-    let actor = &metadata["actor"];
-    let role = match actor {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(_) => match (text(&actor["role"]), text(&actor["tenant"])) {
-            (Some(role), Some(tenant)) => Some(format!("{role}:{tenant}")),
-            (role, tenant) => role.or(tenant),
-        },
-        _ => None,
-    };
-    let token = name(&metadata[TOKEN_METADATA_KEY]).or_else(|| name(&actor["token"]));
-    let on_behalf_of = text(&metadata["on_behalf_of"]).or_else(|| text(&actor["on_behalf_of"]));
-    (role, token, on_behalf_of)
-}
-
 /// The timeline of a tenant's stream (its events in seq order): one entry per event.
 pub(crate) fn timeline_entries(envelopes: &[Envelope]) -> Result<Vec<TimelineEntry>, ApiError> {
     let mut state = TenantState::default();
@@ -208,8 +185,7 @@ pub(crate) fn timeline_entries(envelopes: &[Envelope]) -> Result<Vec<TimelineEnt
         let event = decode(envelope)?;
         let summary = describe(&event, &state);
         state = evolve(state, &event);
-        let (actor, token, on_behalf_of) = who(&envelope.metadata);
-        let meta = |key: &str| envelope.metadata[key].as_str().map(str::to_string);
+        let trail = Trail::of(&envelope.metadata);
         entries.push(TimelineEntry {
             seq: envelope.seq.0,
             position: envelope.position.0,
@@ -217,11 +193,11 @@ pub(crate) fn timeline_entries(envelopes: &[Envelope]) -> Result<Vec<TimelineEnt
             event_type: envelope.event_type.clone(),
             summary,
             phase: state.phase,
-            actor,
-            token,
-            on_behalf_of,
-            correlation_id: meta("correlation_id"),
-            request_id: meta("request_id"),
+            actor: trail.role,
+            token: trail.token,
+            on_behalf_of: trail.on_behalf_of,
+            correlation_id: trail.correlation_id,
+            request_id: trail.request_id,
         });
     }
     Ok(entries)
@@ -282,7 +258,7 @@ mod tests {
     use chrono::{Duration, TimeZone};
     use ledger_core::{Position, StreamName};
     use ledger_domain::TenantEvent;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 

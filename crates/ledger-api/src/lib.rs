@@ -47,6 +47,7 @@ pub use listener::ConnectionLimits;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;
 pub use routes::app;
+pub use routes::audit::{AuditPage, AuditQuery, AuditSearch};
 pub use routes::commands::COMMANDS;
 pub use serve::{ServeConfig, ServeError, Server, serve};
 pub use shutdown::shutdown_signal;

@@ -16,7 +16,7 @@ use ledger_core::{
     Seq, StoreError, StreamAppend, StreamName,
 };
 use ledger_projector::{ProjectionError, ProjectionStatus, Projector, State};
-use ledger_read_models::Change;
+use ledger_read_models::Logged;
 
 /// Longest wait for the first event after a projection's checkpoint, to date its lag.
 const LAG_READ_TIMEOUT: Duration = Duration::from_millis(500);
@@ -83,7 +83,7 @@ pub(crate) struct ProjectionSample {
 /// The status of every projection of `projector`, with the age of its oldest unapplied event
 /// (read from `events`).
 pub(crate) async fn projection_samples(
-    projector: &Projector<Change>,
+    projector: &Projector<Logged>,
     events: &dyn EventStore,
     now: DateTime<Utc>,
 ) -> Result<Vec<ProjectionSample>, ProjectionError> {

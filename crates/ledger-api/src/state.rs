@@ -7,7 +7,7 @@ use ledger_commands::{Clock, Executor};
 use ledger_core::{BoxFuture, EventStore, LogReader, StoreError, StreamName};
 use ledger_domain::Policy;
 use ledger_projector::Projector;
-use ledger_read_models::Change;
+use ledger_read_models::Logged;
 
 use crate::auth::{TokenCache, sha256};
 use crate::error::{ApiError, Code};
@@ -86,7 +86,7 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) ready: ReadyCheck,
     pub(crate) clock: Clock,
-    pub(crate) projector: Option<Projector<Change>>,
+    pub(crate) projector: Option<Projector<Logged>>,
     pub(crate) log: Option<Arc<dyn LogReader>>,
     pub(crate) tails: Tails,
 }
@@ -148,7 +148,7 @@ impl AppState {
     /// The same state answering the projection queries (`GET /v1/tenants`, `/v1/locks`,
     /// `/v1/pending-syncs`, `/v1/projections`) from `projector`'s tables; without one they
     /// answer 503 `projections_unavailable`.
-    pub fn with_projections(mut self, projector: Projector<Change>) -> Self {
+    pub fn with_projections(mut self, projector: Projector<Logged>) -> Self {
         self.projector = Some(projector);
         self
     }

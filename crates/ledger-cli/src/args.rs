@@ -266,6 +266,9 @@ pub enum BenchCommand {
     /// Live log subscribers: delivery latency at a steady append rate, and their reads of the
     /// log, idle and busy.
     Live(BenchLiveArgs),
+    /// Audit queries on a seeded log: p50/p99 per filter through the ledger's search, and the
+    /// same lookup as one plain indexed SELECT.
+    Audit(BenchAuditArgs),
     /// The appending side of `bench lag --writer-process`: appends to the `--database-url`
     /// database at a steady rate and prints one JSON line per append (not for direct use).
     #[command(hide = true)]
@@ -334,6 +337,26 @@ pub struct BenchLiveArgs {
     /// How long the reads of the log are counted before appending, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub idle_seconds: u64,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ledger bench audit`.
+#[derive(Debug, Args)]
+pub struct BenchAuditArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
+    /// Events the log must hold (ten per generated tenant); missing ones are appended first.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub events: u64,
+    /// Queries timed per filter (each through the ledger and as plain SQL).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub queries: u64,
+    /// Events per page asked.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub limit: u64,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ledger_core::{Baseline, EventStore, LogReader, StoreError, StoreOptions, schema_message};
 use ledger_postgres::PgStore;
 use ledger_projector::{ProjectionStore, Projector, ProjectorOptions};
-use ledger_read_models::Change;
+use ledger_read_models::Logged;
 use ledger_sqlite::SqliteStore;
 
 use crate::args::DEFAULT_DATABASE_URL;
@@ -234,7 +234,7 @@ impl Database {
 
 impl Database {
     /// The projector of every read model over this database's log and tables.
-    pub fn projector(&self, options: ProjectorOptions) -> Projector<Change> {
+    pub fn projector(&self, options: ProjectorOptions) -> Projector<Logged> {
         let log: Arc<dyn LogReader> = self.store.clone();
         Projector::new(log, self.projections.clone(), ledger_read_models::catalog())
             .with_options(options)

@@ -13,6 +13,41 @@ pub struct BenchRow {
     pub event: NewEvent,
 }
 
+/// A plain indexed lookup of events through a table that indexes them by `position` (a read
+/// model's, e.g. the audit trail): the yardstick of `ledger bench audit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaselineLookup {
+    /// The index table (a lowercase SQL identifier) with a `position` column.
+    pub table: &'static str,
+    /// Only rows whose text column equals the value (`None`: every row).
+    pub equal: Option<(&'static str, String)>,
+    /// The integer column rows are ordered by (then `position`).
+    pub order_by: &'static str,
+    /// Only rows with `order_by` at or above this.
+    pub from: Option<i64>,
+    /// Only rows with `order_by` below this.
+    pub to: Option<i64>,
+    /// Newest first.
+    pub descending: bool,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl BaselineLookup {
+    /// Whether every name in it is a lowercase SQL identifier (the backends refuse others).
+    pub fn is_well_named(&self) -> bool {
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+                && !s.as_bytes()[0].is_ascii_digit()
+        };
+        ident(self.table)
+            && ident(self.order_by)
+            && self.equal.as_ref().is_none_or(|(c, _)| ident(c))
+    }
+}
+
 /// Plain SQL against the same database, with no ledger logic: the yardstick of `ledger bench`.
 pub trait Baseline: Send + Sync {
     /// Creates the plain baseline table (same columns as the event log, no constraints
@@ -28,4 +63,11 @@ pub trait Baseline: Send + Sync {
 
     /// Number of events in the event log.
     fn log_len(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Runs `lookup` as one plain SELECT joining the index table with the events, decoding
+    /// every column of each event; returns how many events it fetched.
+    fn baseline_lookup<'a>(
+        &'a self,
+        lookup: &'a BaselineLookup,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{
-    BoxFuture, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position,
+    BoxFuture, Envelope, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position,
     StoreError,
 };
 
@@ -77,5 +77,12 @@ impl LogReader for CountedLog {
 
     fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
         self.inner.cursor_at(position)
+    }
+
+    fn events_at<'a>(
+        &'a self,
+        positions: &'a [Position],
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, StoreError>> {
+        self.inner.events_at(positions)
     }
 }

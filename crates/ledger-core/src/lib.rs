@@ -16,8 +16,9 @@ mod replay;
 mod seq;
 mod store;
 mod stream;
+pub mod trail;
 
-pub use baseline::{Baseline, BenchRow};
+pub use baseline::{Baseline, BaselineLookup, BenchRow};
 pub use counted::CountedLog;
 pub use cursor::{EventFilter, LogCursor, LogEvent, ParseCursorError};
 pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_message};
@@ -29,6 +30,7 @@ pub use replay::match_replay;
 pub use seq::{Position, Seq};
 pub use store::{AppendTx, EventStore, EventStream, ReadAll, StoreOptions, TransactionalStore};
 pub use stream::StreamName;
+pub use trail::Trail;
 
 /// A boxed, sendable future, the return type of the store traits' async methods.
 pub type BoxFuture<'a, T> = futures::future::BoxFuture<'a, T>;

@@ -1,7 +1,9 @@
 //! Reading the global log page by page for readers that keep their own checkpoint (the
 //! projection engine): raw events with their payload still JSON text, filtered by category.
 
-use crate::{BoxFuture, EventFilter, LogCursor, LogEvent, Position, Seq, StoreError};
+use chrono::{DateTime, Utc};
+
+use crate::{BoxFuture, Envelope, EventFilter, LogCursor, LogEvent, Position, Seq, StoreError};
 
 /// Which events of the log a reader wants.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -52,6 +54,10 @@ pub struct RawEvent {
     pub event_type: String,
     /// The payload as JSON text.
     pub data: String,
+    /// The metadata as JSON text.
+    pub metadata: String,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// A page of the log read by [`LogReader::read_page`].
@@ -120,6 +126,13 @@ pub trait LogReader: Send + Sync {
     /// The cursor of the event at `position` ([`LogCursor::START`] for `Position::START`);
     /// [`StoreError::UnknownPosition`] when no event is there.
     fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>>;
+
+    /// The events at `positions`, in the order given; positions where no event is are left
+    /// out. For readers that found positions in an index of their own (audit queries).
+    fn events_at<'a>(
+        &'a self,
+        positions: &'a [Position],
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, StoreError>>;
 }
 
 macro_rules! forward_log_reader {
@@ -173,6 +186,13 @@ macro_rules! forward_log_reader {
                 position: Position,
             ) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
                 (**self).cursor_at(position)
+            }
+
+            fn events_at<'a>(
+                &'a self,
+                positions: &'a [Position],
+            ) -> BoxFuture<'a, Result<Vec<Envelope>, StoreError>> {
+                (**self).events_at(positions)
             }
         }
     };

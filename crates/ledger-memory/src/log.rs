@@ -154,6 +154,8 @@ fn raw(e: &Envelope) -> RawEvent {
         seq: e.seq,
         event_type: e.event_type.clone(),
         data: e.data.to_string(),
+        metadata: e.metadata.to_string(),
+        recorded_at: e.recorded_at,
     }
 }
 
@@ -238,6 +240,24 @@ impl LogReader for MemoryStore {
             .map(|e| LogEvent {
                 cursor: LogCursor::new(0, e.position),
                 envelope: e.clone(),
+            })
+            .collect();
+        drop(log);
+        Box::pin(async move { Ok(events) })
+    }
+
+    fn events_at<'a>(
+        &'a self,
+        positions: &'a [Position],
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, StoreError>> {
+        let log = self.shared.log.read().expect("memory log lock poisoned");
+        let events = positions
+            .iter()
+            .filter_map(|p| {
+                log.events
+                    .binary_search_by_key(p, |e| e.position)
+                    .ok()
+                    .map(|i| log.events[i].clone())
             })
             .collect();
         drop(log);

@@ -236,12 +236,7 @@ impl ProjectionStore for MemoryProjections {
             let copy = state.copies.iter().find(|((_, slot), c)| {
                 *slot == query.slot && c.schema.tables.iter().any(|t| t.name == table.name)
             });
-            Ok(copy.map_or_else(Vec::new, |(_, c)| {
-                c.tables
-                    .page(table, query.after.as_ref(), query.limit, |row| {
-                        query.passes(row)
-                    })
-            }))
+            Ok(copy.map_or_else(Vec::new, |(_, c)| c.tables.select(query)))
         })
     }
 

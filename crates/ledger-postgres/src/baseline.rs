@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use ledger_core::{BenchRow, StoreError};
+use ledger_core::{BaselineLookup, BenchRow, StoreError};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -99,6 +99,51 @@ pub(crate) async fn scan(pool: &PgPool) -> Result<u64, StoreError> {
         std::hint::black_box(row);
         count += 1;
     }
+    Ok(count)
+}
+
+/// [`ledger_core::Baseline::baseline_lookup`]: one plain SELECT, built for the lookup.
+pub(crate) async fn lookup(pool: &PgPool, lookup: &BaselineLookup) -> Result<u64, StoreError> {
+    if !lookup.is_well_named() {
+        return Err(StoreError::InvalidInput(
+            "a baseline lookup names its table and columns as SQL identifiers".into(),
+        ));
+    }
+    let (ord, dir) = (
+        lookup.order_by,
+        if lookup.descending { " DESC" } else { "" },
+    );
+    let mut sql = format!(
+        "SELECT e.event_id, e.stream, e.seq, e.position, e.event_type, e.data, e.metadata, \
+         e.recorded_at FROM {} AS a JOIN events AS e ON e.position = a.position WHERE true",
+        lookup.table
+    );
+    let mut n = 0;
+    if let Some((column, _)) = &lookup.equal {
+        n += 1;
+        sql += &format!(" AND a.{column} = ${n}");
+    }
+    for (bound, op) in [(lookup.from, ">="), (lookup.to, "<")] {
+        if bound.is_some() {
+            n += 1;
+            sql += &format!(" AND a.{ord} {op} ${n}");
+        }
+    }
+    sql += &format!(
+        " ORDER BY a.{ord}{dir}, a.position{dir} LIMIT {}",
+        lookup.limit
+    );
+    type Row = (Uuid, String, i64, i64, String, Value, Value, DateTime<Utc>);
+    let mut query = sqlx::query_as::<_, Row>(AssertSqlSafe(sql));
+    if let Some((_, value)) = &lookup.equal {
+        query = query.bind(value);
+    }
+    for bound in [lookup.from, lookup.to].into_iter().flatten() {
+        query = query.bind(bound);
+    }
+    let rows = query.fetch_all(pool).await.map_err(from_sqlx)?;
+    let count = rows.len() as u64;
+    std::hint::black_box(rows);
     Ok(count)
 }
 

@@ -4,7 +4,7 @@
 //!
 //! [`LogReader::read_events`]: ledger_core::LogReader::read_events
 
-use ledger_core::{EventFilter, LogCursor, LogEvent, Position, StoreError};
+use ledger_core::{Envelope, EventFilter, LogCursor, LogEvent, Position, StoreError};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -39,6 +39,11 @@ const BEGIN_FOR_STREAMS: &str = "BEGIN READ ONLY";
 
 /// The transaction of the event at `$1`.
 const CURSOR_AT: &str = "SELECT tx_id::text::bigint FROM events WHERE position = $1";
+
+/// The events at the positions `$1`, in the order given.
+const EVENTS_AT: &str = "SELECT e.event_id, e.stream, e.seq, e.position, e.event_type, e.data, \
+     e.metadata, e.recorded_at FROM unnest($1::bigint[]) WITH ORDINALITY AS p(position, n) \
+     JOIN events AS e ON e.position = p.position ORDER BY p.n";
 
 /// A list filter as a SQL array, `None` (no filter) when it is empty.
 fn list(values: &[String]) -> Option<&[String]> {
@@ -102,6 +107,23 @@ impl PgStore {
             .map_err(from_sqlx)?;
         end_read_only(tx);
         rows.iter().map(log_event).collect()
+    }
+
+    /// See [`ledger_core::LogReader::events_at`].
+    pub(crate) async fn events_at_positions(
+        &self,
+        positions: &[Position],
+    ) -> Result<Vec<Envelope>, StoreError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions: Vec<i64> = positions.iter().map(|p| int(p.0)).collect();
+        let rows: Vec<EnvelopeRow> = sqlx::query_as(EVENTS_AT)
+            .bind(positions)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        rows.into_iter().map(envelope).collect()
     }
 
     /// See [`ledger_core::LogReader::cursor_at`].

@@ -8,9 +8,10 @@
 //! at its first `-`; a category that holds a `-` matches no stream, as the category of a name
 //! never does.
 
+use chrono::{DateTime, Utc};
 use ledger_core::{
-    BoxFuture, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position, RawEvent,
-    Seq, StoreError,
+    BoxFuture, Envelope, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position,
+    RawEvent, Seq, StoreError,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -88,7 +89,8 @@ pub(crate) const BEGIN_IN_LOG_ORDER: &str = "BEGIN READ ONLY; SET LOCAL enable_s
      SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
 
 /// A page for a [`LogReader`] (parameters as in [`log_page`]; `$4` is always NULL).
-const READ_PAGE_SQL: &str = log_page!("stream, seq, position, event_type, data::text");
+const READ_PAGE_SQL: &str =
+    log_page!("stream, seq, position, event_type, data::text, metadata::text, recorded_at");
 
 /// The first transaction id not yet assigned: once the horizon reaches it, every transaction
 /// running now has ended.
@@ -144,7 +146,7 @@ pub(crate) fn int(n: u64) -> i64 {
 }
 
 /// Decodes a row of [`READ_PAGE_SQL`]. The column types are those of the statement (text,
-/// bigint, bigint, text, text), so the per-value type check of `try_get` is skipped; the
+/// bigint, bigint, text, text, text, timestamptz), so the per-value type check of `try_get` is skipped; the
 /// values are still decoded and validated.
 fn raw_event(row: &PgRow) -> Result<RawEvent, sqlx::Error> {
     let stream: String = row.try_get_unchecked(0)?;
@@ -152,12 +154,16 @@ fn raw_event(row: &PgRow) -> Result<RawEvent, sqlx::Error> {
     let position: i64 = row.try_get_unchecked(2)?;
     let event_type: String = row.try_get_unchecked(3)?;
     let data: String = row.try_get_unchecked(4)?;
+    let metadata: String = row.try_get_unchecked(5)?;
+    let recorded_at: DateTime<Utc> = row.try_get_unchecked(6)?;
     Ok(RawEvent {
         position: Position(position.max(0) as u64),
         stream,
         seq: Seq(seq.max(0) as u64),
         event_type,
         data,
+        metadata,
+        recorded_at,
     })
 }
 
@@ -283,6 +289,13 @@ impl LogReader for PgStore {
     fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
         Box::pin(self.cursor_of(position))
     }
+
+    fn events_at<'a>(
+        &'a self,
+        positions: &'a [Position],
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, StoreError>> {
+        Box::pin(self.events_at_positions(positions))
+    }
 }
 
 #[cfg(test)]
@@ -302,7 +315,9 @@ mod tests {
 
     #[test]
     fn pages_share_one_query_shape() {
-        assert!(READ_PAGE_SQL.starts_with("SELECT stream, seq, position, event_type, data::text"));
+        assert!(READ_PAGE_SQL.starts_with(
+            "SELECT stream, seq, position, event_type, data::text, metadata::text, recorded_at"
+        ));
         assert!(READ_PAGE_SQL.ends_with("ORDER BY events.tx_id, events.position LIMIT $5"));
         assert!(COVERS_SQL.contains("pg_snapshot_xip(s)"));
     }

@@ -294,9 +294,10 @@ pub(crate) fn query_sql(query: &Query) -> Result<(String, Vec<Param<'_>>), Store
             params.push(Param::of(spec, column, value)?);
             values.push(format!("${}::{}", params.len(), scalar_type(column.ty)));
         }
+        let beyond = if query.descending { "<" } else { ">" };
         clauses.push(match key {
-            [one] => format!("{} > {}", one.name, values[0]),
-            _ => format!("({}) > ({})", names(key), values.join(", ")),
+            [one] => format!("{} {beyond} {}", one.name, values[0]),
+            _ => format!("({}) {beyond} ({})", names(key), values.join(", ")),
         });
     }
     if !clauses.is_empty() {
@@ -306,10 +307,16 @@ pub(crate) fn query_sql(query: &Query) -> Result<(String, Vec<Param<'_>>), Store
     params.push(Param::Int(Some(
         i64::try_from(query.limit).unwrap_or(i64::MAX),
     )));
+    let direction = if query.descending { " DESC" } else { "" };
+    let order: Vec<String> = spec
+        .key_columns()
+        .iter()
+        .map(|c| format!("{}{direction}", c.name))
+        .collect();
     let _ = write!(
         sql,
         " ORDER BY {} LIMIT ${}",
-        names(spec.key_columns()),
+        order.join(", "),
         params.len()
     );
     Ok((sql, params))

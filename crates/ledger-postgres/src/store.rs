@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use ledger_core::{
-    AppendResult, AppendTx, Baseline, BenchRow, BoxFuture, EventStore, EventStream, ExpectedSeq,
-    NewEvent, ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamName, TransactionalStore,
+    AppendResult, AppendTx, Baseline, BaselineLookup, BenchRow, BoxFuture, EventStore, EventStream,
+    ExpectedSeq, NewEvent, ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamName,
+    TransactionalStore,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -168,5 +169,12 @@ impl Baseline for PgStore {
 
     fn log_len(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(baseline::log_len(&self.pool))
+    }
+
+    fn baseline_lookup<'a>(
+        &'a self,
+        lookup: &'a BaselineLookup,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(baseline::lookup(&self.pool, lookup))
     }
 }

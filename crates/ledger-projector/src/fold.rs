@@ -400,6 +400,31 @@ impl Tables {
             .cloned()
             .collect()
     }
+
+    /// The rows `query` selects of its table, in its order (what a backend without SQL
+    /// answers).
+    pub fn select(&self, query: &crate::store::Query) -> Vec<Row> {
+        use std::ops::Bound;
+        if !query.descending {
+            return self.page(query.table, query.after.as_ref(), query.limit, |r| {
+                query.passes(r)
+            });
+        }
+        let Some(rows) = self.tables.get(query.table.name) else {
+            return Vec::new();
+        };
+        let upper = match &query.after {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => Bound::Unbounded,
+        };
+        rows.range((Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, r)| r)
+            .filter(|r| query.passes(r))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]

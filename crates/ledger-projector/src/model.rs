@@ -27,7 +27,7 @@ pub trait ReadModel<E>: Send + Sync {
     /// Its name, version and tables.
     fn schema(&self) -> &'static Schema;
 
-    /// The stream categories whose events it reads.
+    /// The stream categories whose events it reads (none: every event of the log).
     fn categories(&self) -> &'static [&'static str];
 
     /// Declares the keys of every row `event` may read or change, per table.
@@ -109,14 +109,18 @@ impl<E> Catalog<E> {
             })
     }
 
-    /// The events the read models called `names` read.
+    /// The events the read models called `names` read (all of them when one of those reads
+    /// every category).
     pub fn filter(&self, names: &[&str]) -> LogFilter {
-        LogFilter::categories(
+        let models = || {
             self.models
                 .iter()
                 .filter(|m| names.contains(&m.schema().name))
-                .flat_map(|m| m.categories().iter().copied()),
-        )
+        };
+        if models().any(|m| m.categories().is_empty()) {
+            return LogFilter::all();
+        }
+        LogFilter::categories(models().flat_map(|m| m.categories().iter().copied()))
     }
 }
 

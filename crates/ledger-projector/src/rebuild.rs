@@ -42,7 +42,8 @@ pub struct Progress {
 pub struct RebuildReport {
     /// The read models rebuilt.
     pub projections: Vec<&'static str>,
-    /// Events applied by this run (a resumed rebuild counts only the rest).
+    /// Events read into the copies by this run, added up over its passes (read models that
+    /// read the same events share one pass); a resumed rebuild counts only the rest.
     pub events: u64,
     /// Events the rebuilt copies had applied before this run (0 unless resumed).
     pub resumed_from: u64,
@@ -192,13 +193,15 @@ impl<E: Send + Sync + 'static> Projector<E> {
             };
             targets.push(cp.target());
         }
-        // Copies at one checkpoint share one pass over the log.
+        // Copies at one checkpoint that read the same events share one pass over the log.
         let mut groups: Vec<Vec<Target>> = Vec::new();
         for t in targets {
-            match groups
-                .iter_mut()
-                .find(|g| g[0].position == t.position && g[0].events == t.events)
-            {
+            let filter = self.filter_of(&t.name);
+            match groups.iter_mut().find(|g| {
+                g[0].position == t.position
+                    && g[0].events == t.events
+                    && self.filter_of(&g[0].name) == filter
+            }) {
                 Some(g) => g.push(t),
                 None => groups.push(vec![t]),
             }

@@ -122,7 +122,7 @@ impl Condition {
     }
 }
 
-/// A page of rows of one table, in key order.
+/// A page of rows of one table, in key order (or its reverse).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Query {
     /// The table.
@@ -131,10 +131,12 @@ pub struct Query {
     pub slot: Slot,
     /// Conditions every row passes.
     pub conditions: Vec<Condition>,
-    /// Only rows whose key is after this one.
+    /// Only rows whose key is after this one (before it, when descending).
     pub after: Option<Key>,
     /// At most this many rows.
     pub limit: usize,
+    /// Rows in descending key order.
+    pub descending: bool,
 }
 
 impl Query {
@@ -146,7 +148,14 @@ impl Query {
             conditions: Vec::new(),
             after: None,
             limit,
+            descending: false,
         }
+    }
+
+    /// The same query, in descending key order when `descending`.
+    pub fn descending(mut self, descending: bool) -> Self {
+        self.descending = descending;
+        self
     }
 
     /// The same query with one more condition.
@@ -167,13 +176,17 @@ impl Query {
         self
     }
 
-    /// Whether a row passes the conditions and comes after `after` (what a backend without
-    /// SQL evaluates); conditions on columns the table lacks pass no row.
+    /// Whether a row passes the conditions and comes after `after` in the query's order (what
+    /// a backend without SQL evaluates); conditions on columns the table lacks pass no row.
     pub fn passes(&self, row: &[Value]) -> bool {
-        let after = self
-            .after
-            .as_ref()
-            .is_none_or(|a| row[..self.table.key.min(row.len())] > a[..]);
+        let after = self.after.as_ref().is_none_or(|a| {
+            let key = &row[..self.table.key.min(row.len())];
+            if self.descending {
+                key < &a[..]
+            } else {
+                key > &a[..]
+            }
+        });
         after
             && self.conditions.iter().all(|c| {
                 self.table

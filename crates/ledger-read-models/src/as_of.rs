@@ -198,7 +198,7 @@ mod tests {
         let steps = random_steps(seed, 4, 400);
         raw_log(&history(seed, 4, &steps, t(0)))
             .into_iter()
-            .filter_map(|raw| Decoder.decode(raw))
+            .filter_map(|raw| Decoder.decode(raw).and_then(|l| l.change))
             .collect()
     }
 

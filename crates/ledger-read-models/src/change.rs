@@ -1,9 +1,13 @@
-//! The events the read models apply: onboarding events of tenant streams, decoded once per
-//! event of the log for every read model, straight from the payload's JSON text.
+//! The events the read models apply, decoded once per event of the log for every read model:
+//! every event's place, time and trail ([`Entry`]), and for tenant streams the onboarding
+//! event ([`Change`]), straight from the payload's JSON text.
 
-use ledger_core::{Envelope, RawEvent};
-use ledger_domain::TenantEvent;
-use ledger_projector::{Decode, micros};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ledger_core::{Envelope, Position, RawEvent, Trail};
+use ledger_domain::{SlugClaimed, TenantEvent};
+use ledger_projector::{Decode, ReadModel, micros};
 
 /// The stream category of tenants: `tenant-<id>`.
 pub const TENANT_CATEGORY: &str = "tenant";
@@ -19,14 +23,95 @@ pub struct Change {
     pub event: TenantEvent,
 }
 
-/// Decodes the events of the log for the read models: events of `tenant-*` streams become
-/// [`Change`]s; every other event only moves the checkpoints.
+/// Any event of the log: where and when it was recorded, who acted and in which request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Its place in the log.
+    pub position: Position,
+    /// Its stream.
+    pub stream: String,
+    /// Its place in the stream.
+    pub seq: u64,
+    /// Its type.
+    pub event_type: String,
+    /// When it was recorded, to the microsecond.
+    pub recorded_at: DateTime<Utc>,
+    /// The tenant it belongs to: the id of a `tenant-<id>` stream, or the tenant a slug claim
+    /// names.
+    pub tenant: Option<String>,
+    /// Who acted and in which request.
+    pub trail: Trail,
+}
+
+/// An event of the log as the read models get it: its entry, and the onboarding event when it
+/// is one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logged {
+    /// Every event's place, time and trail.
+    pub entry: Entry,
+    /// The onboarding event of a tenant stream.
+    pub change: Option<Change>,
+}
+
+/// Decodes the events of the log for the read models: every event becomes a [`Logged`], and
+/// events of `tenant-*` streams carry their [`Change`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Decoder;
 
-impl Decode<Change> for Decoder {
-    fn decode(&self, raw: RawEvent) -> Option<Change> {
-        Change::from_raw(raw)
+impl Decode<Logged> for Decoder {
+    fn decode(&self, raw: RawEvent) -> Option<Logged> {
+        let tenant = match tenant_id_start(&raw.stream) {
+            Some(start) => Some(raw.stream[start..].to_string()),
+            None if raw.event_type == SlugClaimed::TYPE => {
+                serde_json::from_str::<SlugClaimed>(&raw.data)
+                    .ok()
+                    .map(|c| c.tenant_id)
+            }
+            None => None,
+        };
+        let entry = Entry {
+            position: raw.position,
+            stream: raw.stream.clone(),
+            seq: raw.seq.0,
+            event_type: raw.event_type.clone(),
+            recorded_at: micros(raw.recorded_at),
+            tenant,
+            trail: Trail::of_text(&raw.metadata),
+        };
+        let change = Change::from_raw(raw);
+        Some(Logged { entry, change })
+    }
+}
+
+/// A read model of onboarding events, run on the log's [`Logged`] events: it gets the
+/// [`Change`] of each that carries one.
+#[derive(Clone)]
+pub struct OnChanges(pub Arc<dyn ReadModel<Change>>);
+
+impl ReadModel<Logged> for OnChanges {
+    fn schema(&self) -> &'static ledger_projector::Schema {
+        self.0.schema()
+    }
+
+    fn categories(&self) -> &'static [&'static str] {
+        self.0.categories()
+    }
+
+    fn keys(&self, logged: &Logged, keys: &mut ledger_projector::Keys) {
+        if let Some(change) = &logged.change {
+            self.0.keys(change, keys);
+        }
+    }
+
+    fn apply(
+        &self,
+        logged: &Logged,
+        rows: &mut ledger_projector::Rows,
+    ) -> Result<(), ledger_projector::RowError> {
+        match &logged.change {
+            Some(change) => self.0.apply(change, rows),
+            None => Ok(()),
+        }
     }
 }
 
@@ -269,6 +354,8 @@ mod tests {
             seq: Seq(seq),
             event_type: ty.into(),
             data: data.into(),
+            metadata: "{}".into(),
+            recorded_at: Utc::now(),
         }
     }
 
@@ -289,9 +376,7 @@ mod tests {
     fn decodes_tenant_events_and_skips_the_rest() {
         let at = "2026-01-20T09:00:00.123456789Z";
         let data = json!({ "at": at }).to_string();
-        let change = Decoder
-            .decode(raw("tenant-abc", 3, "OrganizationCreated", &data))
-            .unwrap();
+        let change = Change::from_raw(raw("tenant-abc", 3, "OrganizationCreated", &data)).unwrap();
         let want = Utc.timestamp_opt(1_768_899_600, 123_456_000).unwrap();
         assert_eq!(
             change,
@@ -316,15 +401,13 @@ mod tests {
             raw("tenant-", 1, "OrganizationCreated", &data),
             raw("tenant-abc", 4, "Nope", "{}"),
         ] {
-            assert_eq!(Decoder.decode(other.clone()), None, "{other:?}");
+            assert_eq!(Change::from_raw(other.clone()), None, "{other:?}");
         }
         let slug = envelope("slug-abc", 1, "SlugClaimed", json!({ "tenant_id": "abc" }));
         assert_eq!(Change::from_envelope(slug), None);
         let bad = envelope("tenant-abc", 4, "Nope", json!({}));
         assert_eq!(Change::from_envelope(bad), None);
-        let dashed = Decoder
-            .decode(raw("tenant-a-b", 1, "OrganizationCreated", &data))
-            .unwrap();
+        let dashed = Change::from_raw(raw("tenant-a-b", 1, "OrganizationCreated", &data)).unwrap();
         assert_eq!(dashed.tenant_id, "a-b");
     }
 
@@ -340,7 +423,7 @@ mod tests {
         assert!(events.len() > 300, "{} events", events.len());
         for e in events {
             let text = e.data.to_string();
-            let got = Decoder.decode(raw("tenant-t", 1, &e.event_type, &text));
+            let got = Change::from_raw(raw("tenant-t", 1, &e.event_type, &text));
             let want = TenantEvent::from_parts(&e.event_type, &e.data)
                 .ok()
                 .map(normalize);
@@ -357,7 +440,7 @@ mod tests {
             ("TenantRegistered", r#"{"at":"2026-01-20T09:00:00Z"}"#),
         ] {
             assert_eq!(
-                Decoder.decode(raw("tenant-t", 1, ty, text)),
+                Change::from_raw(raw("tenant-t", 1, ty, text)),
                 None,
                 "{ty} {text}"
             );

@@ -5,14 +5,18 @@
 //! - [`onboarding_locks`]: per tenant, the last onboarding lock;
 //! - [`pending_syncs`]: the compensation queue, per tenant and downstream target;
 //! - [`onboarding_funnel`]: per UTC day, registrations, first arrivals at each phase,
-//!   completions (never twice per tenant), backfills and time-to-complete buckets.
+//!   completions (never twice per tenant), backfills and time-to-complete buckets;
+//! - [`audit_trail`]: one row per event of the whole log, with its tenant, actor and request
+//!   ids, indexed for audit queries.
 //!
-//! Events are decoded once for all of them ([`Decoder`] into [`Change`]); the projection
+//! Events are decoded once for all of them ([`Decoder`] into [`Logged`], which carries a
+//! [`Change`] for onboarding events); the projection
 //! engine (`ledger-projector`) runs the [`catalog`]. Everything here is pure but the query
 //! functions, which read through the engine's `ProjectionStore` trait. The tables are
 //! documented in `projections/{postgres,sqlite}/<read model>.sql`.
 
 pub mod as_of;
+pub mod audit_trail;
 pub mod bench;
 mod change;
 mod codec;
@@ -29,10 +33,11 @@ mod fold_tests;
 
 use std::sync::Arc;
 
-use ledger_projector::Catalog;
+use ledger_projector::{Catalog, ReadModel};
 
 pub use as_of::{Cutoff, Folded, FunnelAsOf, tenant_rows};
-pub use change::{Change, Decoder, TENANT_CATEGORY, normalize};
+pub use audit_trail::{AuditFilter, AuditTrail, Order, TrailCursor, TrailRow};
+pub use change::{Change, Decoder, Entry, Logged, OnChanges, TENANT_CATEGORY, normalize};
 pub use codec::{
     PhaseSchema, SyncStatusSchema, day_text, parse_day, parse_phase, parse_status, phase_text,
     status_text,
@@ -42,18 +47,26 @@ pub use onboarding_locks::{LockFilter, LockItem, LockRow, OnboardingLocks};
 pub use pending_syncs::{PendingSyncRow, PendingSyncs, SyncFilter};
 pub use tenant_phase::{TenantFilter, TenantPhase, TenantPhaseRow};
 
-/// The four read models, in the order runners and rebuilds take them, with their decoder.
-pub fn catalog() -> Catalog<Change> {
-    Catalog::new(
-        Arc::new(Decoder),
-        vec![
-            Arc::new(TenantPhase),
-            Arc::new(OnboardingLocks),
-            Arc::new(PendingSyncs),
-            Arc::new(OnboardingFunnel),
-        ],
-    )
-    .expect("the read models' specs are well formed (a test checks them)")
+/// The four read models of onboarding events, as they apply [`Change`]s.
+pub fn onboarding() -> Vec<Arc<dyn ReadModel<Change>>> {
+    vec![
+        Arc::new(TenantPhase),
+        Arc::new(OnboardingLocks),
+        Arc::new(PendingSyncs),
+        Arc::new(OnboardingFunnel),
+    ]
+}
+
+/// The five read models (the four of [`onboarding`], then [`AuditTrail`]), in the order
+/// runners and rebuilds take them, with their decoder.
+pub fn catalog() -> Catalog<Logged> {
+    let mut models: Vec<Arc<dyn ReadModel<Logged>>> = onboarding()
+        .into_iter()
+        .map(|m| Arc::new(OnChanges(m)) as Arc<dyn ReadModel<Logged>>)
+        .collect();
+    models.push(Arc::new(AuditTrail));
+    Catalog::new(Arc::new(Decoder), models)
+        .expect("the read models' specs are well formed (a test checks them)")
 }
 
 #[cfg(test)]
@@ -61,7 +74,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_catalog_holds_the_four_read_models_with_valid_specs() {
+    fn the_catalog_holds_the_five_read_models_with_valid_specs() {
         let catalog = catalog();
         assert_eq!(
             catalog.names(),
@@ -69,7 +82,8 @@ mod tests {
                 "tenant_phase",
                 "onboarding_locks",
                 "pending_syncs",
-                "onboarding_funnel"
+                "onboarding_funnel",
+                "audit_trail"
             ]
         );
         for model in catalog.models() {
@@ -79,12 +93,17 @@ mod tests {
                 schema.tables[0].name, schema.name,
                 "the first table is the model's"
             );
-            assert_eq!(model.categories(), [TENANT_CATEGORY]);
         }
-        assert_eq!(
-            catalog.filter(&catalog.names()).categories,
-            [TENANT_CATEGORY]
+        let onboarding = &catalog.names()[..4];
+        for name in onboarding {
+            assert_eq!(catalog.get(name).unwrap().categories(), [TENANT_CATEGORY]);
+        }
+        assert_eq!(catalog.filter(onboarding).categories, [TENANT_CATEGORY]);
+        assert!(
+            catalog.filter(&["audit_trail"]).categories.is_empty(),
+            "the trail reads the whole log"
         );
+        assert!(catalog.filter(&catalog.names()).categories.is_empty());
     }
 
     /// The properties of a type's OpenAPI schema, sorted.

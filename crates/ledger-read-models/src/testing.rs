@@ -215,6 +215,9 @@ pub fn raw_log(appends: &[Append]) -> Vec<RawEvent> {
                 seq: Seq(*head),
                 event_type: e.event_type.clone(),
                 data: e.data.to_string(),
+                metadata: e.metadata.to_string(),
+                recorded_at: chrono::DateTime::UNIX_EPOCH
+                    + chrono::Duration::seconds(out.len() as i64 + 1),
             });
         }
     }
@@ -263,6 +266,29 @@ pub fn reference(changes: &[Change]) -> BTreeMap<&'static str, Vec<Row>> {
 /// Typed rows as the tables hold them.
 fn rows<R: Record>(rows: Vec<R>) -> Vec<Row> {
     rows.into_iter().map(Record::into_row).collect()
+}
+
+/// The rows `audit_trail` must hold after the whole log `envelopes` (every stream), in key
+/// order: one per event.
+pub fn trail_reference(envelopes: &[ledger_core::Envelope]) -> Vec<Row> {
+    use ledger_projector::Decode;
+    let mut rows: Vec<Row> = envelopes
+        .iter()
+        .filter_map(|e| {
+            crate::Decoder.decode(RawEvent {
+                position: e.position,
+                stream: e.stream.as_str().to_string(),
+                seq: e.seq,
+                event_type: e.event_type.clone(),
+                data: e.data.to_string(),
+                metadata: e.metadata.to_string(),
+                recorded_at: e.recorded_at,
+            })
+        })
+        .map(|logged| crate::TrailRow::of(&logged.entry).into_row())
+        .collect();
+    rows.sort();
+    rows
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use ledger_core::{Baseline, BenchRow, BoxFuture, StoreError};
-use sqlx::{Connection, Row, SqliteConnection};
+use ledger_core::{Baseline, BaselineLookup, BenchRow, BoxFuture, StoreError};
+use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
 use uuid::Uuid;
 
 use crate::append::now_text;
@@ -113,6 +113,80 @@ async fn insert_rows(
     Ok(())
 }
 
+/// Decodes every column of an event row as the store's reads do, and drops it.
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<(), sqlx::Error> {
+    let json = |i| -> Result<serde_json::Value, sqlx::Error> {
+        serde_json::from_str(row.try_get::<&str, _>(i)?).map_err(|e| sqlx::Error::Decode(e.into()))
+    };
+    let event_id: Uuid = row.try_get(0)?;
+    let stream: String = row.try_get(1)?;
+    let seq: i64 = row.try_get(2)?;
+    let position: i64 = row.try_get(3)?;
+    let event_type: String = row.try_get(4)?;
+    let data = json(5)?;
+    let metadata = json(6)?;
+    let recorded_at: DateTime<Utc> = row.try_get(7)?;
+    black_box((
+        event_id,
+        stream,
+        seq,
+        position,
+        event_type,
+        data,
+        metadata,
+        recorded_at,
+    ));
+    Ok(())
+}
+
+/// [`Baseline::baseline_lookup`]: one plain SELECT, built for the lookup.
+async fn lookup(store: &SqliteStore, lookup: &BaselineLookup) -> Result<u64, StoreError> {
+    if !lookup.is_well_named() {
+        return Err(StoreError::InvalidInput(
+            "a baseline lookup names its table and columns as SQL identifiers".into(),
+        ));
+    }
+    let (ord, dir) = (
+        lookup.order_by,
+        if lookup.descending { " DESC" } else { "" },
+    );
+    let mut sql = format!(
+        "SELECT e.event_id, e.stream, e.seq, e.position, e.event_type, e.data, e.metadata, \
+         e.recorded_at FROM {} AS a JOIN events AS e ON e.position = a.position WHERE true",
+        lookup.table
+    );
+    let mut n = 0;
+    if let Some((column, _)) = &lookup.equal {
+        n += 1;
+        sql += &format!(" AND a.{column} = ?{n}");
+    }
+    for (bound, op) in [(lookup.from, ">="), (lookup.to, "<")] {
+        if bound.is_some() {
+            n += 1;
+            sql += &format!(" AND a.{ord} {op} ?{n}");
+        }
+    }
+    sql += &format!(
+        " ORDER BY a.{ord}{dir}, a.position{dir} LIMIT {}",
+        lookup.limit
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some((_, value)) = &lookup.equal {
+        query = query.bind(value.clone());
+    }
+    for bound in [lookup.from, lookup.to].into_iter().flatten() {
+        query = query.bind(bound);
+    }
+    let rows = query
+        .fetch_all(&store.inner.reader)
+        .await
+        .map_err(store_err)?;
+    for row in &rows {
+        decode(row).map_err(store_err)?;
+    }
+    Ok(rows.len() as u64)
+}
+
 impl Baseline for SqliteStore {
     fn baseline_reset(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
@@ -154,31 +228,6 @@ impl Baseline for SqliteStore {
 
     fn baseline_scan(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<(), sqlx::Error> {
-                let json = |i| -> Result<serde_json::Value, sqlx::Error> {
-                    serde_json::from_str(row.try_get::<&str, _>(i)?)
-                        .map_err(|e| sqlx::Error::Decode(e.into()))
-                };
-                let event_id: Uuid = row.try_get(0)?;
-                let stream: String = row.try_get(1)?;
-                let seq: i64 = row.try_get(2)?;
-                let position: i64 = row.try_get(3)?;
-                let event_type: String = row.try_get(4)?;
-                let data = json(5)?;
-                let metadata = json(6)?;
-                let recorded_at: DateTime<Utc> = row.try_get(7)?;
-                black_box((
-                    event_id,
-                    stream,
-                    seq,
-                    position,
-                    event_type,
-                    data,
-                    metadata,
-                    recorded_at,
-                ));
-                Ok(())
-            }
             let mut rows = sqlx::query(SCAN).fetch(&self.inner.reader);
             let mut count = 0u64;
             while let Some(row) = rows.try_next().await.map_err(store_err)? {
@@ -187,6 +236,13 @@ impl Baseline for SqliteStore {
             }
             Ok(count)
         })
+    }
+
+    fn baseline_lookup<'a>(
+        &'a self,
+        lookup: &'a BaselineLookup,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(self::lookup(self, lookup))
     }
 
     fn log_len(&self) -> BoxFuture<'_, Result<u64, StoreError>> {

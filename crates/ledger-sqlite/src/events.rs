@@ -4,7 +4,7 @@
 //!
 //! [`LogReader::read_events`]: ledger_core::LogReader::read_events
 
-use ledger_core::{EventFilter, LogCursor, LogEvent, Position, StoreError};
+use ledger_core::{Envelope, EventFilter, LogCursor, LogEvent, Position, StoreError};
 
 use crate::error::store_err;
 use crate::log::{in_categories, log_page};
@@ -33,6 +33,11 @@ const STREAM_EVENTS_AFTER: &str = log_page!(
     kinds!(),
     "stream IN (SELECT value FROM json_each(?5))"
 );
+
+/// The events at the positions `?1` (a JSON array), in the order given.
+const EVENTS_AT: &str = "SELECT e.event_id, e.stream, e.seq, e.position, e.event_type, e.data, \
+     e.metadata, e.recorded_at FROM json_each(?1) AS p JOIN events AS e ON e.position = p.value \
+     ORDER BY p.key";
 
 /// Whether an event is at `?1`.
 const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM events WHERE position = ?1)";
@@ -72,6 +77,25 @@ impl SqliteStore {
                     envelope,
                 })
             })
+            .collect()
+    }
+
+    /// See [`ledger_core::LogReader::events_at`].
+    pub(crate) async fn events_at_positions(
+        &self,
+        positions: &[Position],
+    ) -> Result<Vec<Envelope>, StoreError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions: Vec<u64> = positions.iter().map(|p| p.0).collect();
+        let rows = sqlx::query(EVENTS_AT)
+            .bind(serde_json::to_string(&positions).expect("numbers serialize"))
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(store_err)?;
+        rows.iter()
+            .map(|row| decode_row(row).map_err(store_err))
             .collect()
     }
 

@@ -10,9 +10,10 @@
 //! is read in about 60% of the time). A page too large for one SQLite string (a billion
 //! bytes) is read row by row instead.
 
+use chrono::{DateTime, Utc};
 use ledger_core::{
-    BoxFuture, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position, RawEvent,
-    Seq, StoreError,
+    BoxFuture, Envelope, EventFilter, LogCursor, LogEvent, LogFilter, LogPage, LogReader, Position,
+    RawEvent, Seq, StoreError,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -52,7 +53,7 @@ pub(crate) use in_categories;
 /// `SELECT` of a raw event, in the column order [`raw_event`] reads.
 macro_rules! select_raw {
     () => {
-        "SELECT position, stream, seq, event_type, data FROM events"
+        "SELECT position, stream, seq, event_type, data, metadata, recorded_at FROM events"
     };
 }
 
@@ -62,11 +63,13 @@ const READ_PAGE: &str = log_page!(select_raw!());
 /// A page of the log, some categories (`?3`).
 const READ_PAGE_CATEGORIES: &str = log_page!(select_raw!(), in_categories!(3));
 
-/// A page as one JSON array of `[position, stream, seq, event_type, data]` arrays.
+/// A page as one JSON array of `[position, stream, seq, event_type, data, metadata,
+/// recorded_at]` arrays.
 macro_rules! as_json {
     ($page:expr) => {
         concat!(
-            "SELECT json_group_array(json_array(position, stream, seq, event_type, data)) FROM (",
+            "SELECT json_group_array(json_array(position, stream, seq, event_type, data, metadata, \
+             recorded_at)) FROM (",
             $page,
             ")"
         )
@@ -110,7 +113,7 @@ fn categories(filter: &LogFilter) -> Option<String> {
 }
 
 /// One event of a page read as JSON.
-type JsonEvent = (u64, String, u64, String, String);
+type JsonEvent = (u64, String, u64, String, String, String, String);
 
 /// Reads a page as one JSON text; `None` when it is too large for one.
 async fn page_as_json(
@@ -135,14 +138,20 @@ async fn page_as_json(
         .map_err(|e| StoreError::backend_with("a page of the log does not decode", e))?;
     let mut events: Vec<RawEvent> = parsed
         .into_iter()
-        .map(|(position, stream, seq, event_type, data)| RawEvent {
-            position: Position(position),
-            stream,
-            seq: Seq(seq),
-            event_type,
-            data,
-        })
-        .collect();
+        .map(
+            |(position, stream, seq, event_type, data, metadata, recorded_at)| {
+                Ok(RawEvent {
+                    position: Position(position),
+                    stream,
+                    seq: Seq(seq),
+                    event_type,
+                    data,
+                    metadata,
+                    recorded_at: recorded_time(&recorded_at)?,
+                })
+            },
+        )
+        .collect::<Result<_, StoreError>>()?;
     // The aggregate takes the subquery's rows in its order; this only makes sure.
     if !events.is_sorted_by_key(|e| e.position) {
         events.sort_unstable_by_key(|e| e.position);
@@ -181,7 +190,17 @@ fn raw_event(row: SqliteRow) -> Result<RawEvent, sqlx::Error> {
         seq: Seq(seq as u64),
         event_type: row.try_get(3)?,
         data: row.try_get(4)?,
+        metadata: row.try_get(5)?,
+        recorded_at: recorded_time(row.try_get::<&str, _>(6)?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
+}
+
+/// A stored `recorded_at` (RFC 3339 text).
+fn recorded_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::backend_with("a recorded_at does not decode", e))
 }
 
 /// The largest position in the log (0 when it is empty).
@@ -277,6 +296,13 @@ impl LogReader for SqliteStore {
     fn cursor_at(&self, position: Position) -> BoxFuture<'_, Result<LogCursor, StoreError>> {
         Box::pin(self.cursor_of(position))
     }
+
+    fn events_at<'a>(
+        &'a self,
+        positions: &'a [Position],
+    ) -> BoxFuture<'a, Result<Vec<Envelope>, StoreError>> {
+        Box::pin(self.events_at_positions(positions))
+    }
 }
 
 #[cfg(test)]
@@ -325,12 +351,12 @@ mod tests {
     fn pages_share_their_filters() {
         assert_eq!(
             READ_PAGE,
-            "SELECT position, stream, seq, event_type, data FROM events \
+            "SELECT position, stream, seq, event_type, data, metadata, recorded_at FROM events \
              WHERE position > ?1 ORDER BY position LIMIT ?2"
         );
         assert_eq!(
             READ_PAGE_CATEGORIES,
-            "SELECT position, stream, seq, event_type, data FROM events WHERE position > ?1 \
+            "SELECT position, stream, seq, event_type, data, metadata, recorded_at FROM events WHERE position > ?1 \
              AND substr(stream, 1, instr(stream, '-') - 1) IN (SELECT value FROM json_each(?3)) \
              ORDER BY position LIMIT ?2"
         );

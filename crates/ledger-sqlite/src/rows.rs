@@ -183,26 +183,36 @@ pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
         params.push(value);
         let _ = write!(sql, " AND {} {op} ?{}", column.name, params.len());
     }
+    let (beyond, direction) = if query.descending {
+        ("<", " DESC")
+    } else {
+        (">", "")
+    };
     if let Some(after) = &query.after {
         let first = params.len() + 1;
         params.extend(after.iter());
         let placeholders: Vec<String> =
             (first..first + spec.key).map(|n| format!("?{n}")).collect();
         if spec.key == 1 {
-            let _ = write!(sql, " AND {} > {}", key_names(spec), placeholders[0]);
+            let _ = write!(sql, " AND {} {beyond} {}", key_names(spec), placeholders[0]);
         } else {
             let _ = write!(
                 sql,
-                " AND {} > ({})",
+                " AND {} {beyond} ({})",
                 key_tuple(spec),
                 placeholders.join(", ")
             );
         }
     }
+    let order: Vec<String> = spec
+        .key_columns()
+        .iter()
+        .map(|c| format!("{}{direction}", c.name))
+        .collect();
     let _ = write!(
         sql,
         " ORDER BY {} LIMIT ?{}",
-        key_names(spec),
+        order.join(", "),
         params.len() + 1
     );
     Ok(PageSql { sql, params })

@@ -467,7 +467,7 @@ pub async fn as_of_equals_the_fold_of_every_prefix(store: Store) {
 fn changes(appends: &[Append]) -> Vec<Change> {
     raw_log(appends)
         .into_iter()
-        .filter_map(|raw| Decoder.decode(raw))
+        .filter_map(|raw| Decoder.decode(raw).and_then(|l| l.change))
         .collect()
 }
 

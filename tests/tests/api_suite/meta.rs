@@ -49,6 +49,7 @@ pub async fn openapi_document(store: Store) {
         ("/v1/subscriptions/{name}/events", "get"),
         ("/v1/subscriptions/{name}/ack", "post"),
         ("/v1/events/live", "get"),
+        ("/v1/audit/events", "get"),
         ("/v1/tenants", "get"),
         ("/v1/tenants/{id}/progress", "get"),
         ("/v1/locks", "get"),

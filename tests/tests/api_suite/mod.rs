@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod audit;
+pub mod audit_queries;
 pub mod auth;
 pub mod bad_input;
 pub mod client;

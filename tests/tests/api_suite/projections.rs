@@ -238,7 +238,8 @@ pub async fn status_and_online_rebuild(
             "tenant_phase",
             "onboarding_locks",
             "pending_syncs",
-            "onboarding_funnel"
+            "onboarding_funnel",
+            "audit_trail"
         ]
     );
     let phase = &r.body["items"][0];

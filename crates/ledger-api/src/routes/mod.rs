@@ -1,6 +1,7 @@
 //! The routes, one module per resource, and the router that serves and documents them.
 
 pub(crate) mod appends;
+pub mod audit;
 pub(crate) mod commands;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -50,6 +51,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(streams::append, streams::read))
         .routes(routes!(events::read_log, appends::append_many))
         .routes(routes!(live::live))
+        .routes(routes!(audit::audit_events))
         .routes(routes!(subscriptions::define))
         .routes(routes!(subscriptions::events))
         .routes(routes!(subscriptions::ack))

@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use ledger_core::Position;
 use ledger_projector::{Key, ProjectionError, Projector, Record, TableSpec, Value};
 use ledger_read_models::{
-    Change, FunnelDay, LockFilter, LockItem, PendingSyncRow, SyncFilter, TenantFilter,
+    FunnelDay, LockFilter, LockItem, Logged, PendingSyncRow, SyncFilter, TenantFilter,
     TenantPhaseRow, onboarding_funnel, onboarding_locks, pending_syncs, tenant_phase,
 };
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ pub struct PendingSyncPage {
 }
 
 /// The projector, or 503 `projections_unavailable`.
-pub(crate) fn projector(state: &AppState) -> Result<&Projector<Change>, ApiError> {
+pub(crate) fn projector(state: &AppState) -> Result<&Projector<Logged>, ApiError> {
     state.projector.as_ref().ok_or_else(|| {
         ApiError::new(
             Code::ProjectionsUnavailable,
@@ -149,8 +149,8 @@ const MAX_LOOK_INTERVAL: Duration = Duration::from_secs(1);
 /// at once with 409 `position_not_reached` and the log's head: waiting for it could never
 /// succeed. A position a write of this client returned is committed, so it is never refused,
 /// even on PostgreSQL while an older transaction keeps the read models from reading it yet.
-async fn wait_for(
-    projector: &Projector<Change>,
+pub(crate) async fn wait_for(
+    projector: &Projector<Logged>,
     name: &str,
     position: Position,
     timeout: Duration,
@@ -263,7 +263,7 @@ async fn prepare(
 }
 
 /// The tenant a caller may see (`None`: every tenant).
-fn tenant_of(caller: &Caller) -> Option<String> {
+pub(crate) fn tenant_of(caller: &Caller) -> Option<String> {
     match caller {
         Caller::Admin { .. } | Caller::Auditor { .. } => None,
         Caller::Tenant(id) => Some(id.to_string()),

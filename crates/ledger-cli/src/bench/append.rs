@@ -130,6 +130,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         writer_process: false,
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
+        filters: None,
     })
 }
 

@@ -17,7 +17,7 @@ use chrono::Utc;
 use ledger_core::{EventStore, ExpectedSeq, Position, StoreOptions, StreamName};
 use ledger_domain::TenantEvent;
 use ledger_projector::{ProjectionError, Projector, ProjectorOptions, Signal, SignalingStore};
-use ledger_read_models::Change;
+use ledger_read_models::Logged;
 use ledger_read_models::bench::to_new_event;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -122,13 +122,14 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
         writer_process: args.writer_process,
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
+        filters: None,
     })
 }
 
 /// Waits for each event sent on `rx` to show in every projection; returns the lags and how
 /// many showed.
 async fn watch_lags(
-    projector: Projector<Change>,
+    projector: Projector<Logged>,
     mut rx: mpsc::UnboundedReceiver<(Position, Instant)>,
 ) -> (Histogram, u64) {
     let mut lags = Histogram::new();

@@ -7,6 +7,7 @@
 //! or with `--json` one [`Report`] object.
 
 mod append;
+mod audit;
 mod event;
 mod lag;
 mod live;
@@ -39,6 +40,7 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
         BenchCommand::Rebuild(a) => (&a.database, a.json),
         BenchCommand::Lag(a) => (&a.database, a.json),
         BenchCommand::Live(a) => (&a.database, a.json),
+        BenchCommand::Audit(a) => (&a.database, a.json),
         // The writer of `bench lag --writer-process` appends to the database its parent
         // prepared, until done or told to stop.
         BenchCommand::LagWriter(args) => {
@@ -77,6 +79,7 @@ async fn measure(target: &Target, command: BenchCommand) -> Result<Report, CliEr
         BenchCommand::Rebuild(args) => rebuild::run(target, args).await,
         BenchCommand::Lag(args) => lag::run(target, args).await,
         BenchCommand::Live(args) => live::run(target, args).await,
+        BenchCommand::Audit(args) => audit::run(target, args).await,
         BenchCommand::LagWriter(_) => unreachable!("the lag writer runs without a bench place"),
     }
 }
@@ -236,6 +239,9 @@ pub struct Report {
         serialize_with = "thousandths_opt"
     )]
     pub idle_log_reads_per_s: Option<f64>,
+    /// `audit`: per filter, the latency of the ledger's search and of the plain SQL lookup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<audit::FilterFigures>>,
 }
 
 fn whole<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -325,6 +331,9 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             r.ratio
         );
         text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+        return write_out(&text);
+    } else if r.bench == "audit" {
+        text += &audit::summary(r, on);
         return write_out(&text);
     } else if r.bench == "live" {
         let reads = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}/s"));

@@ -73,6 +73,7 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
         writer_process: false,
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
+        filters: None,
     })
 }
 

@@ -3,7 +3,8 @@
 //! answer alike. Each subcommand prints a table by default, `--format json` for scripts.
 //!
 //! - `ledger audit state <tenant> --at <time>`: as `GET /v1/tenants/{id}?as_of=`;
-//! - `ledger audit timeline <tenant>`: as `GET /v1/tenants/{id}/timeline`, every page.
+//! - `ledger audit timeline <tenant>`: as `GET /v1/tenants/{id}/timeline`, every page;
+//! - `ledger audit events [filters]`: as `GET /v1/audit/events`, every page (its own module).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -28,6 +29,10 @@ pub enum AuditCommand {
     /// recorded, who acted, the phase after it and its correlation id. Refused commands
     /// append no event, so they appear in no timeline.
     Timeline(TimelineArgs),
+    /// Prints the events of the whole log that match every filter given (tenant, stream,
+    /// category, type, actor, on behalf of, correlation or request id, time range), as
+    /// `GET /v1/audit/events` finds them.
+    Events(Box<super::audit_events::EventsArgs>),
 }
 
 /// How an audit command prints its answer.
@@ -83,6 +88,7 @@ pub async fn run(target: &Target, command: AuditCommand) -> Result<(), CliError>
                 .map_err(|e| error(target, e))?;
             print(args.format, &timeline, timeline_table)
         }
+        AuditCommand::Events(args) => super::audit_events::run(target, *args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod append;
 pub(crate) mod audit;
+mod audit_events;
 mod migrate;
 mod project;
 mod read;

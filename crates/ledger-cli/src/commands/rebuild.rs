@@ -144,6 +144,14 @@ impl Meter {
 
     /// Shows one progress report.
     pub fn show(&mut self, p: &Progress) {
+        // A new pass (read models that read other events): the last one's final line first.
+        if let Some(last) = self.last.take_if(|l| l.projections != p.projections)
+            && self.bar.is_none()
+        {
+            self.line(&last.projections.join(","), &last);
+            self.started = Instant::now();
+            self.last_line = None;
+        }
         let names = &p.projections;
         let names = names.join(",");
         match &self.bar {
