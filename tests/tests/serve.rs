@@ -15,8 +15,8 @@ use tokio::time::timeout;
 
 use crate::api_suite::client::{Api, Reply};
 use crate::api_suite::commands::cmd;
-use crate::api_suite::log;
 use crate::api_suite::races;
+use crate::api_suite::{audit_queries, log};
 
 /// The admin token the servers get through `LEDGER_ADMIN_TOKEN`.
 pub(crate) const ADMIN: &str = "serve-test-admin-token-0123456789";
@@ -213,6 +213,49 @@ store_test!(databases: the_served_log_equals_read_all, |db| async move {
         assert_eq!(http, cli, "{query}");
     }
     log::log_equals_the_store(&api).await;
+    server.stop().await;
+});
+
+store_test!(databases: the_served_audit_search_equals_the_cli, |db| async move {
+    db.migrate().await.unwrap();
+    let server = serve(&db, Some(ADMIN)).await;
+    let api = client(&db, vec![server.addr]).await;
+    let store = db.open(ledger_tests::options()).await.unwrap();
+    audit_queries::audit_filters_on(&api, store).await;
+    let last = api.log_len().await;
+    let cases: [(&str, &[&str]); 5] = [
+        ("", &[]),
+        ("actor=ops", &["--actor", "ops"]),
+        ("category=slug", &["--category", "slug"]),
+        ("correlation_id=corr-a&order=desc", &["--correlation-id", "corr-a", "--order", "desc"]),
+        ("on_behalf_of=alice%40example.com", &["--on-behalf-of", "alice@example.com"]),
+    ];
+    for (query, args) in cases {
+        let http = audit_queries::search(&api, &format!("{query}&min_position={last}")).await;
+        assert!(!http.is_empty(), "{query}");
+        let out = ledger_command(&db, None)
+            .args(["audit", "events", "--format", "json"])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let cli: Vec<u64> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(http, cli, "{query}");
+        let csv = ledger_command(&db, None)
+            .args(["audit", "events", "--format", "csv"])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8(csv.stdout).unwrap();
+        assert_eq!(text.lines().count(), cli.len() + 1, "a header and one line per event: {text}");
+        assert!(text.starts_with("RECORDED,POSITION,STREAM,SEQ,TYPE,ACTOR,"), "{text}");
+    }
     server.stop().await;
 });
 

@@ -392,7 +392,23 @@ fn param_schema(
         "maxLength": MAX_HEADER_ID_LEN,
         "pattern": format!("^[!-~]{{1,{MAX_HEADER_ID_LEN}}}$"),
     });
+    let audit = path.starts_with("/v1/audit");
     Some(match (place, name) {
+        ("query", "from" | "to") if audit => json!({"type": "string", "format": "date-time"}),
+        ("query", "cursor") if audit => {
+            json!({"type": "string", "pattern": "^-?[0-9]{1,18}\\.[0-9]{1,18}$"})
+        }
+        ("query", "order") if audit => json!({"type": "string", "enum": ["asc", "desc"]}),
+        (
+            "query",
+            "tenant" | "stream" | "category" | "type" | "actor" | "on_behalf_of" | "correlation_id"
+            | "request_id",
+        ) if audit => json!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": crate::routes::audit::MAX_FILTER_LEN,
+            "pattern": NO_CONTROL,
+        }),
         ("header", "Idempotency-Key" | "X-Correlation-Id" | "X-Causation-Id") => header_id,
         ("header", "X-On-Behalf-Of") => json!({
             "type": "string",

@@ -63,6 +63,13 @@ pub async fn audit_filters(
     projections: Arc<dyn ProjectionStore>,
 ) {
     let api = Api::with_projections(store.clone(), log, projections, Default::default());
+    audit_filters_on(&api, store).await;
+}
+
+/// [`audit_filters`] through `api` (in process or a served one) over `store`; returns the
+/// filters' query strings.
+pub async fn audit_filters_on(api: &Api, store: Store) -> Vec<String> {
+    let api = api.clone();
     let ops = registry_token(&api, "ops", Role::Admin).await;
     let auditor = registry_token(&api, "auditor", Role::Auditor).await;
     let r = api
@@ -194,10 +201,7 @@ pub async fn audit_filters(
         );
     }
     assert!(
-        filters
-            .iter()
-            .take(9)
-            .all(|(_, keep)| all.iter().any(keep)),
+        filters.iter().take(9).all(|(_, keep)| all.iter().any(keep)),
         "every single filter matches some event"
     );
 
@@ -236,6 +240,12 @@ pub async fn audit_filters(
         positions(&api, &bot, &format!("tenant={}", a_id.to_uppercase()), 100).await,
         mine
     );
+    filters.into_iter().map(|(q, _)| q).collect()
+}
+
+/// Every event `query` finds (all pages, oldest first), as the admin.
+pub async fn search(api: &Api, query: &str) -> Vec<u64> {
+    positions(api, &api.admin, query, 1000).await
 }
 
 /// Malformed parameters are refused with 400 `invalid_query`, naming what is wrong.
@@ -254,6 +264,7 @@ pub async fn audit_bad_queries(
         ("cursor=1.2.3", "cursor"),
         ("limit=0", "limit"),
         ("actor=", "actor"),
+        ("request_id=a%00b", "request_id"),
         (&format!("tenant={long}") as &str, "tenant"),
     ] {
         let r = api

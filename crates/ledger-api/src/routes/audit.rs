@@ -21,8 +21,8 @@ use crate::routes::queries::{projector, tenant_of, wait_for};
 use crate::state::AppState;
 use crate::views::EnvelopeSchema;
 
-/// Longest value of one text filter.
-const MAX_FILTER_LEN: usize = 256;
+/// Longest value of one text filter, in characters.
+pub(crate) const MAX_FILTER_LEN: usize = 256;
 
 /// `GET /v1/audit/events` parameters: every filter given must hold.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -184,13 +184,19 @@ impl AuditSearch {
 fn filter(q: &AuditQuery, only_tenant: Option<String>) -> Result<AuditFilter, ApiError> {
     let text = |name: &str, value: &Option<String>| -> Result<Option<String>, ApiError> {
         match value {
-            Some(v) if v.is_empty() || v.len() > MAX_FILTER_LEN => Err(ApiError::new(
-                Code::InvalidQuery,
-                format!(
-                    "{name} must be 1 to {MAX_FILTER_LEN} bytes, not {}",
-                    excerpt(v)
-                ),
-            )),
+            Some(v)
+                if v.is_empty()
+                    || v.chars().count() > MAX_FILTER_LEN
+                    || v.chars().any(char::is_control) =>
+            {
+                Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!(
+                        "{name} must be 1 to {MAX_FILTER_LEN} characters without control characters, not {}",
+                        excerpt(v)
+                    ),
+                ))
+            }
             other => Ok(other.clone()),
         }
     };
