@@ -60,6 +60,22 @@ pub struct RawEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl RawEvent {
+    /// A stored envelope as the projection engine reads it: its payload and metadata as JSON
+    /// text.
+    pub fn of(e: &Envelope) -> RawEvent {
+        RawEvent {
+            position: e.position,
+            stream: e.stream.as_str().to_string(),
+            seq: e.seq,
+            event_type: e.event_type.clone(),
+            data: e.data.to_string(),
+            metadata: e.metadata.to_string(),
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
 /// A page of the log read by [`LogReader::read_page`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogPage {

@@ -146,19 +146,6 @@ impl Log {
     }
 }
 
-/// An envelope as the projection engine reads it: its payload as JSON text.
-fn raw(e: &Envelope) -> RawEvent {
-    RawEvent {
-        position: e.position,
-        stream: e.stream.as_str().to_string(),
-        seq: e.seq,
-        event_type: e.event_type.clone(),
-        data: e.data.to_string(),
-        metadata: e.metadata.to_string(),
-        recorded_at: e.recorded_at,
-    }
-}
-
 /// Commits are serial (one writer lock), so positions follow commit order: the horizon is
 /// always `u64::MAX` and positions compare as numbers.
 impl LogReader for MemoryStore {
@@ -172,7 +159,7 @@ impl LogReader for MemoryStore {
         let events = log
             .after_position(after, filter)
             .take(limit)
-            .map(raw)
+            .map(RawEvent::of)
             .collect();
         drop(log);
         Box::pin(async move {

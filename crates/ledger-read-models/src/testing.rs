@@ -274,17 +274,7 @@ pub fn trail_reference(envelopes: &[ledger_core::Envelope]) -> Vec<Row> {
     use ledger_projector::Decode;
     let mut rows: Vec<Row> = envelopes
         .iter()
-        .filter_map(|e| {
-            crate::Decoder.decode(RawEvent {
-                position: e.position,
-                stream: e.stream.as_str().to_string(),
-                seq: e.seq,
-                event_type: e.event_type.clone(),
-                data: e.data.to_string(),
-                metadata: e.metadata.to_string(),
-                recorded_at: e.recorded_at,
-            })
-        })
+        .filter_map(|e| crate::Decoder.decode(RawEvent::of(e)))
         .map(|logged| crate::TrailRow::of(&logged.entry).into_row())
         .collect();
     rows.sort();
