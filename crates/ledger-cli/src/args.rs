@@ -290,6 +290,9 @@ pub struct BenchRebuildArgs {
     /// Rounds of (raw scan, rebuild); the figures printed are medians over them.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub rounds: u64,
+    /// The read models rebuilt: `all`, or names separated by commas.
+    #[arg(long, default_value = "all")]
+    pub projections: String,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,
@@ -314,6 +317,9 @@ pub struct BenchLagArgs {
     /// the writer is in this process and wakes the runners in process.
     #[arg(long)]
     pub writer_process: bool,
+    /// The read models followed: `all`, or names separated by commas.
+    #[arg(long, default_value = "all")]
+    pub projections: String,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,

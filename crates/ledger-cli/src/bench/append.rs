@@ -131,6 +131,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
         filters: None,
+        projections: None,
     })
 }
 

@@ -345,6 +345,7 @@ pub async fn run(target: &Target, args: BenchAuditArgs) -> Result<Report, CliErr
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
         filters: Some(figures),
+        projections: None,
     })
 }
 

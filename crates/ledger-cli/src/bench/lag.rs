@@ -59,6 +59,7 @@ enum WriterLine {
 
 /// Appends at `--rate` for `--seconds` and measures when each append is visible everywhere.
 pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError> {
+    let names = super::rebuild::projection_list(&args.projections)?;
     let db = database::open(target, StoreOptions::default()).await?;
     let signal = Signal::new();
     let inner: Arc<dyn EventStore> = db.store.clone();
@@ -68,9 +69,8 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
         .with_signal(signal);
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = {
-        let projector = projector.clone();
+        let (projector, names) = (projector.clone(), names.clone());
         tokio::spawn(async move {
-            let names = projector.catalog().names();
             projector
                 .run(&names, async {
                     let _ = stopped.await;
@@ -81,7 +81,7 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
 
     // Let the runners catch up with whatever the log already holds.
     let warmup = append_one(&*store).await?;
-    for name in projector.catalog().names() {
+    for name in &names {
         projector
             .wait_for(name, warmup, Duration::from_secs(3600))
             .await
@@ -89,7 +89,7 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
     }
 
     let (tx, rx) = mpsc::unbounded_channel::<(Position, Instant)>();
-    let waiter = tokio::spawn(watch_lags(projector.clone(), rx));
+    let waiter = tokio::spawn(watch_lags(projector.clone(), names.clone(), rx));
     let rate = args.rate.max(1);
     let elapsed = if args.writer_process {
         append_elsewhere(target, rate, args.seconds, tx).await?
@@ -123,22 +123,24 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
         filters: None,
+        projections: Some(names.join(",")),
     })
 }
 
-/// Waits for each event sent on `rx` to show in every projection; returns the lags and how
+/// Waits for each event sent on `rx` to show in every read model of `names`; returns the lags and how
 /// many showed.
 async fn watch_lags(
     projector: Projector<Logged>,
+    names: Vec<&'static str>,
     mut rx: mpsc::UnboundedReceiver<(Position, Instant)>,
 ) -> (Histogram, u64) {
     let mut lags = Histogram::new();
     let mut seen = 0u64;
     let mut pending = tokio::task::JoinSet::new();
     while let Some((position, appended)) = rx.recv().await {
-        let projector = projector.clone();
+        let (projector, names) = (projector.clone(), names.clone());
         pending.spawn(async move {
-            for name in projector.catalog().names() {
+            for name in names {
                 projector.wait_for(name, position, TIMEOUT).await?;
             }
             Ok::<Duration, ProjectionError>(appended.elapsed())

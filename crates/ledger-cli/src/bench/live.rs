@@ -171,5 +171,6 @@ pub async fn run(target: &Target, args: BenchLiveArgs) -> Result<Report, CliErro
         log_reads_per_s: Some(busy_reads as f64 / busy_seconds),
         idle_log_reads_per_s: Some(idle_reads as f64 / args.idle_seconds.max(1) as f64),
         filters: None,
+        projections: None,
     })
 }

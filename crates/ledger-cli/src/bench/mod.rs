@@ -239,6 +239,9 @@ pub struct Report {
         serialize_with = "thousandths_opt"
     )]
     pub idle_log_reads_per_s: Option<f64>,
+    /// `rebuild`: the read models rebuilt, comma-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projections: Option<String>,
     /// `audit`: per filter, the latency of the ledger's search and of the plain SQL lookup.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<audit::FilterFigures>>,
@@ -311,8 +314,9 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
         );
     } else if r.bench == "rebuild" {
         text += &format!(
-            "bench rebuild on {}{on}: every projection from {} events, batch {}, median of {} rounds\n",
+            "bench rebuild on {}{on}: {} from {} events, batch {}, median of {} rounds\n",
             r.backend,
+            r.projections.as_deref().unwrap_or("every projection"),
             units::thousands(r.events),
             r.batch,
             r.rounds
@@ -371,7 +375,8 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             }
         );
         text += &format!(
-            "  lag (append to visible in every projection): p50 {}, p99 {}\n",
+            "  lag (append to visible in {}): p50 {}, p99 {}\n",
+            r.projections.as_deref().unwrap_or("every projection"),
             ms(r.p50_ms),
             ms(r.p99_ms)
         );

@@ -74,6 +74,7 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
         filters: None,
+        projections: None,
     })
 }
 

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::stats::{median, peak_rss_bytes, reset_peak_rss};
 use super::{Report, join_seeders, ratio, seed_progress_bar};
 use crate::args::BenchRebuildArgs;
-use crate::commands::rebuild::{projection_error, rate};
+use crate::commands::rebuild::{names as names_of, projection_error, rate};
 use crate::database::{self, Database, Target};
 use crate::output::CliError;
 use crate::units;
@@ -51,7 +51,7 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         rebuild_batch_size: args.batch_size as usize,
         ..ProjectorOptions::default()
     });
-    let names = projector.catalog().names();
+    let names = projection_list(&args.projections)?;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let started = Instant::now();
@@ -59,6 +59,9 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         let scan_rate = rate(scanned, started.elapsed());
         // A rebuild resumes an interrupted one; the bench times a whole one.
         for model in projector.catalog().models() {
+            if !names.contains(&model.schema().name) {
+                continue;
+            }
             db.projections
                 .drop_rebuild(model.schema())
                 .await
@@ -110,7 +113,21 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         log_reads_per_s: None,
         idle_log_reads_per_s: None,
         filters: None,
+        projections: Some(names.join(",")),
     })
+}
+
+/// The read models a `--projections` list names: `all`, or names separated by commas.
+pub(super) fn projection_list(list: &str) -> Result<Vec<&'static str>, CliError> {
+    let mut names = Vec::new();
+    for name in list.split(',') {
+        for n in names_of(name.trim())? {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// The figures of one round: a raw scan, then a whole rebuild, back to back.
