@@ -670,3 +670,50 @@ async fn cancelled_projection_work_leaves_no_open_transaction() {
     })
     .await;
 }
+
+/// A read model's batch in flight does not hold back readers of the log on PostgreSQL: it
+/// appends no event, so an event committed while it runs is read at once. A transaction that
+/// may append still holds them back (`late_commit_reaches_every_projection`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_batch_does_not_hold_back_readers() {
+    ledger_tests::backend::postgres_db(|db| async move {
+        let env = open(&db).await;
+        let stream = |s: &str| StreamName::parse(s).unwrap();
+        let first = env
+            .store
+            .append(stream("tenant-a"), ExpectedSeq::NoStream, evs("E", 1))
+            .await
+            .unwrap();
+        let schema = &tenant_phase::SCHEMA;
+        let target = env
+            .projections
+            .create(schema, Slot::Live)
+            .await
+            .unwrap()
+            .target();
+        let batch = env
+            .projections
+            .begin(schema, &target, first.position, 1, "open-batch")
+            .await
+            .unwrap()
+            .expect("the checkpoint is where it was created");
+        let second = env
+            .store
+            .append(stream("tenant-b"), ExpectedSeq::NoStream, evs("E", 1))
+            .await
+            .unwrap();
+        let page = env
+            .log
+            .read_page(Position::START, &LogFilter::all(), 100)
+            .await
+            .unwrap();
+        let read: Vec<Position> = page.events.iter().map(|e| e.position).collect();
+        assert_eq!(
+            read,
+            [first.position, second.position],
+            "the open batch held the reader back"
+        );
+        drop(batch);
+    })
+    .await;
+}

@@ -20,11 +20,22 @@ use crate::error::from_sqlx;
 use crate::store::PgStore;
 use crate::tx::{begin, end_read_only};
 
+/// The `application_name` a read model's batch transaction takes for its duration: it writes
+/// projection tables only, never events (see [`horizon_of`]).
+macro_rules! apply_application {
+    () => {
+        "ledger-apply"
+    };
+}
+pub(crate) use apply_application;
+
 /// The horizon of snapshot `$snapshot` (an `xid8`): its oldest running transaction that may
-/// write to this database (transactions of other databases never do, so a read does not wait
-/// for them), or its xmax when none runs. Every transaction below the horizon that wrote here
-/// has ended. A running transaction counts as another database's only when
-/// `pg_stat_activity` shows it there; one it does not show is waited for.
+/// append events to this database, or its xmax when none runs. Every transaction below the
+/// horizon that appended here has ended. Two kinds of running transaction never append, so a
+/// read does not wait for them: those of other databases, and the read models' batches, which
+/// name themselves [`apply_application!`] (`application_name`, set before they write anything).
+/// A running transaction counts as one of these only when `pg_stat_activity` shows it so; one
+/// it does not show is waited for.
 macro_rules! horizon_of {
     ($snapshot:literal) => {
         concat!(
@@ -34,8 +45,10 @@ macro_rules! horizon_of {
             $snapshot,
             ") AS x WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a \
              WHERE a.backend_xid::text::bigint = x::text::bigint % 4294967296 \
-             AND a.datid IS DISTINCT FROM \
-             (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database())))"
+             AND (a.application_name = '",
+            apply_application!(),
+            "' OR a.datid IS DISTINCT FROM \
+             (SELECT d.oid FROM pg_database AS d WHERE d.datname = current_database()))))"
         )
     };
 }

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::ddl;
 use crate::error::from_sqlx;
-use crate::log::int;
+use crate::log::{apply_application, int};
 use crate::rows::{decode, key_arrays, load_sql, query_sql, write_statement};
 use crate::store::PgStore;
 use crate::tx::{begin, commit};
@@ -54,8 +54,15 @@ const CHECKPOINTS: &str = "SELECT name, slot, version, generation, position, eve
 /// Opens a batch's transaction. Read models are derived data: the commit need not wait for the
 /// WAL flush. A crash may lose the last batches, rows and checkpoint together, and the runner
 /// applies them again; the events themselves are committed durably by their writers. No JIT:
-/// compiling a batch's statements costs more than running them.
-const BEGIN_APPLY: &str = "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL jit = off";
+/// compiling a batch's statements costs more than running them. It names itself
+/// ([`apply_application!`]) before it writes, so readers of the log do not wait for it: it
+/// appends no event.
+const BEGIN_APPLY: &str = concat!(
+    "BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL jit = off; \
+     SET LOCAL application_name = '",
+    apply_application!(),
+    "'"
+);
 
 /// Moves the checkpoint of copy (`$1` name, `$2` slot) to `$5`, adding `$6` events and
 /// recording owner `$7`, only if it is still at generation `$3` and position `$4`.
