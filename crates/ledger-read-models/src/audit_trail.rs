@@ -129,6 +129,7 @@ impl TrailRow {
             .stream
             .split_once('-')
             .map_or(entry.stream.as_str(), |(c, _)| c);
+        let trail = entry.trail();
         TrailRow {
             recorded_at: entry.recorded_at,
             position: entry.position,
@@ -137,10 +138,10 @@ impl TrailRow {
             seq: entry.seq,
             event_type: entry.event_type.clone(),
             tenant: entry.tenant.clone(),
-            actor: entry.trail.actor().map(str::to_string),
-            on_behalf_of: entry.trail.on_behalf_of.clone(),
-            correlation_id: entry.trail.correlation_id.clone(),
-            request_id: entry.trail.request_id.clone(),
+            actor: trail.actor().map(str::to_string),
+            on_behalf_of: trail.on_behalf_of,
+            correlation_id: trail.correlation_id,
+            request_id: trail.request_id,
         }
     }
 
@@ -257,7 +258,12 @@ impl ReadModel<Logged> for AuditTrail {
     }
 
     fn keys(&self, logged: &Logged, keys: &mut Keys) {
-        keys.add(0, TrailRow::of(&logged.entry).key());
+        let entry = &logged.entry;
+        let key = TrailCursor {
+            recorded_us: entry.recorded_us(),
+            position: entry.position,
+        };
+        keys.add(0, key.key());
     }
 
     fn apply(&self, logged: &Logged, rows: &mut Rows) -> Result<(), RowError> {

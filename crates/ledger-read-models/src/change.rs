@@ -39,8 +39,21 @@ pub struct Entry {
     /// The tenant it belongs to: the id of a `tenant-<id>` stream, or the tenant a slug claim
     /// names.
     pub tenant: Option<String>,
-    /// Who acted and in which request.
-    pub trail: Trail,
+    /// The metadata as JSON text, read only by the read models that need who acted
+    /// ([`Entry::trail`]), so the others pay nothing for it.
+    pub metadata: String,
+}
+
+impl Entry {
+    /// Who acted and in which request, read from the metadata.
+    pub fn trail(&self) -> Trail {
+        Trail::of_text(&self.metadata)
+    }
+
+    /// Its key in the trail's order: (recorded time in microseconds, position).
+    pub fn recorded_us(&self) -> i64 {
+        self.recorded_at.timestamp_micros()
+    }
 }
 
 /// An event of the log as the read models get it: its entry, and the onboarding event when it
@@ -69,6 +82,7 @@ impl Decode<Logged> for Decoder {
             }
             None => None,
         };
+        let mut raw = raw;
         let entry = Entry {
             position: raw.position,
             stream: raw.stream.clone(),
@@ -76,7 +90,7 @@ impl Decode<Logged> for Decoder {
             event_type: raw.event_type.clone(),
             recorded_at: micros(raw.recorded_at),
             tenant,
-            trail: Trail::of_text(&raw.metadata),
+            metadata: std::mem::take(&mut raw.metadata),
         };
         let change = Change::from_raw(raw);
         Some(Logged { entry, change })
