@@ -260,7 +260,7 @@ impl ReadModel<Logged> for AuditTrail {
     fn keys(&self, logged: &Logged, keys: &mut Keys) {
         let entry = &logged.entry;
         let key = TrailCursor {
-            recorded_us: entry.recorded_us(),
+            recorded_us: to_micros(entry.recorded_at),
             position: entry.position,
         };
         keys.add(0, key.key());

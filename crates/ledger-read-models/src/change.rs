@@ -49,11 +49,6 @@ impl Entry {
     pub fn trail(&self) -> Trail {
         Trail::of_text(&self.metadata)
     }
-
-    /// Its key in the trail's order: (recorded time in microseconds, position).
-    pub fn recorded_us(&self) -> i64 {
-        self.recorded_at.timestamp_micros()
-    }
 }
 
 /// An event of the log as the read models get it: its entry, and the onboarding event when it
