@@ -328,12 +328,6 @@ impl AuditFilter {
         out
     }
 
-    /// Whether a row passes (what the query's conditions say, evaluated in memory).
-    pub fn passes(&self, row: &TrailRow) -> bool {
-        let query = self.query(Order::Asc, None, 1);
-        query.passes(&row.clone().into_row())
-    }
-
     /// The same search as one plain SQL lookup (the yardstick of `ledger bench audit`);
     /// `None` when it filters on more than one column besides time.
     pub fn baseline(&self, order: Order, limit: usize) -> Option<BaselineLookup> {
