@@ -17,12 +17,13 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_core::{LogReader, StoreOptions, TransactionalStore};
+use ledger_core::{ChainLog, LogReader, StoreOptions, TransactionalStore};
 
-/// What every backend's store is: transactional appends and paged reads of the log.
-pub trait LedgerStore: TransactionalStore + LogReader {}
+/// What every backend's store is: transactional appends, paged reads of the log, and its hash
+/// chains.
+pub trait LedgerStore: TransactionalStore + LogReader + ChainLog {}
 
-impl<T: TransactionalStore + LogReader> LedgerStore for T {}
+impl<T: TransactionalStore + LogReader + ChainLog> LedgerStore for T {}
 
 /// The store a conformance case runs against: any backend, shareable across tasks.
 pub type Store = Arc<dyn LedgerStore>;

@@ -24,6 +24,9 @@ mod idempotency;
 mod log_cursor;
 // Multi-stream appends commit together or not at all.
 mod multi;
+// Hash chains: every append chains its events; tampering is named by stream and seq; pinned
+// heads; chains filled in by a migration; an export loads as it was.
+mod chains;
 // No reader skips an event whose transaction commits after later events.
 mod gap_free;
 // Refused input: each limit gives its code and writes nothing.
@@ -38,6 +41,8 @@ mod api_suite;
 mod http;
 // `ledger audit`: a tenant's state as of an instant and its timeline, as the routes answer.
 mod audit_cli;
+// `ledger verify`, `export` and `import` end to end, heads pinned over HTTP, the example checker.
+mod integrity_cli;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
 // Admin tokens stored in the database: shared by servers, issued and revoked with `ledger token`.

@@ -164,6 +164,8 @@ codes! {
     TooManySubscribers,
     /// No subscription has this name.
     SubscriptionNotFound,
+    /// The stream has no events.
+    StreamNotFound,
     /// A subscription of this name exists with another definition.
     SubscriptionExists,
     /// A subscription's checkpoint is not where an append's ack expects it.
@@ -253,6 +255,7 @@ impl Code {
             Code::LogUnavailable => "log_unavailable",
             Code::TooManySubscribers => "too_many_subscribers",
             Code::SubscriptionNotFound => "subscription_not_found",
+            Code::StreamNotFound => "stream_not_found",
             Code::SubscriptionExists => "subscription_exists",
             Code::CheckpointMoved => "checkpoint_moved",
             Code::GroupMismatch => "group_mismatch",
@@ -300,7 +303,8 @@ impl Code {
             | Code::TenantNotFound
             | Code::UnknownCommand
             | Code::UnknownProjection
-            | Code::SubscriptionNotFound => StatusCode::NOT_FOUND,
+            | Code::SubscriptionNotFound
+            | Code::StreamNotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict
             | Code::LockHeld
@@ -778,7 +782,7 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 55] = [
+    const WIRE: [(&str, u16); 56] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
@@ -828,6 +832,7 @@ mod tests {
         ("log_unavailable", 503),
         ("too_many_subscribers", 503),
         ("subscription_not_found", 404),
+        ("stream_not_found", 404),
         ("subscription_exists", 409),
         ("checkpoint_moved", 409),
         ("group_mismatch", 409),

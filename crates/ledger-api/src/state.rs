@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_commands::{Clock, Executor};
-use ledger_core::{BoxFuture, EventStore, LogReader, StoreError, StreamName};
+use ledger_core::{BoxFuture, ChainLog, EventStore, LogReader, StoreError, StreamName};
 use ledger_domain::Policy;
 use ledger_projector::Projector;
 use ledger_read_models::Logged;
@@ -88,6 +88,7 @@ pub struct AppState {
     pub(crate) clock: Clock,
     pub(crate) projector: Option<Projector<Logged>>,
     pub(crate) log: Option<Arc<dyn LogReader>>,
+    pub(crate) chains: Option<Arc<dyn ChainLog>>,
     pub(crate) tails: Tails,
 }
 
@@ -141,6 +142,7 @@ impl AppState {
             clock,
             projector: None,
             log: None,
+            chains: None,
             tails: Tails::new(max_live_subscribers),
         }
     }
@@ -158,6 +160,23 @@ impl AppState {
     pub fn with_log(mut self, log: Arc<dyn LogReader>) -> Self {
         self.log = Some(log);
         self
+    }
+
+    /// The same state serving the streams' chain heads (`GET /v1/streams/{stream}/head`) from
+    /// `chains`; without them that route answers 503 `log_unavailable`.
+    pub fn with_chains(mut self, chains: Arc<dyn ChainLog>) -> Self {
+        self.chains = Some(chains);
+        self
+    }
+
+    /// The hash chains this state serves, or 503 `log_unavailable`.
+    pub(crate) fn chains(&self) -> Result<Arc<dyn ChainLog>, ApiError> {
+        self.chains.clone().ok_or_else(|| {
+            ApiError::new(
+                Code::LogUnavailable,
+                "this server does not serve the streams' hash chains",
+            )
+        })
     }
 
     /// The global log this state serves, or 503 `log_unavailable`.

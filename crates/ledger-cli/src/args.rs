@@ -51,6 +51,48 @@ pub enum Command {
     /// Reads a tenant's history: its state as of any instant, its timeline in words.
     #[command(subcommand)]
     Audit(crate::commands::audit::AuditCommand),
+    /// Walks every stream's hash chain and prints each broken link as a JSON line, then a
+    /// summary; exit 1 on any break.
+    Verify(VerifyArgs),
+    /// Prints the log in position order as JSON lines: envelopes, hashes and data as stored.
+    Export(ExportArgs),
+    /// Loads a `ledger export` file into an empty database, checking every chain as it goes,
+    /// then rebuilds the read models.
+    Import(ImportArgs),
+}
+
+/// Arguments of `ledger verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this stream's chain.
+    #[arg(long, value_name = "STREAM")]
+    pub stream: Option<String>,
+    /// Only events after this position (each stream's first such event is trusted to link to
+    /// the one before it).
+    #[arg(long, default_value_t = 0, value_name = "POSITION")]
+    pub since: u64,
+    /// A file of pinned heads (`{"stream","seq","hash"}` per line, or a JSON array): each must
+    /// still be on its stream's chain.
+    #[arg(long, value_name = "FILE")]
+    pub heads: Option<String>,
+    /// Also write every walked stream's head to this file, to pin them.
+    #[arg(long, value_name = "FILE")]
+    pub write_heads: Option<String>,
+}
+
+/// Arguments of `ledger export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only events after this position.
+    #[arg(long, default_value_t = 0, value_name = "POSITION")]
+    pub since: u64,
+}
+
+/// Arguments of `ledger import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file `ledger export` wrote, or `-` for stdin.
+    pub file: String,
 }
 
 /// The admin token commands; they work on the database directly, so a running server need not
@@ -269,10 +311,30 @@ pub enum BenchCommand {
     /// Audit queries on a seeded log: p50/p99 per filter through the ledger's search, and the
     /// same lookup as one plain indexed SELECT.
     Audit(BenchAuditArgs),
+    /// `ledger verify`'s walk of every hash chain vs a plain SELECT of the same rows in the
+    /// same order.
+    Verify(BenchVerifyArgs),
     /// The appending side of `bench lag --writer-process`: appends to the `--database-url`
     /// database at a steady rate and prints one JSON line per append (not for direct use).
     #[command(hide = true)]
     LagWriter(BenchLagWriterArgs),
+}
+
+/// Arguments of `ledger bench verify`.
+#[derive(Debug, Args)]
+pub struct BenchVerifyArgs {
+    /// The database to run on.
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
+    /// Generated tenants (ten events each) the log must hold; missing ones are appended first.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tenants: u64,
+    /// Rounds of (raw scan, verify); the figures printed are medians over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub rounds: u64,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `ledger bench rebuild`.

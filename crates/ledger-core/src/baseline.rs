@@ -61,6 +61,11 @@ pub trait Baseline: Send + Sync {
     /// columns into the same Rust types the store's reads produce; returns the row count.
     fn baseline_scan(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 
+    /// Streams the log's events with their links in (stream, seq) order with one plain
+    /// SELECT, decoding but neither checking nor hashing them; returns the count (what a chain
+    /// walk is measured against).
+    fn baseline_chain_scan(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// Number of events in the event log.
     fn log_len(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 

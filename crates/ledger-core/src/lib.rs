@@ -5,6 +5,7 @@
 //! `ledger-memory`) implement [`EventStore`]; everything above them depends only on this crate.
 
 mod baseline;
+pub mod chain;
 mod counted;
 mod cursor;
 mod error;
@@ -17,8 +18,13 @@ mod seq;
 mod store;
 mod stream;
 pub mod trail;
+pub mod verify;
 
 pub use baseline::{Baseline, BaselineLookup, BenchRow};
+pub use chain::{
+    ChainHash, ChainHead, ChainLog, ChainScope, ChainStream, ChainedEvent, HeadCache, Link,
+    StreamHead,
+};
 pub use counted::CountedLog;
 pub use cursor::{EventFilter, LogCursor, LogEvent, ParseCursorError};
 pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_message};

@@ -65,6 +65,9 @@ pub struct StoreOptions {
     /// How long an operation waits for a database connection (a free one, or a new one to
     /// open) before it fails as unavailable (PostgreSQL).
     pub acquire_timeout: Duration,
+    /// How many streams' heads (last seq and hash) a store remembers, so that an append to a
+    /// recently written stream chains its events without reading the head first.
+    pub head_cache: usize,
 }
 
 impl StoreOptions {
@@ -80,6 +83,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             settle_timeout: Duration::from_secs(5),
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            head_cache: 16_384,
         }
     }
 }

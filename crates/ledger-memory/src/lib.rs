@@ -3,6 +3,7 @@
 //! its log to the projection engine ([`LogReader`](ledger_core::LogReader)) and keeps read
 //! models' tables for any spec ([`MemoryProjections`]).
 
+mod chain;
 mod log;
 mod projection;
 mod store;

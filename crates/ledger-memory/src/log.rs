@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use ledger_core::chain::recorded_now;
 use ledger_core::{
-    AppendResult, BoxFuture, Conflict, Envelope, EventFilter, ExpectedSeq, Limits, LogCursor,
-    LogEvent, LogFilter, LogPage, LogReader, NewEvent, Position, RawEvent, Seq, StoreError,
-    StreamName, match_replay, validate_batch,
+    AppendResult, BoxFuture, ChainHash, Conflict, Envelope, EventFilter, ExpectedSeq, Limits, Link,
+    LogCursor, LogEvent, LogFilter, LogPage, LogReader, NewEvent, Position, RawEvent, Seq,
+    StoreError, StreamName, match_replay, validate_batch,
 };
 use uuid::Uuid;
 
@@ -22,6 +22,8 @@ pub(crate) struct Log {
     pub(crate) streams: HashMap<StreamName, Vec<usize>>,
     /// Index into `events` per event id.
     pub(crate) ids: HashMap<Uuid, usize>,
+    /// Each event's (previous hash, hash), in position order like `events`.
+    pub(crate) links: Vec<(ChainHash, ChainHash)>,
 }
 
 impl Log {
@@ -98,7 +100,7 @@ impl Log {
             ));
         }
         let first_position = self.next_position(staged);
-        let now = Utc::now();
+        let now = recorded_now();
         let envelopes = events
             .iter()
             .enumerate()
@@ -132,14 +134,28 @@ impl Log {
             .filter(move |e| filter.matches(e.stream.as_str()))
     }
 
+    /// Adds an imported event with its stored links.
+    pub(crate) fn load(&mut self, e: Envelope, links: (ChainHash, ChainHash)) {
+        let index = self.events.len();
+        self.streams
+            .entry(e.stream.clone())
+            .or_default()
+            .push(index);
+        self.ids.insert(e.event_id, index);
+        self.links.push(links);
+        self.events.push(e);
+    }
+
     /// Adds planned envelopes to the committed log.
     pub(crate) fn commit(&mut self, envelopes: Vec<Envelope>) {
         for e in envelopes {
             let index = self.events.len();
-            self.streams
-                .entry(e.stream.clone())
-                .or_default()
-                .push(index);
+            let indexes = self.streams.entry(e.stream.clone()).or_default();
+            let prev = indexes
+                .last()
+                .map_or(ChainHash::GENESIS, |&i| self.links[i].1);
+            self.links.push((prev, Link::of(&e).hash(&prev)));
+            indexes.push(index);
             self.ids.insert(e.event_id, index);
             self.events.push(e);
         }

@@ -1,9 +1,11 @@
 //! Conditional appends: one statement per stream, arbitrated by the database; the slow path
 //! that tells replays, reused ids and conflicts apart; single- and multi-stream appends.
 
+use ledger_core::chain::recorded_now;
 use ledger_core::{
-    AppendResult, Conflict, ExpectedSeq, Limits, NewEvent, Position, Seq, StoreError, StreamAppend,
-    StreamName, match_replay, validate_appends, validate_batch,
+    AppendResult, ChainHash, ChainHead, Conflict, ExpectedSeq, HeadCache, Limits, NewEvent,
+    Position, Seq, StoreError, StreamAppend, StreamName, match_replay, validate_appends,
+    validate_batch,
 };
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -14,36 +16,36 @@ use crate::read::{EnvelopeRow, envelope};
 /// How often an append retries after losing a race it is allowed to retry.
 pub(crate) const MAX_TRIES: usize = 100;
 
-/// The head of stream `$1` and whether it admits the expectation `$2` (see
-/// [`expectation_code`]): the part every conditional insert shares.
+/// Inserts after the head of stream `$1` only while that head is still seq `$2`, the head the
+/// events were chained to: the part every conditional insert shares.
 macro_rules! conditional_insert {
     ($select:literal, $from:literal, $($tail:literal),*) => {
         concat!(
             "WITH head AS (SELECT coalesce(max(seq), 0) AS seq FROM events WHERE stream = $1::text) ",
-            "INSERT INTO events (event_id, stream, seq, event_type, data, metadata) ",
+            "INSERT INTO events ",
+            "(event_id, stream, seq, event_type, data, metadata, recorded_at, prev_hash, hash) ",
             $select, " ", $from, " ",
-            "WHERE CASE $2::bigint WHEN -1 THEN true WHEN -2 THEN head.seq > 0 ",
-            "ELSE head.seq = $2::bigint END ",
+            "WHERE head.seq = $2::bigint ",
             $($tail, " "),*
         )
     };
 }
 
-/// Appends a batch to one stream if the stream's head admits the expectation.
+/// Appends a batch to one stream if the stream's head is still the one it was chained to.
 ///
-/// `$1` stream, `$2` expectation (see [`expectation_code`]), `$3..$6` the batch's ids, types,
-/// data and metadata. The head is computed in the statement; a concurrent writer that took
-/// the same seqs makes it fail on `events_stream_seq_key`.
+/// `$1` stream, `$2` the head, `$3..$6` the batch's ids, types, data and metadata, `$7` the
+/// recording time, `$8` and `$9` the events' previous hashes and hashes. A concurrent writer
+/// that took the same seqs makes it fail on `events_stream_seq_key`.
 const APPEND_SQL: &str = conditional_insert!(
-    "SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata",
-    "FROM head, UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(event_id, event_type, data, metadata, ord)",
+    "SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata, $7, e.prev_hash, e.hash",
+    "FROM head, UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $8::bytea[], $9::bytea[]) WITH ORDINALITY AS e(event_id, event_type, data, metadata, prev_hash, hash, ord)",
     "ORDER BY e.ord RETURNING position, seq"
 );
 
-/// [`APPEND_SQL`] for the common batch of one event: `$3..$6` are its id, type, data and
-/// metadata as scalars, which spares the arrays and the UNNEST.
+/// [`APPEND_SQL`] for the common batch of one event: `$3..$6`, `$8` and `$9` are scalars,
+/// which spares the arrays and the UNNEST.
 const APPEND_ONE_SQL: &str = conditional_insert!(
-    "SELECT $3::uuid, $1::text, head.seq + 1, $4::text, $5::jsonb, $6::jsonb",
+    "SELECT $3::uuid, $1::text, head.seq + 1, $4::text, $5::jsonb, $6::jsonb, $7, $8::bytea, $9::bytea",
     "FROM head",
     "RETURNING position, seq"
 );
@@ -51,11 +53,15 @@ const APPEND_ONE_SQL: &str = conditional_insert!(
 /// [`APPEND_SQL`] that also inserts nothing when one of the batch's ids is already visible,
 /// so a replay inside an open transaction does not abort it with a unique violation.
 const APPEND_IN_TX_SQL: &str = conditional_insert!(
-    "SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata",
-    "FROM head, UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(event_id, event_type, data, metadata, ord)",
+    "SELECT e.event_id, $1::text, head.seq + e.ord, e.event_type, e.data, e.metadata, $7, e.prev_hash, e.hash",
+    "FROM head, UNNEST($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $8::bytea[], $9::bytea[]) WITH ORDINALITY AS e(event_id, event_type, data, metadata, prev_hash, hash, ord)",
     "AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($3::uuid[]))",
     "ORDER BY e.ord RETURNING position, seq"
 );
+
+/// The last seq of stream `$1` and its hash.
+const HEAD_SQL: &str =
+    "SELECT seq, hash FROM events WHERE stream = $1::text ORDER BY seq DESC LIMIT 1";
 
 /// Takes transaction-scoped advisory locks on the keys `$1`, in array order.
 const LOCK_STREAMS_SQL: &str =
@@ -94,8 +100,8 @@ pub(crate) enum Refusal {
 
 /// The outcome of one conditional insert.
 pub(crate) enum Attempt {
-    /// The events were written.
-    Written(AppendResult),
+    /// The events were written; the last one's hash.
+    Written(AppendResult, ChainHash),
     /// The database refused them; nothing was written.
     Refused(Refusal),
 }
@@ -104,49 +110,66 @@ pub(crate) enum Attempt {
 /// tell retryable transaction failures apart).
 pub(crate) type AttemptResult = Result<Attempt, sqlx::Error>;
 
-/// The expectation as the statement's `$2`: `-1` any, `-2` exists, otherwise the exact seq
-/// (`no_stream` is 0).
-fn expectation_code(expected: ExpectedSeq) -> i64 {
-    match expected {
-        ExpectedSeq::Any => -1,
-        ExpectedSeq::Exists => -2,
-        ExpectedSeq::NoStream => 0,
-        ExpectedSeq::Exact(Seq(n)) => i64::try_from(n).unwrap_or(i64::MAX),
+/// Reads the head of `stream`.
+pub(crate) async fn read_head<'c, E: PgExecutor<'c>>(
+    exec: E,
+    stream: &StreamName,
+) -> Result<ChainHead, sqlx::Error> {
+    let row: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(HEAD_SQL)
+        .bind(stream.as_str())
+        .fetch_optional(exec)
+        .await?;
+    match row {
+        None => Ok(ChainHead::EMPTY),
+        Some((seq, hash)) => ChainHead::stored(seq, hash.as_deref())
+            .ok_or_else(|| sqlx::Error::Protocol(ChainHead::unchained(stream))),
     }
 }
 
-/// Runs the conditional insert of one stream's batch.
+/// Runs the conditional insert of one stream's batch, chained after `head`.
 pub(crate) async fn try_insert<'c, E: PgExecutor<'c>>(
     exec: E,
     mode: Mode,
     stream: &StreamName,
-    expected: ExpectedSeq,
+    head: ChainHead,
     events: &[NewEvent],
 ) -> AttemptResult {
+    let recorded_at = recorded_now();
+    let links = head.links(stream, events, recorded_at);
+    let last_hash = links.last().map_or(head.hash, |l| l.1);
+    let head_seq = i64::try_from(head.seq.0).unwrap_or(i64::MAX);
     let query = match (mode, events) {
         (Mode::Plain, [one]) => sqlx::query_as(APPEND_ONE_SQL)
             .bind(stream.as_str())
-            .bind(expectation_code(expected))
+            .bind(head_seq)
             .bind(one.event_id)
             .bind(one.event_type.as_str())
             .bind(&one.data)
-            .bind(&one.metadata),
+            .bind(&one.metadata)
+            .bind(recorded_at)
+            .bind(links[0].0.0.to_vec())
+            .bind(links[0].1.0.to_vec()),
         _ => {
             let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
             let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
             let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
             let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
+            let prevs: Vec<Vec<u8>> = links.iter().map(|l| l.0.0.to_vec()).collect();
+            let hashes: Vec<Vec<u8>> = links.iter().map(|l| l.1.0.to_vec()).collect();
             let sql = match mode {
                 Mode::Plain => APPEND_SQL,
                 Mode::InTx => APPEND_IN_TX_SQL,
             };
             sqlx::query_as(sql)
                 .bind(stream.as_str())
-                .bind(expectation_code(expected))
+                .bind(head_seq)
                 .bind(ids)
                 .bind(types)
                 .bind(data)
                 .bind(metadata)
+                .bind(recorded_at)
+                .bind(prevs)
+                .bind(hashes)
         }
     };
     let rows: Result<Vec<(i64, i64)>, sqlx::Error> = query.fetch_all(exec).await;
@@ -169,13 +192,16 @@ pub(crate) async fn try_insert<'c, E: PgExecutor<'c>>(
         .max_by_key(|&&(_, seq)| seq)
         .copied()
         .expect("rows is not empty");
-    Ok(Attempt::Written(AppendResult {
-        stream: stream.clone(),
-        first_seq: Seq(first as u64),
-        last_seq: Seq(last as u64),
-        position: Position(position as u64),
-        replayed: false,
-    }))
+    Ok(Attempt::Written(
+        AppendResult {
+            stream: stream.clone(),
+            first_seq: Seq(first as u64),
+            last_seq: Seq(last as u64),
+            position: Position(position as u64),
+            replayed: false,
+        },
+        last_hash,
+    ))
 }
 
 /// What a refused append turned out to be, when it is not an error.
@@ -266,23 +292,48 @@ pub(crate) fn contention(stream: &StreamName) -> StoreError {
     ))
 }
 
-/// Appends one stream's batch in autocommit: one statement on the happy path.
+/// Appends one stream's batch in autocommit: one statement on the happy path, when `heads`
+/// knows where the stream ends.
 pub(crate) async fn append(
     pool: &PgPool,
+    heads: &HeadCache,
     limits: &Limits,
     stream: StreamName,
     expected: ExpectedSeq,
     events: Vec<NewEvent>,
 ) -> Result<AppendResult, StoreError> {
     validate_batch(&events, limits)?;
+    let mut cached = heads.get(stream.as_str());
     for _ in 0..MAX_TRIES {
-        let refusal = match try_insert(pool, Mode::Plain, &stream, expected, &events).await {
-            Ok(Attempt::Written(result)) => return Ok(result),
-            Ok(Attempt::Refused(refusal)) => refusal,
-            Err(err) if is_retryable(&err) => continue,
-            Err(err) => return Err(from_sqlx(err)),
+        let from_cache = cached.is_some();
+        let head = match cached.take() {
+            Some(head) => head,
+            None => match read_head(pool, &stream).await {
+                Ok(head) => head,
+                Err(err) if is_retryable(&err) => continue,
+                Err(err) => return Err(from_sqlx(err)),
+            },
         };
-        if refusal == Refusal::SeqTaken && retries_lost_races(expected) {
+        if expected.admits(head.seq) {
+            let refusal = match try_insert(pool, Mode::Plain, &stream, head, &events).await {
+                Ok(Attempt::Written(result, hash)) => {
+                    let head = ChainHead {
+                        seq: result.last_seq,
+                        hash,
+                    };
+                    heads.put(stream.as_str(), head);
+                    return Ok(result);
+                }
+                Ok(Attempt::Refused(refusal)) => refusal,
+                Err(err) if is_retryable(&err) => continue,
+                Err(err) => return Err(from_sqlx(err)),
+            };
+            heads.forget(stream.as_str());
+            if refusal != Refusal::IdTaken && retries_lost_races(expected) {
+                continue;
+            }
+        } else if from_cache {
+            // The cached head may be behind another process's appends: read it.
             continue;
         }
         let mut conn = pool.acquire().await.map_err(from_sqlx)?;
@@ -319,6 +370,7 @@ fn lock_keys(streams: &[&StreamName]) -> Vec<i64> {
 /// Appends to several streams in one transaction: all commit or none.
 pub(crate) async fn append_multi(
     pool: &PgPool,
+    heads: &HeadCache,
     limits: &Limits,
     appends: Vec<StreamAppend>,
 ) -> Result<Vec<AppendResult>, StoreError> {
@@ -353,8 +405,20 @@ pub(crate) async fn append_multi(
             if results[i].is_some() {
                 continue;
             }
-            match try_insert(&mut *tx, Mode::Plain, &a.stream, a.expected, &a.events).await {
-                Ok(Attempt::Written(result)) => written.push((i, result)),
+            // Inside the transaction (and its advisory locks) the head read is the head.
+            let head = match read_head(&mut *tx, &a.stream).await {
+                Ok(head) => head,
+                Err(err) => {
+                    refused = Some((i, Err(err)));
+                    break;
+                }
+            };
+            if !a.expected.admits(head.seq) {
+                refused = Some((i, Ok(Refusal::NotAdmitted)));
+                break;
+            }
+            match try_insert(&mut *tx, Mode::Plain, &a.stream, head, &a.events).await {
+                Ok(Attempt::Written(result, hash)) => written.push((i, result, hash)),
                 Ok(Attempt::Refused(refusal)) => {
                     refused = Some((i, Ok(refusal)));
                     break;
@@ -367,7 +431,12 @@ pub(crate) async fn append_multi(
         }
         let Some((failed, why)) = refused else {
             tx.commit().await.map_err(from_sqlx)?;
-            for (i, result) in written {
+            for (i, result, hash) in written {
+                let head = ChainHead {
+                    seq: result.last_seq,
+                    hash,
+                };
+                heads.put(result.stream.as_str(), head);
                 results[i] = Some(result);
             }
             return Ok(results.into_iter().flatten().collect());
@@ -401,18 +470,6 @@ pub(crate) async fn append_multi(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expectations_encode_for_the_statement() {
-        assert_eq!(expectation_code(ExpectedSeq::Any), -1);
-        assert_eq!(expectation_code(ExpectedSeq::Exists), -2);
-        assert_eq!(expectation_code(ExpectedSeq::NoStream), 0);
-        assert_eq!(expectation_code(ExpectedSeq::Exact(Seq(7))), 7);
-        assert_eq!(
-            expectation_code(ExpectedSeq::Exact(Seq(u64::MAX))),
-            i64::MAX
-        );
-    }
 
     #[test]
     fn lock_keys_are_stable_sorted_and_unique() {

@@ -11,6 +11,7 @@
 
 mod append;
 mod baseline;
+mod chain;
 pub mod ddl;
 mod error;
 mod events;

@@ -116,6 +116,7 @@ pub(crate) async fn migrate(url: &str) -> Result<(i64, i64), StoreError> {
         before.check()?;
     }
     MIGRATOR.run(&mut conn).await.map_err(from_migrate)?;
+    crate::chain::fill(&mut conn).await?;
     let after = state(&mut conn).await?;
     after.check()?;
     // Closing politely is best effort: the work is done either way.

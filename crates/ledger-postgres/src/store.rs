@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use ledger_core::{
-    AppendResult, AppendTx, Baseline, BaselineLookup, BenchRow, BoxFuture, EventStore, EventStream,
-    ExpectedSeq, NewEvent, ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamName,
+    AppendResult, AppendTx, Baseline, BaselineLookup, BenchRow, BoxFuture, ChainLog, ChainScope,
+    ChainStream, ChainedEvent, EventStore, EventStream, ExpectedSeq, HeadCache, NewEvent, Position,
+    ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamHead, StreamName,
     TransactionalStore,
 };
 use sqlx::PgPool;
@@ -13,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use crate::error::from_sqlx;
 use crate::tx::{PgTx, to_completion};
 use crate::wakeup::Notifier;
-use crate::{append, baseline, health, read, schema};
+use crate::{append, baseline, chain, health, read, schema};
 
 /// An event store in a PostgreSQL database; clones share one connection pool.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct PgStore {
     options: Arc<StoreOptions>,
     /// Tells other processes, after the commit, that appends happened (see `crate::wakeup`).
     wakeup: Arc<Notifier>,
+    /// Where recently written streams end, so appends chain without reading the head.
+    pub(crate) heads: Arc<HeadCache>,
 }
 
 impl PgStore {
@@ -45,6 +48,7 @@ impl PgStore {
         drop(conn);
         Ok(PgStore {
             wakeup: Arc::new(Notifier::new(pool.clone())),
+            heads: Arc::new(HeadCache::new(options.head_cache)),
             pool,
             options: Arc::new(options),
         })
@@ -81,12 +85,12 @@ impl EventStore for PgStore {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
         let (pool, limits) = (self.pool.clone(), self.options.limits);
-        let wakeup = self.wakeup.clone();
+        let (wakeup, heads) = (self.wakeup.clone(), self.heads.clone());
         // Each write runs to its end even if its caller is dropped (see `crate::tx`), and
         // other processes hear of it after the commit either way.
         Box::pin(async move {
             to_completion(async move {
-                let result = append::append(&pool, &limits, stream, expected, events).await;
+                let result = append::append(&pool, &heads, &limits, stream, expected, events).await;
                 if matches!(&result, Ok(r) if !r.replayed) {
                     wakeup.appended();
                 }
@@ -101,10 +105,10 @@ impl EventStore for PgStore {
         appends: Vec<StreamAppend>,
     ) -> BoxFuture<'_, Result<Vec<AppendResult>, StoreError>> {
         let (pool, limits) = (self.pool.clone(), self.options.limits);
-        let wakeup = self.wakeup.clone();
+        let (wakeup, heads) = (self.wakeup.clone(), self.heads.clone());
         Box::pin(async move {
             to_completion(async move {
-                let result = append::append_multi(&pool, &limits, appends).await;
+                let result = append::append_multi(&pool, &heads, &limits, appends).await;
                 if matches!(&result, Ok(rs) if rs.iter().any(|r| !r.replayed)) {
                     wakeup.appended();
                 }
@@ -154,7 +158,46 @@ impl TransactionalStore for PgStore {
     }
 }
 
+impl ChainLog for PgStore {
+    fn chains(&self, scope: ChainScope) -> ChainStream {
+        chain::chains(self.pool.clone(), scope)
+    }
+
+    fn chained_log(&self, after: Position) -> ChainStream {
+        chain::log(self.pool.clone(), after)
+    }
+
+    fn stream_head(
+        &self,
+        stream: StreamName,
+    ) -> BoxFuture<'_, Result<Option<StreamHead>, StoreError>> {
+        Box::pin(chain::head(&self.pool, stream))
+    }
+
+    fn chained_at(
+        &self,
+        stream: StreamName,
+        seq: Seq,
+    ) -> BoxFuture<'_, Result<Option<ChainedEvent>, StoreError>> {
+        Box::pin(chain::at(&self.pool, stream, seq))
+    }
+
+    fn import(&self, events: ChainStream) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let loaded = chain::import(&self.pool, events).await?;
+            if loaded > 0 {
+                self.wakeup.appended();
+            }
+            Ok(loaded)
+        })
+    }
+}
+
 impl Baseline for PgStore {
+    fn baseline_chain_scan(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(chain::raw_scan(&self.pool))
+    }
+
     fn baseline_reset(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(baseline::reset(&self.pool))
     }

@@ -19,8 +19,8 @@ use ledger_core::{
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::append::{
-    Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, contention, explain, stream_seq,
-    try_insert,
+    Attempt, Explained, MAX_TRIES, Mode, Refusal, conflict, contention, explain, read_head,
+    stream_seq, try_insert,
 };
 use crate::error::from_sqlx;
 use crate::wakeup::Notifier;
@@ -144,9 +144,17 @@ impl Open {
             return Err(aborted_error());
         }
         for _ in 0..MAX_TRIES {
-            let attempt = try_insert(&mut *self.tx, Mode::InTx, &stream, expected, &events).await;
+            let head = read_head(&mut *self.tx, &stream).await.map_err(|err| {
+                self.aborted = true;
+                from_sqlx(err)
+            })?;
+            let attempt = if expected.admits(head.seq) {
+                try_insert(&mut *self.tx, Mode::InTx, &stream, head, &events).await
+            } else {
+                Ok(Attempt::Refused(Refusal::NotAdmitted))
+            };
             let refusal = match attempt {
-                Ok(Attempt::Written(result)) => return Ok(result),
+                Ok(Attempt::Written(result, _)) => return Ok(result),
                 Ok(Attempt::Refused(refusal)) => refusal,
                 Err(err) => {
                     self.aborted = true;

@@ -188,6 +188,10 @@ async fn lookup(store: &SqliteStore, lookup: &BaselineLookup) -> Result<u64, Sto
 }
 
 impl Baseline for SqliteStore {
+    fn baseline_chain_scan(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(crate::chain::raw_scan(&self.inner.reader))
+    }
+
     fn baseline_reset(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;

@@ -97,6 +97,7 @@ pub(crate) async fn migrate(conn: &mut SqliteConnection) -> Result<(i64, i64), S
         });
     }
     apply_pending(&mut tx).await.map_err(migrate_err)?;
+    crate::chain::fill(&mut tx).await?;
     let after = schema_state(&mut tx).await?;
     tx.commit().await.map_err(store_err)?;
     Ok((before.found, after.found))

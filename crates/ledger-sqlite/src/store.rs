@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ledger_core::{
-    AppendResult, AppendTx, BoxFuture, EventStore, EventStream, ExpectedSeq, NewEvent, ReadAll,
-    Seq, StoreError, StoreOptions, StreamAppend, StreamName, TransactionalStore, validate_appends,
+    AppendResult, AppendTx, BoxFuture, ChainHead, ChainLog, ChainScope, ChainStream, ChainedEvent,
+    EventStore, EventStream, ExpectedSeq, HeadCache, NewEvent, Position, ReadAll, Seq, StoreError,
+    StoreOptions, StreamAppend, StreamHead, StreamName, TransactionalStore, validate_appends,
     validate_batch,
 };
 use sqlx::sqlite::{
@@ -20,7 +21,7 @@ use crate::health::{Fault, WriteHealth, outside_transaction};
 use crate::schema;
 use crate::tx::SqliteTx;
 use crate::wakeup::Watcher;
-use crate::{append, read};
+use crate::{append, chain, read};
 
 /// How long a statement waits for another process's write lock before it reports `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) health: Arc<WriteHealth>,
     /// Wakes projection runners when another connection appends (see `crate::wakeup`).
     pub(crate) wakeups: Watcher,
+    /// Where recently written streams end, so appends chain without reading the head.
+    pub(crate) heads: HeadCache,
 }
 
 impl SqliteStore {
@@ -109,9 +112,10 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 reader,
-                options,
                 health,
                 wakeups: Watcher::new(connect),
+                heads: HeadCache::new(options.head_cache),
+                options,
             }),
         })
     }
@@ -273,7 +277,7 @@ impl EventStore for SqliteStore {
             let batch = Batch::encode(&stream, expected, &events)?;
             let written = async {
                 let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
-                append::append_autocommit(&mut conn, &batch, limits).await
+                append::append_autocommit(&mut conn, &self.inner.heads, &batch, limits).await
             };
             self.inner.health.record(written.await)
         })
@@ -300,7 +304,7 @@ impl EventStore for SqliteStore {
                 let mut results = Vec::with_capacity(appends.len());
                 for batch in &batches {
                     match append::append_in_tx(&mut tx, batch, limits).await {
-                        Ok(result) => results.push(result),
+                        Ok(written) => results.push(written),
                         Err(error) => {
                             // The answer is already known; a failed rollback changes nothing in
                             // it (and the connection does not go back into service inside it).
@@ -310,7 +314,19 @@ impl EventStore for SqliteStore {
                     }
                 }
                 tx.commit().await.map_err(store_err)?;
-                Ok(results)
+                Ok(results
+                    .into_iter()
+                    .map(|(result, hash)| {
+                        if !result.replayed {
+                            let head = ChainHead {
+                                seq: result.last_seq,
+                                hash,
+                            };
+                            self.inner.heads.put(result.stream.as_str(), head);
+                        }
+                        result
+                    })
+                    .collect())
             };
             self.inner.health.record(written.await)
         })
@@ -332,6 +348,41 @@ impl EventStore for SqliteStore {
         Box::pin(async move {
             let fault = self.inner.health.fault(&self.inner.writer).await?;
             Some(fault.reason().to_string())
+        })
+    }
+}
+
+impl ChainLog for SqliteStore {
+    fn chains(&self, scope: ChainScope) -> ChainStream {
+        chain::chains(self.inner.clone(), scope)
+    }
+
+    fn chained_log(&self, after: Position) -> ChainStream {
+        chain::log(self.inner.clone(), after)
+    }
+
+    fn stream_head(
+        &self,
+        stream: StreamName,
+    ) -> BoxFuture<'_, Result<Option<StreamHead>, StoreError>> {
+        Box::pin(chain::head(&self.inner.reader, stream))
+    }
+
+    fn chained_at(
+        &self,
+        stream: StreamName,
+        seq: Seq,
+    ) -> BoxFuture<'_, Result<Option<ChainedEvent>, StoreError>> {
+        Box::pin(chain::at(&self.inner.reader, stream, seq))
+    }
+
+    fn import(&self, events: ChainStream) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let loaded = async {
+                let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
+                chain::import(&mut conn, events).await
+            };
+            self.inner.health.record(loaded.await)
         })
     }
 }

@@ -38,8 +38,11 @@ impl AppendTx for SqliteTx {
         Box::pin(async move {
             validate_batch(&events, &self.limits)?;
             let batch = Batch::encode(&stream, expected, &events)?;
+            // The cached head would be stale after the commit; the next append reads it.
+            self.inner.heads.forget(stream.as_str());
             append::append_in_tx(&mut self.tx, &batch, &self.limits)
                 .await
+                .map(|(result, _)| result)
                 .map_err(|e| self.inner.health.failed(e))
         })
     }

@@ -479,7 +479,7 @@ async fn sqlite_keeps_any_read_model() {
         .unwrap();
     let indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-         ORDER BY name",
+         AND tbl_name LIKE 'score%' ORDER BY name",
     )
     .fetch_all(&mut conn)
     .await

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode
 use futures::TryStreamExt;
 use http_body_util::BodyExt;
 use ledger_api::{ApiConfig, AppState, app};
-use ledger_core::LogReader;
+use ledger_core::{ChainLog, LogReader};
 use ledger_core::{EventStore, ReadAll, Seq, StreamName};
 use ledger_projector::{ProjectionStore, Projector, Signal, SignalingStore};
 use serde_json::{Value, json};
@@ -125,6 +125,17 @@ impl Api {
     /// The API over `store` in process, with default tunables.
     pub fn new(store: Store) -> Self {
         Self::with_config(store, ApiConfig::default())
+    }
+
+    /// The API over `store` in process that also serves the streams' chain heads from `chains`.
+    pub fn with_chains(store: Store, chains: Arc<dyn ChainLog>) -> Self {
+        let state = AppState::new(store.clone(), ADMIN, ApiConfig::default()).with_chains(chains);
+        Self {
+            transport: Transport::Oneshot(app(state)),
+            admin: ADMIN.to_string(),
+            store,
+            runners: None,
+        }
     }
 
     /// The API over `store` in process, with `config`.

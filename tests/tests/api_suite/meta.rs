@@ -43,6 +43,7 @@ pub async fn openapi_document(store: Store) {
         ("/v1/tenants/{id}/timeline", "get"),
         ("/v1/streams/{stream}/events", "post"),
         ("/v1/streams/{stream}/events", "get"),
+        ("/v1/streams/{stream}/head", "get"),
         ("/v1/events", "get"),
         ("/v1/events", "post"),
         ("/v1/subscriptions/{name}", "put"),

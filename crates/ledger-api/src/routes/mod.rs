@@ -2,6 +2,7 @@
 
 pub(crate) mod appends;
 pub mod audit;
+pub(crate) mod chains;
 pub(crate) mod commands;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -49,6 +50,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(tokens::issue_token))
         .routes(routes!(commands::run_command))
         .routes(routes!(streams::append, streams::read))
+        .routes(routes!(chains::stream_head))
         .routes(routes!(events::read_log, appends::append_many))
         .routes(routes!(live::live))
         .routes(routes!(audit::audit_events))

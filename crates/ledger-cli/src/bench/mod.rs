@@ -14,6 +14,7 @@ mod live;
 mod read;
 mod rebuild;
 mod stats;
+mod verify;
 
 use std::io::{IsTerminal, Write};
 
@@ -41,6 +42,7 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
         BenchCommand::Lag(a) => (&a.database, a.json),
         BenchCommand::Live(a) => (&a.database, a.json),
         BenchCommand::Audit(a) => (&a.database, a.json),
+        BenchCommand::Verify(a) => (&a.database, a.json),
         // The writer of `bench lag --writer-process` appends to the database its parent
         // prepared, until done or told to stop.
         BenchCommand::LagWriter(args) => {
@@ -80,6 +82,7 @@ async fn measure(target: &Target, command: BenchCommand) -> Result<Report, CliEr
         BenchCommand::Lag(args) => lag::run(target, args).await,
         BenchCommand::Live(args) => live::run(target, args).await,
         BenchCommand::Audit(args) => audit::run(target, args).await,
+        BenchCommand::Verify(args) => verify::run(target, args).await,
         BenchCommand::LagWriter(_) => unreachable!("the lag writer runs without a bench place"),
     }
 }
@@ -312,6 +315,28 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             ms(r.p99_ms),
             r.conflicts
         );
+    } else if r.bench == "verify" {
+        text += &format!(
+            "bench verify on {}{on}: every hash chain of {} events, median of {} rounds\n",
+            r.backend,
+            units::thousands(r.events),
+            r.rounds
+        );
+        text += &format!(
+            "  verify:   {:>12} events/s  ({} s, every link recomputed)\n",
+            per_s(r.ledger_events_per_s),
+            r.seconds
+        );
+        text += &format!(
+            "  raw scan: {:>12} events/s  (the same rows in the same order, plain SQL)\n",
+            per_s(r.baseline_events_per_s)
+        );
+        text += &format!(
+            "  ratio:    {:>12.2}  (verify / raw scan, each round's pair)\n",
+            r.ratio
+        );
+        text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
+        return write_out(&text);
     } else if r.bench == "rebuild" {
         text += &format!(
             "bench rebuild on {}{on}: {} from {} events, batch {}, median of {} rounds\n",

@@ -27,7 +27,7 @@ use crate::output::CliError;
 use crate::units;
 
 /// Events of one generated tenant.
-const EVENTS_PER_TENANT: u64 = 10;
+pub(super) const EVENTS_PER_TENANT: u64 = 10;
 /// Tenants per seeding transaction.
 const TENANTS_PER_APPEND: u64 = 100;
 /// Concurrent seeding tasks.

@@ -4,12 +4,15 @@
 mod append;
 pub(crate) mod audit;
 mod audit_events;
+mod export;
+mod import;
 mod migrate;
 mod project;
 mod read;
 pub(crate) mod rebuild;
 mod serve;
 mod token;
+pub(crate) mod verify;
 
 use ledger_core::StoreOptions;
 
@@ -31,6 +34,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Project(args) => project::run(&target, args).await,
         Command::Token(command) => token::run(&target, command).await,
         Command::Audit(command) => audit::run(&target, command).await,
+        Command::Verify(args) => verify::run(&target, args).await,
+        Command::Export(args) => export::run(&target, args).await,
+        Command::Import(args) => import::run(&target, args).await,
     }
 }
 

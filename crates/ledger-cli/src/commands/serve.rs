@@ -11,7 +11,7 @@ use ledger_api::{
     AdminTokenError, AdminTokenOrigin, AdminTokenSource, ApiConfig, AppState, ConnectionLimits,
     Server,
 };
-use ledger_core::{EventStore, LogReader, StoreOptions};
+use ledger_core::{ChainLog, EventStore, LogReader, StoreOptions};
 use ledger_domain::Policy;
 use ledger_projector::{ProjectorOptions, Signal, SignalingStore};
 use serde::Serialize;
@@ -88,6 +88,7 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         .projector(ProjectorOptions::default())
         .with_signal(signal.clone());
     let log: Arc<dyn LogReader> = db.store.clone();
+    let chains: Arc<dyn ChainLog> = db.store.clone();
     let inner: Arc<dyn EventStore> = db.store;
     let store: Arc<dyn EventStore> = Arc::new(SignalingStore::new(inner, signal));
     let state = match &settled.unstored {
@@ -95,7 +96,8 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         None => AppState::with_stored_admin_tokens(store, config),
     }
     .with_projections(projector.clone())
-    .with_log(log);
+    .with_log(log)
+    .with_chains(chains);
     let server = Server::from_listener(listener, state)
         .map_err(|e| CliError::Internal(anyhow::Error::new(e)))?
         .with_limits(connection_limits(&args));
