@@ -3,9 +3,11 @@
 -- "Integrity"). The ledger computes both in the append. Events written before this migration
 -- get theirs from `ledger migrate`, which fills each stream's chain in seq order right after
 -- this file runs; until then they are NULL.
+-- No CHECK on their length: it cost a tenth of the append rate in measurements, and
+-- `ledger verify` reports a link that is not 32 bytes as a missing hash.
 ALTER TABLE events
-    ADD COLUMN prev_hash bytea CHECK (octet_length(prev_hash) = 32),
-    ADD COLUMN hash bytea CHECK (octet_length(hash) = 32);
+    ADD COLUMN prev_hash bytea,
+    ADD COLUMN hash bytea;
 
 -- Deleting stays refused for every statement; updating is refused row by row, except filling
 -- in the missing links of an event once, leaving everything else as it was.

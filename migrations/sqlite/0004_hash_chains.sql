@@ -3,8 +3,10 @@
 -- "Integrity"). The ledger computes both in the append. Events written before this migration
 -- get theirs from `ledger migrate`, which fills each stream's chain in seq order right after
 -- this file runs; until then they are NULL.
-ALTER TABLE events ADD COLUMN prev_hash BLOB CHECK (length(prev_hash) = 32);
-ALTER TABLE events ADD COLUMN hash BLOB CHECK (length(hash) = 32);
+-- No CHECK on their length, as on PostgreSQL (where it cost a tenth of the append rate):
+-- `ledger verify` reports a link that is not 32 bytes as a missing hash.
+ALTER TABLE events ADD COLUMN prev_hash BLOB;
+ALTER TABLE events ADD COLUMN hash BLOB;
 
 -- Updating stays refused, except filling in the missing links of an event once, leaving
 -- everything else as it was.

@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use futures::stream::BoxStream;
 
-use crate::{BoxFuture, Envelope, NewEvent, Position, Seq, StoreError, StreamName};
+use crate::{BoxFuture, Envelope, ExpectedSeq, NewEvent, Position, Seq, StoreError, StreamName};
 
 /// A SHA-256 link of a stream's chain, written as 64 lowercase hex digits.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -99,7 +100,26 @@ pub fn recorded_now() -> DateTime<Utc> {
 /// A recording time as the canonical encoding writes it: `YYYY-MM-DDTHH:MM:SS.ffffffZ`, UTC,
 /// always six fraction digits.
 pub fn canonical_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    let mut out = Vec::with_capacity(27);
+    write_time(t, &mut out);
+    String::from_utf8(out).expect("a time is written in ASCII")
+}
+
+/// Writes [`canonical_time`] into `out` (without a format string to parse for every event).
+fn write_time(t: DateTime<Utc>, out: &mut Vec<u8>) {
+    let (date, time) = (t.date_naive(), t.time());
+    let micros = time.nanosecond() % 1_000_000_000 / 1000;
+    write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        date.year(),
+        date.month(),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+    .expect("writing to a Vec cannot fail");
 }
 
 /// Writes `value` canonically: object keys sorted by code point, no whitespace, strings
@@ -232,11 +252,12 @@ impl<'a> Link<'a> {
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(b"{\"event_id\":\"");
-        out.extend_from_slice(self.event_id.hyphenated().to_string().as_bytes());
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        out.extend_from_slice(self.event_id.hyphenated().encode_lower(&mut id).as_bytes());
         out.extend_from_slice(b"\",\"stream\":");
         write_string(self.stream, &mut out);
         out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(self.seq.0.to_string().as_bytes());
+        write!(out, "{}", self.seq.0).expect("writing to a Vec cannot fail");
         out.extend_from_slice(b",\"type\":");
         write_string(self.event_type, &mut out);
         out.extend_from_slice(b",\"data\":");
@@ -244,7 +265,7 @@ impl<'a> Link<'a> {
         out.extend_from_slice(b",\"metadata\":");
         write_canonical(self.metadata, &mut out);
         out.extend_from_slice(b",\"recorded_at\":\"");
-        out.extend_from_slice(canonical_time(self.recorded_at).as_bytes());
+        write_time(self.recorded_at, &mut out);
         out.extend_from_slice(b"\"}");
         out
     }
@@ -459,6 +480,16 @@ impl HeadCache {
         let head = maps[1].remove(stream)?;
         self.insert(&mut maps, stream.to_string(), head);
         Some(head)
+    }
+
+    /// The head an append to `stream` expecting `expected` can chain to without reading it:
+    /// the cached one, or the empty head when the expectation says the stream is empty (if it
+    /// is not, the conditional insert refuses and the store reads the head).
+    pub fn assume(&self, stream: &str, expected: ExpectedSeq) -> Option<ChainHead> {
+        self.get(stream).or(match expected {
+            ExpectedSeq::NoStream | ExpectedSeq::Exact(Seq::ZERO) => Some(ChainHead::EMPTY),
+            _ => None,
+        })
     }
 
     /// Records that `stream` now ends at `head`.
@@ -743,5 +774,17 @@ mod tests {
         assert_eq!(cache.get("e"), Some(at(3)), "a head never moves back");
         cache.forget("e");
         assert_eq!(cache.get("e"), None);
+        // An unknown stream expected empty is assumed empty; other expectations need a read.
+        assert_eq!(
+            cache.assume("e", ExpectedSeq::NoStream),
+            Some(ChainHead::EMPTY)
+        );
+        assert_eq!(
+            cache.assume("e", ExpectedSeq::Exact(Seq(0))),
+            Some(ChainHead::EMPTY)
+        );
+        assert_eq!(cache.assume("e", ExpectedSeq::Exact(Seq(2))), None);
+        assert_eq!(cache.assume("e", ExpectedSeq::Any), None);
+        assert_eq!(cache.assume("a", ExpectedSeq::NoStream), Some(at(1)));
     }
 }

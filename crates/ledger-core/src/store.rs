@@ -83,7 +83,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             settle_timeout: Duration::from_secs(5),
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
-            head_cache: 16_384,
+            head_cache: 65_536,
         }
     }
 }

@@ -324,6 +324,61 @@ impl LogChecker {
     }
 }
 
+/// Checks pinned heads during a walk of their streams: each pin must meet an event at its seq
+/// with its hash. Keeps only the pins and their streams' last seqs.
+#[derive(Default)]
+pub struct PinChecker {
+    pins: HashMap<String, StreamHead>,
+    last: HashMap<String, Seq>,
+    checked: usize,
+}
+
+impl PinChecker {
+    /// A checker of `pins`.
+    pub fn new(pins: impl IntoIterator<Item = StreamHead>) -> Self {
+        Self {
+            pins: pins
+                .into_iter()
+                .map(|p| (p.stream.as_str().to_string(), p))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the next event of the walk: the break when it sits at its stream's pinned seq
+    /// with another hash.
+    pub fn see(&mut self, event: &ChainedEvent) -> Option<Break> {
+        let e = &event.envelope;
+        let pin = self.pins.get(e.stream.as_str())?;
+        self.last.insert(e.stream.as_str().to_string(), e.seq);
+        if e.seq != pin.seq {
+            return None;
+        }
+        let pin = self.pins.remove(e.stream.as_str())?;
+        self.checked += 1;
+        check_pin(&pin, Some(event), e.seq)
+    }
+
+    /// Ends the walk: a break for each pin whose stream now ends before the pinned seq; the
+    /// number of pins checked.
+    pub fn finish(self) -> (Vec<Break>, usize) {
+        let gone: Vec<Break> = self
+            .pins
+            .values()
+            .filter_map(|pin| {
+                let now = self
+                    .last
+                    .get(pin.stream.as_str())
+                    .copied()
+                    .unwrap_or(Seq::ZERO);
+                check_pin(pin, None, now)
+            })
+            .collect();
+        let checked = self.checked + gone.len();
+        (gone, checked)
+    }
+}
+
 /// Checks a pinned head against the stored event at its seq (`None` when the stream is now
 /// shorter, ending at `now`): history may have been extended, never rewritten.
 pub fn check_pin(pin: &StreamHead, stored: Option<&ChainedEvent>, now: Seq) -> Option<Break> {
@@ -550,6 +605,36 @@ mod tests {
         checker.check(&log[1]).unwrap();
         let err = checker.check(&log[0]).unwrap_err();
         assert!(err.contains("does not come after"), "{err}");
+    }
+
+    #[test]
+    fn pins_are_checked_during_a_walk() {
+        let events = stream("a-1", 4, 0);
+        let pin = |seq: usize, hash| StreamHead {
+            stream: StreamName::parse("a-1").unwrap(),
+            seq: Seq(seq as u64),
+            hash,
+            position: Position::START,
+        };
+        let other = StreamHead {
+            stream: StreamName::parse("b-1").unwrap(),
+            ..pin(1, ChainHash::GENESIS)
+        };
+        let mut pins = PinChecker::new([pin(3, events[2].hash.unwrap()), other]);
+        let found: Vec<Break> = events.iter().filter_map(|e| pins.see(e)).collect();
+        assert_eq!(found, []);
+        let (gone, checked) = pins.finish();
+        assert_eq!(checked, 2);
+        assert_eq!(faults(&gone), [("b-1".into(), 1, "pinned_head_gone")]);
+        let mut pins = PinChecker::new([pin(2, ChainHash([5; 32])), pin(9, ChainHash::GENESIS)]);
+        let found: Vec<Break> = events.iter().filter_map(|e| pins.see(e)).collect();
+        // One pin per stream: the later one in the list is kept.
+        assert_eq!(found, []);
+        let (gone, _) = pins.finish();
+        assert_eq!(gone[0].fault, Fault::PinnedHeadGone { now: Seq(4) });
+        let mut pins = PinChecker::new([pin(2, ChainHash([5; 32]))]);
+        let found: Vec<Break> = events.iter().filter_map(|e| pins.see(e)).collect();
+        assert_eq!(faults(&found), [("a-1".into(), 2, "pinned_head_rewritten")]);
     }
 
     #[test]

@@ -147,15 +147,15 @@ pub(crate) async fn try_insert<'c, E: PgExecutor<'c>>(
             .bind(&one.data)
             .bind(&one.metadata)
             .bind(recorded_at)
-            .bind(links[0].0.0.to_vec())
-            .bind(links[0].1.0.to_vec()),
+            .bind(&links[0].0.0[..])
+            .bind(&links[0].1.0[..]),
         _ => {
             let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
             let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
             let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
             let metadata: Vec<&serde_json::Value> = events.iter().map(|e| &e.metadata).collect();
-            let prevs: Vec<Vec<u8>> = links.iter().map(|l| l.0.0.to_vec()).collect();
-            let hashes: Vec<Vec<u8>> = links.iter().map(|l| l.1.0.to_vec()).collect();
+            let prevs: Vec<&[u8]> = links.iter().map(|l| &l.0.0[..]).collect();
+            let hashes: Vec<&[u8]> = links.iter().map(|l| &l.1.0[..]).collect();
             let sql = match mode {
                 Mode::Plain => APPEND_SQL,
                 Mode::InTx => APPEND_IN_TX_SQL,
@@ -303,7 +303,7 @@ pub(crate) async fn append(
     events: Vec<NewEvent>,
 ) -> Result<AppendResult, StoreError> {
     validate_batch(&events, limits)?;
-    let mut cached = heads.get(stream.as_str());
+    let mut cached = heads.assume(stream.as_str(), expected);
     for _ in 0..MAX_TRIES {
         let from_cache = cached.is_some();
         let head = match cached.take() {

@@ -158,7 +158,7 @@ struct EncodedEvent {
 }
 
 /// A batch chained after a head: each event's (previous hash, hash) and the recording time.
-struct Chained {
+pub(crate) struct Chained {
     head: ChainHead,
     links: Vec<(ChainHash, ChainHash)>,
     recorded_at: String,
@@ -256,8 +256,8 @@ async fn run_insert(
             .bind(row.event_type.clone())
             .bind(row.data.clone())
             .bind(row.metadata.clone())
-            .bind(prev.0.to_vec())
-            .bind(hash.0.to_vec());
+            .bind(&prev.0[..])
+            .bind(&hash.0[..]);
     }
     let query = query.bind(at).bind(at).bind(recorded_at);
     let done = query.execute(&mut *conn).await?;
@@ -413,19 +413,29 @@ async fn stored_with_ids(
     Ok(found)
 }
 
-/// Appends in autocommit mode on the writer connection: the batch is one statement when
-/// `heads` knows where the stream ends, and a refusal is examined in a read transaction of its
+/// The batch chained after the head `heads` assumes for its stream, before the writer
+/// connection is taken (so the hashing is not done while holding it); `None` when the head
+/// must be read first.
+pub(crate) fn prepare(heads: &HeadCache, batch: &Batch<'_>) -> Option<Chained> {
+    heads
+        .assume(batch.stream.as_str(), batch.expected)
+        .filter(|head| batch.expected.admits(head.seq))
+        .map(|head| Chained::after(batch, head))
+}
+
+/// Appends in autocommit mode on the writer connection: the batch is one statement when it
+/// was `prepared` on the right head, and a refusal is examined in a read transaction of its
 /// own.
 pub(crate) async fn append_autocommit(
     conn: &mut SqliteConnection,
     heads: &HeadCache,
     batch: &Batch<'_>,
+    prepared: Option<Chained>,
     limits: &Limits,
 ) -> Result<AppendResult, StoreError> {
-    let cached = heads.get(batch.stream.as_str());
-    let written = append_on(conn, cached, batch, limits, false).await;
+    let written = append_on(conn, prepared, batch, limits, false).await;
     match &written {
-        Ok((result, hash)) if !result.replayed => {
+        Ok((result, Some(hash))) => {
             let head = ChainHead {
                 seq: result.last_seq,
                 hash: *hash,
@@ -439,35 +449,40 @@ pub(crate) async fn append_autocommit(
 }
 
 /// Appends inside the open write transaction `conn`, which sees its own earlier appends; the
-/// result and the hash the stream ends with (once committed).
+/// result and, when it wrote, the hash the stream ends with (once committed).
 pub(crate) async fn append_in_tx(
     conn: &mut SqliteConnection,
     batch: &Batch<'_>,
     limits: &Limits,
-) -> Result<(AppendResult, ChainHash), StoreError> {
+) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
     append_on(conn, None, batch, limits, true).await
 }
 
-/// Chains the batch after the stream's head (`cached`, or read) and inserts; on refusal
-/// examines why, and answers (or inserts again when another process moved the head).
+/// Inserts the batch chained after the stream's head (as `prepared`, or after reading the
+/// head); on refusal examines why, and answers (or inserts again when another process moved
+/// the head). The hash the stream ends with comes back when the batch was written.
 async fn append_on(
     conn: &mut SqliteConnection,
-    mut cached: Option<ChainHead>,
+    mut prepared: Option<Chained>,
     batch: &Batch<'_>,
     limits: &Limits,
     in_tx: bool,
-) -> Result<(AppendResult, ChainHash), StoreError> {
+) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
     let mut attempts = 0;
     while attempts < ATTEMPTS {
-        let from_cache = cached.is_some();
-        let head = match cached.take() {
-            Some(head) => head,
-            None => read_head(conn, batch.stream).await?,
+        let chained = match prepared.take() {
+            Some(chained) => Some(chained),
+            None => {
+                let head = read_head(conn, batch.stream).await?;
+                batch
+                    .expected
+                    .admits(head.seq)
+                    .then(|| Chained::after(batch, head))
+            }
         };
-        if batch.expected.admits(head.seq) {
-            let chained = Chained::after(batch, head);
+        if let Some(chained) = chained {
             match insert(conn, batch, &chained).await {
-                Ok(Some(result)) => return Ok((result, chained.last_hash())),
+                Ok(Some(result)) => return Ok((result, Some(chained.last_hash()))),
                 Ok(None) if !in_tx && retries_moved_heads(batch.expected) => {
                     // Another process appended since the head was read: chain again.
                     attempts += 1;
@@ -477,9 +492,6 @@ async fn append_on(
                 Err(error) if is_unique_violation(&error) => {}
                 Err(error) => return Err(store_err(error)),
             }
-        } else if from_cache {
-            // The cached head may be behind another process's appends: read it.
-            continue;
         }
         attempts += 1;
         let refusal = if in_tx {
@@ -492,7 +504,7 @@ async fn append_on(
             refusal
         };
         match refusal {
-            Refusal::Answer(answer) => return answer.map(|result| (result, head.hash)),
+            Refusal::Answer(answer) => return answer.map(|result| (result, None)),
             Refusal::Retry => continue,
         }
     }

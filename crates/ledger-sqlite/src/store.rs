@@ -275,9 +275,11 @@ impl EventStore for SqliteStore {
             let limits = &self.inner.options.limits;
             validate_batch(&events, limits)?;
             let batch = Batch::encode(&stream, expected, &events)?;
+            let prepared = append::prepare(&self.inner.heads, &batch);
             let written = async {
                 let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
-                append::append_autocommit(&mut conn, &self.inner.heads, &batch, limits).await
+                let heads = &self.inner.heads;
+                append::append_autocommit(&mut conn, heads, &batch, prepared, limits).await
             };
             self.inner.health.record(written.await)
         })
@@ -317,7 +319,7 @@ impl EventStore for SqliteStore {
                 Ok(results
                     .into_iter()
                     .map(|(result, hash)| {
-                        if !result.replayed {
+                        if let Some(hash) = hash {
                             let head = ChainHead {
                                 seq: result.last_seq,
                                 hash,

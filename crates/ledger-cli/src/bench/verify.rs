@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use ledger_core::StoreOptions;
 use ledger_core::chain::ChainScope;
+use ledger_core::verify::PinChecker;
 
 use super::rebuild::{EVENTS_PER_TENANT, seed};
 use super::stats::{peak_rss_bytes, reset_peak_rss};
@@ -33,11 +34,13 @@ pub async fn run(target: &Target, args: BenchVerifyArgs) -> Result<Report, CliEr
         let scan = rate(scanned, started.elapsed());
         let started = Instant::now();
         let mut breaks = 0u64;
+        let mut pins = PinChecker::default();
         let (_, walked) = walk(
             &*db.store,
             ChainScope::default(),
             true,
             &mut None,
+            &mut pins,
             |found| {
                 breaks += found.len() as u64;
                 Ok(())

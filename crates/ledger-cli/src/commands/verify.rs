@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use ledger_core::chain::{ChainScope, StreamHead};
-use ledger_core::verify::{Break, ChainWalker, check_pin};
-use ledger_core::{ChainLog, Position, Seq, StreamName};
+use ledger_core::verify::{Break, ChainWalker, PinChecker};
+use ledger_core::{ChainLog, Position, StreamName};
 use serde::Serialize;
 
 use crate::args::VerifyArgs;
@@ -61,34 +61,40 @@ pub async fn run(target: &Target, args: VerifyArgs) -> Result<(), CliError> {
         Some(path) => Some(HeadsFile::create(path)?),
         None => None,
     };
+    // Pins of streams the walk reads whole are checked during it; the others, stream by
+    // stream afterwards.
+    let whole =
+        |pin: &StreamHead| args.since == 0 && stream.as_ref().is_none_or(|s| *s == pin.stream);
+    let (inline, apart): (Vec<StreamHead>, Vec<StreamHead>) = pins.into_iter().partition(whole);
     let scope = ChainScope {
         stream,
         after: Position(args.since),
     };
-    let (walked_streams, walked_events) =
-        walk(&*store, scope, args.since == 0, &mut heads_out, |found| {
-            print(&mut out, found)
-        })
-        .await?;
-    for pin in &pins {
-        // The pinned stream's chain up to its head now, then the event at the pinned seq.
+    let mut checker = PinChecker::new(inline);
+    let (walked_streams, walked_events) = walk(
+        &*store,
+        scope,
+        args.since == 0,
+        &mut heads_out,
+        &mut checker,
+        |found| print(&mut out, found),
+    )
+    .await?;
+    let (gone, mut pinned_heads) = checker.finish();
+    print(&mut out, gone)?;
+    for pin in apart {
         let scope = ChainScope {
             stream: Some(pin.stream.clone()),
             after: Position::START,
         };
-        walk(&*store, scope, true, &mut None, |found| {
+        let mut checker = PinChecker::new([pin]);
+        walk(&*store, scope, true, &mut None, &mut checker, |found| {
             print(&mut out, found)
         })
         .await?;
-        let now = store
-            .stream_head(pin.stream.clone())
-            .await?
-            .map_or(Seq::ZERO, |h| h.seq);
-        let stored = store.chained_at(pin.stream.clone(), pin.seq).await?;
-        print(
-            &mut out,
-            check_pin(pin, stored.as_ref(), now).into_iter().collect(),
-        )?;
+        let (gone, checked) = checker.finish();
+        pinned_heads += checked;
+        print(&mut out, gone)?;
     }
     if let Some(file) = heads_out {
         file.finish()?;
@@ -99,7 +105,7 @@ pub async fn run(target: &Target, args: VerifyArgs) -> Result<(), CliError> {
         streams: walked_streams,
         events: walked_events,
         breaks,
-        pinned_heads: pins.len(),
+        pinned_heads,
         seconds: units::seconds(elapsed),
         events_per_s: units::whole(super::rebuild::rate(walked_events, elapsed)),
     })?;
@@ -116,30 +122,44 @@ pub async fn run(target: &Target, args: VerifyArgs) -> Result<(), CliError> {
     })
 }
 
-/// Walks the chains of `scope`, handing each batch of breaks to `found`; (streams, events).
+/// Walks the chains of `scope`, checking `pins` on the way and handing each batch of breaks
+/// to `found`; (streams, events).
 pub(crate) async fn walk(
     store: &(impl ChainLog + ?Sized),
     scope: ChainScope,
     from_start: bool,
     heads: &mut Option<HeadsFile>,
+    pins: &mut PinChecker,
     mut found: impl FnMut(Vec<Break>) -> Result<(), CliError>,
 ) -> Result<(u64, u64), CliError> {
     let mut walker = ChainWalker::new(from_start);
     let mut events = store.chains(scope);
+    // The stream being walked and its last event so far, for `heads` (a name per stream).
     let mut last: Option<StreamHead> = None;
     while let Some(event) = events.next().await {
         let event = event?;
         if let Some(file) = heads.as_mut() {
-            let head = event.hash.map(|hash| StreamHead {
-                stream: event.envelope.stream.clone(),
-                seq: event.envelope.seq,
-                hash,
-                position: event.envelope.position,
-            });
-            if let Some(done) = last.take_if(|l| l.stream != event.envelope.stream) {
-                file.write(&done)?;
+            let e = &event.envelope;
+            match last.as_mut() {
+                Some(head) if head.stream == e.stream => {
+                    (head.seq, head.position) = (e.seq, e.position);
+                    head.hash = event.hash.unwrap_or_default();
+                }
+                _ => {
+                    if let Some(done) = last.take() {
+                        file.write(&done)?;
+                    }
+                    last = Some(StreamHead {
+                        stream: e.stream.clone(),
+                        seq: e.seq,
+                        hash: event.hash.unwrap_or_default(),
+                        position: e.position,
+                    });
+                }
             }
-            last = head;
+        }
+        if let Some(broken) = pins.see(&event) {
+            found(vec![broken])?;
         }
         found(walker.push(event))?;
     }
