@@ -132,6 +132,50 @@ impl Db {
         }
     }
 
+    /// Runs `sql` as the database superuser with the events table's own triggers out of the
+    /// way, as someone tampering with the history would; the triggers are back afterwards.
+    pub async fn tamper(&self, sql: &str) {
+        match self.kind {
+            Kind::Postgres => {
+                for step in [
+                    "ALTER TABLE events DISABLE TRIGGER USER",
+                    sql,
+                    "ALTER TABLE events ENABLE TRIGGER USER",
+                ] {
+                    self.execute(step)
+                        .await
+                        .unwrap_or_else(|e| panic!("{step} on {self}: {e}"));
+                }
+            }
+            Kind::Sqlite => {
+                // SQLite cannot disable a trigger: drop them, then put them back as they were.
+                let mut c = SqliteConnection::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open {self}: {e}"));
+                let triggers: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT name, sql FROM sqlite_master \
+                     WHERE type = 'trigger' AND tbl_name = 'events'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("reading the triggers of {self}: {e}"));
+                assert!(!triggers.is_empty(), "{self} has no triggers on events");
+                let drops = triggers
+                    .iter()
+                    .map(|(name, _)| format!("DROP TRIGGER {name}"));
+                let creates = triggers.iter().map(|(_, create)| create.clone());
+                let steps: Vec<String> = drops.chain([sql.to_string()]).chain(creates).collect();
+                for step in steps {
+                    sqlx::query(AssertSqlSafe(step.clone()))
+                        .execute(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{step} on {self}: {e}"));
+                }
+                let _ = c.close().await;
+            }
+        }
+    }
+
     /// Runs a raw query that returns one integer.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let r = match self.kind {

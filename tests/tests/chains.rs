@@ -10,7 +10,6 @@ use ledger_tests::Store;
 use ledger_tests::backend::{Db, Kind};
 use ledger_tests::fixtures::*;
 use serde_json::json;
-use sqlx::{Connection, SqliteConnection};
 
 use ExpectedSeq::{Any, Exact, Exists, NoStream};
 
@@ -218,51 +217,6 @@ store_test!(databases: a_stale_head_cache_corrects_itself, |db| async move {
     assert_eq!(walk(&two).await, []);
 });
 
-/// Runs `sql` as the database superuser with the events table's own triggers out of the way,
-/// as someone tampering with the history would.
-async fn tamper(db: &Db, sql: &str) {
-    match db.kind {
-        Kind::Postgres => {
-            db.execute("ALTER TABLE events DISABLE TRIGGER USER")
-                .await
-                .unwrap();
-            db.execute(sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            db.execute("ALTER TABLE events ENABLE TRIGGER USER")
-                .await
-                .unwrap();
-        }
-        Kind::Sqlite => {
-            // SQLite cannot disable a trigger: drop them, then put them back as they were.
-            let mut c = SqliteConnection::connect(&db.url).await.unwrap();
-            let triggers: Vec<(String, String)> = sqlx::query_as(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'",
-            )
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
-            assert!(!triggers.is_empty());
-            for (name, _) in &triggers {
-                run(&mut c, &format!("DROP TRIGGER {name}")).await;
-            }
-            run(&mut c, sql).await;
-            for (_, create) in &triggers {
-                run(&mut c, create).await;
-            }
-            c.close().await.unwrap();
-        }
-    }
-}
-
-/// Runs one SQLite statement.
-async fn run(c: &mut SqliteConnection, sql: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(c)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
 /// A store on `db` holding streams `t-1`..`t-4` of five events each.
 async fn four_streams(db: &Db) -> Store {
     db.migrate().await.unwrap();
@@ -310,24 +264,24 @@ store_test!(databases: tampering_is_named_by_stream_and_seq, |db| async move {
         ),
     };
     // One changed byte of a payload.
-    tamper(&db, data_text).await;
+    db.tamper(data_text).await;
     assert_eq!(named(&walk(&store).await), [("t-1".into(), 3, "payload_changed")]);
     // A deleted event.
-    tamper(&db, "DELETE FROM events WHERE stream = 't-2' AND seq = 2").await;
+    db.tamper("DELETE FROM events WHERE stream = 't-2' AND seq = 2").await;
     assert_eq!(
         named(&walk(&store).await),
         [("t-1".into(), 3, "payload_changed"), ("t-2".into(), 2, "event_missing")]
     );
     // Two events' payloads swapped.
-    tamper(&db, swap_a).await;
-    tamper(&db, swap_b).await;
+    db.tamper(swap_a).await;
+    db.tamper(swap_b).await;
     let breaks = walk(&store).await;
     assert_eq!(
         named(&breaks)[2..],
         [("t-3".into(), 2, "events_swapped"), ("t-3".into(), 4, "events_swapped")]
     );
     // A changed recording time.
-    tamper(&db, time).await;
+    db.tamper(time).await;
     assert_eq!(named(&walk(&store).await)[4..], [("t-4".into(), 5, "payload_changed")]);
     // Every break says where, in words.
     let text = walk(&store).await.iter().map(ToString::to_string).collect::<Vec<_>>();
@@ -360,7 +314,7 @@ store_test!(databases: a_pinned_head_holds_while_the_stream_is_extended, |db| as
              WHERE stream = 't-1' AND seq = 7"
         ),
     };
-    tamper(&db, &sql).await;
+    db.tamper(&sql).await;
     assert_eq!(walk(&store).await, [], "rewritten consistently, the chain alone passes");
     let at = store.chained_at(s.clone(), pin_last.seq).await.unwrap();
     let broken = check_pin(&pin_last, at.as_ref(), Seq(7)).unwrap();
@@ -375,7 +329,7 @@ store_test!(databases: a_migration_fills_in_missing_chains, |db| async move {
     store.append(stream("t-1"), Exact(Seq(5)), evs("More", 3)).await.unwrap();
     let before = chained(&store, ChainScope::default()).await;
     // As the log was before the chains existed.
-    tamper(&db, "UPDATE events SET prev_hash = NULL, hash = NULL").await;
+    db.tamper("UPDATE events SET prev_hash = NULL, hash = NULL").await;
     let unchained = chained(&store, ChainScope::default()).await;
     assert!(unchained.iter().all(|e| e.hash.is_none()));
     assert_eq!(walk(&store).await.len(), before.len(), "every event is unchained");

@@ -182,12 +182,8 @@ store_test!(databases: verify_export_and_import_on_the_command_line, |db| async 
     .await;
 
     // Tampering: verify names the stream and seq, exit 1.
-    let hide = match db.kind {
-        Kind::Postgres => "ALTER TABLE events DISABLE TRIGGER USER",
-        Kind::Sqlite => "DROP TRIGGER events_no_update",
-    };
-    db.execute(hide).await.unwrap();
-    db.execute("UPDATE events SET data = '{\"total\": 13}' WHERE stream = 'order-7'").await.unwrap();
+    db.tamper("UPDATE events SET data = '{\"total\": 13}' WHERE stream = 'order-7'")
+        .await;
     let (code, out, err) = ledger(&db.url, &["verify"]).await;
     assert_eq!(code, 1, "{out} {err}");
     let found = lines(&out);
@@ -202,21 +198,11 @@ store_test!(databases: verify_export_and_import_on_the_command_line, |db| async 
     // Rewriting the pinned stream's history breaks the pin even with the chain made whole.
     let (code, out, _) = ledger(&db.url, &["verify", "--stream", &tenant_stream]).await;
     assert_eq!(code, 0, "{out}");
-    db.execute(&format!(
+    db.tamper(&format!(
         "DELETE FROM events WHERE stream = '{tenant_stream}' AND seq >= {}",
         pinned.seq.0
     ))
-    .await
-    .ok();
-    if db.kind == Kind::Sqlite {
-        db.execute("DROP TRIGGER events_no_delete").await.unwrap();
-        db.execute(&format!(
-            "DELETE FROM events WHERE stream = '{tenant_stream}' AND seq >= {}",
-            pinned.seq.0
-        ))
-        .await
-        .unwrap();
-    }
+    .await;
     let (code, out, _) = ledger(&db.url, &["verify", "--heads", pins.to_str().unwrap()]).await;
     assert_eq!(code, 1, "{out}");
     let found = lines(&out);
