@@ -378,7 +378,7 @@ async fn help_lists_every_subcommand() {
     let lines: Vec<&str> = r.stdout.lines().collect();
     for name in [
         "serve", "migrate", "append", "read", "read-all", "bench", "rebuild", "project", "token",
-        "audit",
+        "audit", "verify", "export", "import",
     ] {
         let at: Vec<usize> = (0..lines.len())
             .filter(|&i| {
@@ -395,18 +395,21 @@ async fn help_lists_every_subcommand() {
     }
 }
 
-/// Reads, rebuilds, workers and token commands in a directory without a ledger exit 2 with
-/// what to do, and create no database (they used to create and migrate an empty `ledger.db`).
+/// Reads, rebuilds, workers, token commands, verify and export in a directory without a
+/// ledger exit 2 with what to do, and create no database (they used to create and migrate an
+/// empty `ledger.db`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_of_a_missing_ledger_exit_2_and_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 8] = [
         &["read-all"],
         &["read", "tenant-x"],
         &["rebuild", "all"],
         &["project"],
         &["token", "list"],
         &["token", "issue", "--name", "ops"],
+        &["verify"],
+        &["export"],
     ];
     for args in cases {
         let r = Run::from(
