@@ -15,16 +15,17 @@ use crate::serve::{ADMIN, client, serve_with};
 /// status and the body as JSON (`Null` when it is not JSON) and its length.
 async fn raw(addr: SocketAddr, head: &[u8]) -> (u16, Value, usize) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN}\r\nconnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let rest =
+        format!("\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN}\r\nconnection: close\r\n\r\n");
+    // A server that refuses an oversized head answers and closes before reading the rest, so
+    // a write may fail with a broken pipe: the answer is what counts.
+    let sent = match stream.write_all(head).await {
+        Ok(()) => stream.write_all(rest.as_bytes()).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
         .await
@@ -44,25 +45,33 @@ async fn raw(addr: SocketAddr, head: &[u8]) -> (u16, Value, usize) {
     )
 }
 
+/// A status and the error code of its body.
+type Answer = (u16, &'static str);
+
 store_test!(databases: framework_errors_are_json, |db| async move {
     db.migrate().await.unwrap();
     let server = serve_with(&db, Some(ADMIN), &[]).await;
     let long = "x".repeat(70_000);
-    let cases: [(Vec<u8>, u16, &str); 5] = [
-        (b"GET /v1/streams/order-\xff/events HTTP/1.1".to_vec(), 400, "invalid_request"),
-        (b"GET /v1/tenants?phase=\xc3\x28 HTTP/1.1".to_vec(), 400, "invalid_request"),
-        (format!("GET /v1/tenants/{long} HTTP/1.1").into_bytes(), 414, "uri_too_long"),
+    let too_large = [(431, "headers_too_large")];
+    // A request line longer than the head buffer is `uri_too_long` when the server has read
+    // its end, `headers_too_large` when the buffer fills before: it depends on how the bytes
+    // arrive, and both refuse it with a JSON body.
+    let long_line = [(414, "uri_too_long"), (431, "headers_too_large")];
+    let cases: [(Vec<u8>, &[Answer]); 5] = [
+        (b"GET /v1/streams/order-\xff/events HTTP/1.1".to_vec(), &[(400, "invalid_request")]),
+        (b"GET /v1/tenants?phase=\xc3\x28 HTTP/1.1".to_vec(), &[(400, "invalid_request")]),
+        (format!("GET /v1/tenants/{long} HTTP/1.1").into_bytes(), &long_line),
         (
             format!("GET /healthz HTTP/1.1\r\nx-big: {}", "y".repeat(500_000)).into_bytes(),
-            431,
-            "headers_too_large",
+            &too_large,
         ),
-        (b"GET /v1/streams/order-%FF/events HTTP/1.1".to_vec(), 400, "invalid_path"),
+        (b"GET /v1/streams/order-%FF/events HTTP/1.1".to_vec(), &[(400, "invalid_path")]),
     ];
-    for (head, status, code) in cases {
+    for (head, expected) in cases {
         let (got, body, _) = raw(server.addr, &head).await;
         let line = String::from_utf8_lossy(&head[..head.len().min(60)]).to_string();
-        assert_eq!((got, body["error"].as_str()), (status, Some(code)), "{line}: {body}");
+        let answer = (got, body["error"].as_str().unwrap_or_default());
+        assert!(expected.contains(&answer), "{line}: {got} {body}");
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{line}");
     }
     server.stop().await;
