@@ -433,7 +433,15 @@ pub(crate) async fn append_autocommit(
     prepared: Option<Chained>,
     limits: &Limits,
 ) -> Result<AppendResult, StoreError> {
-    let written = append_on(conn, prepared, batch, limits, false).await;
+    let fast = match prepared {
+        Some(chained) => insert_prepared(conn, batch, &chained).await,
+        None => Ok(None),
+    };
+    let written = match fast {
+        Ok(Some(written)) => Ok(written),
+        Ok(None) => append_locked(conn, batch, limits).await,
+        Err(e) => Err(e),
+    };
     match &written {
         Ok((result, Some(hash))) => {
             let head = ChainHead {
@@ -448,62 +456,67 @@ pub(crate) async fn append_autocommit(
     written.map(|(result, _)| result)
 }
 
-/// Appends inside the open write transaction `conn`, which sees its own earlier appends; the
-/// result and, when it wrote, the hash the stream ends with (once committed).
+/// Inserts a batch chained before the writer connection was taken; `None` when the head it
+/// was chained to is no longer the stream's (or one of its ids is stored), for
+/// [`append_locked`] to settle.
+async fn insert_prepared(
+    conn: &mut SqliteConnection,
+    batch: &Batch<'_>,
+    chained: &Chained,
+) -> Result<Option<(AppendResult, Option<ChainHash>)>, StoreError> {
+    match insert(conn, batch, chained).await {
+        Ok(Some(result)) => Ok(Some((result, Some(chained.last_hash())))),
+        Ok(None) => Ok(None),
+        Err(error) if is_unique_violation(&error) => Ok(None),
+        Err(error) => Err(store_err(error)),
+    }
+}
+
+/// Appends under SQLite's write lock (`BEGIN IMMEDIATE`): the head read, the chained insert
+/// and the examination of a refusal see no other connection's writes in between, so an
+/// `any` or `exists` append never loses a race to another process.
+async fn append_locked(
+    conn: &mut SqliteConnection,
+    batch: &Batch<'_>,
+    limits: &Limits,
+) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(store_err)?;
+    match append_in_tx(&mut tx, batch, limits).await {
+        Ok(written) => {
+            tx.commit().await.map_err(store_err)?;
+            Ok(written)
+        }
+        Err(error) => {
+            // The answer is known; a failed rollback changes nothing in it.
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
+}
+
+/// Appends inside the open write transaction `conn`, which sees its own earlier appends: reads
+/// the stream's head, inserts the batch chained after it, and on refusal examines why and
+/// answers. The result and, when it wrote, the hash the stream ends with (once committed).
 pub(crate) async fn append_in_tx(
     conn: &mut SqliteConnection,
     batch: &Batch<'_>,
     limits: &Limits,
 ) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
-    append_on(conn, None, batch, limits, true).await
-}
-
-/// Inserts the batch chained after the stream's head (as `prepared`, or after reading the
-/// head); on refusal examines why, and answers (or inserts again when another process moved
-/// the head). The hash the stream ends with comes back when the batch was written.
-async fn append_on(
-    conn: &mut SqliteConnection,
-    mut prepared: Option<Chained>,
-    batch: &Batch<'_>,
-    limits: &Limits,
-    in_tx: bool,
-) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
-    let mut attempts = 0;
-    while attempts < ATTEMPTS {
-        let chained = match prepared.take() {
-            Some(chained) => Some(chained),
-            None => {
-                let head = read_head(conn, batch.stream).await?;
-                batch
-                    .expected
-                    .admits(head.seq)
-                    .then(|| Chained::after(batch, head))
-            }
-        };
-        if let Some(chained) = chained {
+    for _ in 0..ATTEMPTS {
+        let head = read_head(conn, batch.stream).await?;
+        if batch.expected.admits(head.seq) {
+            let chained = Chained::after(batch, head);
             match insert(conn, batch, &chained).await {
                 Ok(Some(result)) => return Ok((result, Some(chained.last_hash()))),
-                Ok(None) if !in_tx && retries_moved_heads(batch.expected) => {
-                    // Another process appended since the head was read: chain again.
-                    attempts += 1;
-                    continue;
-                }
                 Ok(None) => {}
                 Err(error) if is_unique_violation(&error) => {}
                 Err(error) => return Err(store_err(error)),
             }
         }
-        attempts += 1;
-        let refusal = if in_tx {
-            examine(conn, batch, limits).await?
-        } else {
-            // One snapshot for the id look-up, the head and the missed events.
-            let mut tx = conn.begin().await.map_err(store_err)?;
-            let refusal = examine(&mut tx, batch, limits).await?;
-            tx.commit().await.map_err(store_err)?;
-            refusal
-        };
-        match refusal {
+        match examine(conn, batch, limits).await? {
             Refusal::Answer(answer) => return answer.map(|result| (result, None)),
             Refusal::Retry => continue,
         }
@@ -512,12 +525,6 @@ async fn append_on(
         "append to {} was refused {ATTEMPTS} times although its expectation held",
         batch.stream
     )))
-}
-
-/// Whether an append whose head moved under it simply chains again (its expectation does not
-/// pin a seq); a pinned one has its refusal examined.
-fn retries_moved_heads(expected: ExpectedSeq) -> bool {
-    matches!(expected, ExpectedSeq::Any | ExpectedSeq::Exists)
 }
 
 #[cfg(test)]
@@ -536,13 +543,5 @@ mod tests {
         let one = insert_sql(1);
         assert_eq!(one, INSERT_ONE);
         assert!(one.ends_with("?10)"), "{one}");
-    }
-
-    #[test]
-    fn only_unpinned_expectations_chain_again_after_a_moved_head() {
-        assert!(retries_moved_heads(ExpectedSeq::Any));
-        assert!(retries_moved_heads(ExpectedSeq::Exists));
-        assert!(!retries_moved_heads(ExpectedSeq::NoStream));
-        assert!(!retries_moved_heads(ExpectedSeq::Exact(Seq(3))));
     }
 }
