@@ -17,13 +17,13 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_core::{ChainLog, LogReader, StoreOptions, TransactionalStore};
+use ledger_core::{ChainLog, KeyStore, LogReader, StoreOptions, TransactionalStore};
 
-/// What every backend's store is: transactional appends, paged reads of the log, and its hash
-/// chains.
-pub trait LedgerStore: TransactionalStore + LogReader + ChainLog {}
+/// What every backend's store is: transactional appends, paged reads of the log, its hash
+/// chains and its key table.
+pub trait LedgerStore: TransactionalStore + LogReader + ChainLog + KeyStore {}
 
-impl<T: TransactionalStore + LogReader + ChainLog> LedgerStore for T {}
+impl<T: TransactionalStore + LogReader + ChainLog + KeyStore> LedgerStore for T {}
 
 /// The store a conformance case runs against: any backend, shareable across tasks.
 pub type Store = Arc<dyn LedgerStore>;

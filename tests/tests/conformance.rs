@@ -27,6 +27,8 @@ mod multi;
 // Hash chains: every append chains its events; tampering is named by stream and seq; pinned
 // heads; chains filled in by a migration; an export loads as it was.
 mod chains;
+// The key table: one key per subject, races, erasure with tombstones, bulk lookups, import.
+mod keys;
 // No reader skips an event whose transaction commits after later events.
 mod gap_free;
 // Refused input: each limit gives its code and writes nothing.
@@ -43,6 +45,8 @@ mod http;
 mod audit_cli;
 // `ledger verify`, `export` and `import` end to end, heads pinned over HTTP, the example checker.
 mod integrity_cli;
+// `ledger erase` end to end: no plain personal value nor key left in the database's bytes.
+mod erasure_cli;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
 // Admin tokens stored in the database: shared by servers, issued and revoked with `ledger token`.

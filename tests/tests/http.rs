@@ -93,6 +93,11 @@ http_cases!(
     audit_queries::audit_bad_queries,
 );
 
+// Personal fields sealed at rest, open on every route, `[erased]` after an erasure.
+projection_test!(erasure_everywhere, |env: ledger_tests::env::Env| {
+    crate::api_suite::erasure::erasure_everywhere(env)
+});
+
 /// A database that fails every operation: every route answers with the store's error, never
 /// a panic or a hang (no backend: the store is a fake).
 #[tokio::test]

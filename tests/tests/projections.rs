@@ -1,7 +1,8 @@
 //! Projections on every backend: incremental batches equal a rebuild equal the domain's fold; a
 //! transaction that commits late reaches every projection; rebuilds while writers append; a
 //! version bump rebuilds; `--verify` finds a hand-altered row; a killed runner resumes without
-//! applying an event twice or skipping one; two runner processes on one PostgreSQL database.
+//! applying an event twice or skipping one; two runner processes on one PostgreSQL database;
+//! queries with `Condition::In` answer alike on every backend.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -15,8 +16,9 @@ use ledger_core::{
 };
 use ledger_postgres::PgStore;
 use ledger_projector::{
-    Batch, Checkpoint, Plan, ProjectionStore, Projector, Query, ReadModel, Row, Signal,
-    SignalingStore, Slot, fold,
+    Batch, Checkpoint, Column, Condition, Index, MAX_IN_VALUES, Plan, ProjectionStore, Projector,
+    Query, ReadModel, Row, Schema, Signal, SignalingStore, Slot, TableSpec, TableWrite,
+    Value as PValue, fold,
 };
 use ledger_read_models::testing::{Append, Rng, history, random_steps, reference};
 use ledger_read_models::{Change, Logged, tenant_phase};
@@ -717,3 +719,357 @@ async fn an_open_batch_does_not_hold_back_readers() {
     })
     .await;
 }
+
+/// A table for `Condition::In`: a two-column key, a nullable text with an index, a nullable
+/// time.
+static LISTED: TableSpec = TableSpec {
+    name: "listed",
+    columns: &[
+        Column::text("team"),
+        Column::int("n"),
+        Column::text("tag").nullable(),
+        Column::time("at").nullable(),
+    ],
+    key: 2,
+    indexes: &[Index {
+        name: "tag",
+        columns: &["tag"],
+        only_null: None,
+    }],
+};
+
+static LISTED_SCHEMA: Schema = Schema {
+    name: "listed",
+    version: 1,
+    tables: &[LISTED],
+};
+
+/// How many rows of each team `LISTED` holds.
+const PER_TEAM: i64 = 2_000;
+
+/// The time of row `n`.
+fn listed_at(n: i64) -> DateTime<Utc> {
+    start() + chrono::TimeDelta::seconds(n)
+}
+
+/// The rows of `LISTED`, in key order: teams `a`, `b`, `c` of `PER_TEAM` rows each; `tag` is
+/// `t{n % 7}` but null for every fifth row, `at` is null for every third.
+fn listed_rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    for team in ["a", "b", "c"] {
+        for n in 0..PER_TEAM {
+            let tag = if n % 5 == 0 {
+                PValue::Null
+            } else {
+                PValue::text(format!("t{}", n % 7))
+            };
+            let at = if n % 3 == 0 {
+                PValue::Null
+            } else {
+                PValue::time(listed_at(n))
+            };
+            rows.push(vec![PValue::text(team), PValue::Int(n), tag, at]);
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Creates and fills `LISTED` on the env's projection store.
+async fn fill_listed(projections: &dyn ProjectionStore) -> Vec<Row> {
+    let target = projections
+        .create(&LISTED_SCHEMA, Slot::Live)
+        .await
+        .unwrap()
+        .target();
+    let mut tx = projections
+        .begin(&LISTED_SCHEMA, &target, Position(1), 1, "listed")
+        .await
+        .unwrap()
+        .expect("the checkpoint is where it was created");
+    let rows = listed_rows();
+    tx.write(vec![TableWrite {
+        table: &LISTED,
+        inserts: rows.clone(),
+        upserts: vec![],
+        deletes: vec![],
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        projections
+            .query(&Query::new(&LISTED, usize::MAX >> 1))
+            .await
+            .unwrap(),
+        rows
+    );
+    rows
+}
+
+/// Every row of `query` (whose limit is the page size), paging by `after` from the last key
+/// of each full page; checks no page is longer than the limit.
+async fn all_pages(projections: &dyn ProjectionStore, query: &Query) -> Vec<Row> {
+    let mut all: Vec<Row> = Vec::new();
+    let mut query = query.clone();
+    loop {
+        let page = projections.query(&query).await.unwrap();
+        assert!(page.len() <= query.limit, "{} rows in a page", page.len());
+        all.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == query.limit => {
+                query = query.after(Some(LISTED.key_of(last)));
+            }
+            _ => return all,
+        }
+    }
+}
+
+/// The rows of `rows` that `keep` accepts, in `LISTED`'s key order (descending when asked).
+fn listed_where(
+    rows: &[Row],
+    descending: bool,
+    keep: impl Fn(&str, i64, &PValue, &PValue) -> bool,
+) -> Vec<Row> {
+    let mut kept: Vec<Row> = rows
+        .iter()
+        .filter(|r| {
+            let (PValue::Text(team), PValue::Int(n)) = (&r[0], &r[1]) else {
+                panic!("a key of LISTED: {r:?}")
+            };
+            keep(team, *n, &r[2], &r[3])
+        })
+        .cloned()
+        .collect();
+    if descending {
+        kept.reverse();
+    }
+    kept
+}
+
+fn tag(t: &str) -> PValue {
+    PValue::text(t)
+}
+
+// `Condition::In` on every backend: several values, one (exactly `Eq`), none, listed nulls
+// (which match nothing), times, combined with ranges and paged by `after` both ways, about
+// five thousand values, and the refused queries (too many values, a mistyped one).
+projection_test!(in_conditions_match_listed_values, |env: Env| async move {
+    let p = &*env.projections;
+    let rows = fill_listed(p).await;
+    let all = usize::MAX >> 1;
+    let query = |conditions: Vec<Condition>| {
+        let mut q = Query::new(&LISTED, all);
+        q.conditions = conditions;
+        q
+    };
+    let is_tag = |v: &PValue, tags: &[&str]| match v {
+        PValue::Text(t) => tags.contains(&t.as_str()),
+        _ => false,
+    };
+
+    // Several values, one of them in no row.
+    let got = p
+        .query(&query(vec![Condition::In(
+            "tag",
+            vec![tag("t1"), tag("t3"), tag("nope")],
+        )]))
+        .await
+        .unwrap();
+    let want = listed_where(&rows, false, |_, _, t, _| is_tag(t, &["t1", "t3"]));
+    assert!(want.len() > 1_000);
+    assert_eq!(got, want);
+    let got = p
+        .query(&query(vec![Condition::In(
+            "team",
+            vec![PValue::text("c"), PValue::text("a")],
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(got, listed_where(&rows, false, |team, _, _, _| team != "b"));
+
+    // One value is `Eq`, on every column type, a null included.
+    for (column, value) in [
+        ("tag", tag("t2")),
+        ("team", PValue::text("b")),
+        ("n", PValue::Int(17)),
+        ("at", PValue::time(listed_at(17))),
+        ("tag", PValue::Null),
+    ] {
+        let one = p
+            .query(&query(vec![Condition::In(column, vec![value.clone()])]))
+            .await
+            .unwrap();
+        let eq = p
+            .query(&query(vec![Condition::Eq(column, value.clone())]))
+            .await
+            .unwrap();
+        assert_eq!(one, eq, "{column} in [{value:?}]");
+        assert_eq!(
+            one.is_empty(),
+            value == PValue::Null,
+            "{column} in [{value:?}]"
+        );
+    }
+
+    // None matches no row, alone or with other conditions.
+    assert!(
+        p.query(&query(vec![Condition::In("tag", vec![])]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let none = query(vec![
+        Condition::Ge("n", PValue::Int(0)),
+        Condition::In("n", vec![]),
+    ])
+    .descending(true);
+    assert!(p.query(&none).await.unwrap().is_empty());
+
+    // A listed null matches no row, not even those whose column is null.
+    let got = p
+        .query(&query(vec![Condition::In(
+            "tag",
+            vec![PValue::Null, tag("t4")],
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        listed_where(&rows, false, |_, _, t, _| is_tag(t, &["t4"]))
+    );
+    for nulls in [vec![PValue::Null], vec![PValue::Null, PValue::Null]] {
+        for column in ["tag", "at", "n"] {
+            let q = query(vec![Condition::In(column, nulls.clone())]);
+            assert!(p.query(&q).await.unwrap().is_empty(), "{q:?}");
+        }
+    }
+
+    // Times, a null and one no row holds among them.
+    let times = vec![
+        PValue::time(listed_at(4)),
+        PValue::Null,
+        PValue::time(listed_at(5)),
+        PValue::time(listed_at(6)),
+        PValue::time(listed_at(PER_TEAM + 1)),
+    ];
+    let got = p
+        .query(&query(vec![Condition::In("at", times)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        listed_where(&rows, false, |_, n, _, at| *at != PValue::Null
+            && [4, 5].contains(&n))
+    );
+    assert_eq!(got.len(), 6);
+
+    // With a range and another list (one listing a null), paged by `after` in both orders.
+    for descending in [false, true] {
+        for page in [1, 37, 500] {
+            let q = Query::new(&LISTED, page)
+                .when(Condition::In(
+                    "team",
+                    vec![PValue::text("a"), PValue::text("c")],
+                ))
+                .when(Condition::Ge("n", PValue::Int(100)))
+                .when(Condition::Lt(
+                    "n",
+                    PValue::Int(if page == 1 { 160 } else { 900 }),
+                ))
+                .when(Condition::In(
+                    "tag",
+                    vec![tag("t0"), PValue::Null, tag("t2"), tag("t5")],
+                ))
+                .when(Condition::In("at", vec![]))
+                .descending(descending);
+            // (An empty list ANDed in: nothing; then the same without it.)
+            assert!(p.query(&q).await.unwrap().is_empty());
+            let mut q = q;
+            q.conditions.pop();
+            let got = all_pages(p, &q).await;
+            let upper = if page == 1 { 160 } else { 900 };
+            let want = listed_where(&rows, descending, |team, n, t, _| {
+                team != "b" && (100..upper).contains(&n) && is_tag(t, &["t0", "t2", "t5"])
+            });
+            assert!(want.len() > 10, "{}", want.len());
+            assert_eq!(got, want, "descending {descending}, pages of {page}");
+            // Resuming after any row's key gives the rest.
+            let middle = LISTED.key_of(&want[want.len() / 2]);
+            let rest = all_pages(p, &q.clone().after(Some(middle))).await;
+            assert_eq!(rest, want[want.len() / 2 + 1..], "descending {descending}");
+        }
+    }
+
+    // About five thousand values (duplicates, nulls and values no row holds among them),
+    // with `Eq` on the key's first column, paged both ways.
+    let many: Vec<PValue> = (0..5_000i64)
+        .map(|i| match i % 10 {
+            0 => PValue::Null,
+            1 => PValue::Int(-i),
+            _ => PValue::Int((i * 7) % (PER_TEAM + 500)),
+        })
+        .collect();
+    let listed: std::collections::BTreeSet<i64> = many
+        .iter()
+        .filter_map(|v| match v {
+            PValue::Int(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    for descending in [false, true] {
+        let q = Query::new(&LISTED, 250)
+            .when(Condition::Eq("team", PValue::text("b")))
+            .when(Condition::In("n", many.clone()))
+            .descending(descending);
+        let got = all_pages(p, &q).await;
+        let want = listed_where(&rows, descending, |team, n, _, _| {
+            team == "b" && listed.contains(&n)
+        });
+        assert!(want.len() > 1_000, "{}", want.len());
+        assert_eq!(got, want, "descending {descending}");
+    }
+    let texts: Vec<PValue> = (0..5_000)
+        .map(|i| tag(&format!("t{}", i % 3 + 100 * (i % 2))))
+        .collect();
+    let got = p
+        .query(&query(vec![Condition::In("tag", texts)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        listed_where(&rows, false, |_, _, t, _| is_tag(t, &["t0", "t1", "t2"]))
+    );
+
+    // The most values a query may list pass; one more, or a mistyped one, is refused as the
+    // other malformed queries are.
+    let most: Vec<PValue> = (0..MAX_IN_VALUES as i64)
+        .map(|i| PValue::Int(i - 5))
+        .collect();
+    let q = query(vec![Condition::In("n", most.clone())])
+        .after(Some(vec![PValue::text("b"), PValue::Int(PER_TEAM - 3)]));
+    assert_eq!(
+        p.query(&q).await.unwrap(),
+        rows[2 * PER_TEAM as usize - 2..]
+    );
+    let refused = [
+        query(vec![Condition::In(
+            "n",
+            [most.clone(), vec![PValue::Int(-1)]].concat(),
+        )]),
+        query(vec![
+            Condition::In("n", most[..MAX_IN_VALUES / 2].to_vec()),
+            Condition::In("n", most[MAX_IN_VALUES / 2 - 1..].to_vec()),
+        ]),
+        query(vec![Condition::In(
+            "n",
+            vec![PValue::Int(1), PValue::text("2")],
+        )]),
+        query(vec![Condition::In("tag", vec![tag("t1"), PValue::Int(2)])]),
+        query(vec![Condition::In("nope", vec![PValue::Int(1)])]),
+    ];
+    for q in refused {
+        let err = p.query(&q).await.unwrap_err();
+        assert_eq!(err.code(), "internal", "{err}");
+    }
+});

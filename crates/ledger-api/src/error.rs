@@ -160,6 +160,8 @@ codes! {
     ProjectionsUnavailable,
     /// This server does not serve the global log.
     LogUnavailable,
+    /// This server keeps no data keys, so it cannot erase a tenant.
+    KeysUnavailable,
     /// Every live subscriber slot of this server is taken.
     TooManySubscribers,
     /// No subscription has this name.
@@ -189,6 +191,8 @@ codes! {
     InvalidSlug,
     /// A field of the command is malformed.
     InvalidCommand,
+    /// The tenant was erased and takes no more commands.
+    TenantErased,
     // `ExecuteError`.
     /// The slug belongs to another tenant.
     SlugTaken,
@@ -253,6 +257,7 @@ impl Code {
             Code::ProjectionBehind => "projection_behind",
             Code::ProjectionsUnavailable => "projections_unavailable",
             Code::LogUnavailable => "log_unavailable",
+            Code::KeysUnavailable => "keys_unavailable",
             Code::TooManySubscribers => "too_many_subscribers",
             Code::SubscriptionNotFound => "subscription_not_found",
             Code::StreamNotFound => "stream_not_found",
@@ -267,6 +272,7 @@ impl Code {
             Code::SyncNotPending => "sync_not_pending",
             Code::InvalidSlug => "invalid_slug",
             Code::InvalidCommand => "invalid_command",
+            Code::TenantErased => "tenant_erased",
             Code::SlugTaken => "slug_taken",
             Code::IdempotencyKeyReused => "idempotency_key_reused",
             Code::CorruptHistory => "corrupt_history",
@@ -306,6 +312,7 @@ impl Code {
             | Code::SubscriptionNotFound
             | Code::StreamNotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::TenantErased => StatusCode::GONE,
             Code::Conflict
             | Code::LockHeld
             | Code::InvalidTransition
@@ -338,6 +345,7 @@ impl Code {
             | Code::ProjectionBehind
             | Code::ProjectionsUnavailable
             | Code::LogUnavailable
+            | Code::KeysUnavailable
             | Code::TooManySubscribers
             | Code::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal | Code::CorruptHistory => StatusCode::INTERNAL_SERVER_ERROR,
@@ -365,6 +373,7 @@ fn store_code(e: &StoreError) -> Code {
         StoreError::SchemaMismatch { .. } => Code::SchemaMismatch,
         StoreError::Unavailable { .. } => Code::Unavailable,
         StoreError::Backend { .. } => Code::Internal,
+        StoreError::Erased { .. } => Code::TenantErased,
         // `StoreError` is `#[non_exhaustive]` in another crate, so this arm cannot go: a variant
         // added there answers 500 `internal` (its text logged, never sent) until it is mapped here.
         _ => Code::Internal,
@@ -396,6 +405,7 @@ fn domain_code(e: &DomainError) -> Code {
         DomainError::SyncNotPending { .. } => Code::SyncNotPending,
         DomainError::InvalidSlug(_) => Code::InvalidSlug,
         DomainError::InvalidCommand(_) => Code::InvalidCommand,
+        DomainError::TenantErased { .. } => Code::TenantErased,
         // `DomainError` is `#[non_exhaustive]` in another crate, so this arm cannot go: a variant
         // added there answers 500 `internal` (its text logged, never sent) until it is mapped here.
         _ => Code::Internal,
@@ -628,6 +638,12 @@ fn store_message(e: StoreError, details: &mut Map<String, Value>) -> String {
                 "event id {event_id} was already used for a different event; give each new event a new id"
             )
         }
+        StoreError::Erased { subject, erased_at } => {
+            details.insert("erased_at".into(), json!(erased_at));
+            format!(
+                "tenant {subject} was erased at {erased_at}; nothing personal can be written for it any more"
+            )
+        }
         StoreError::InvalidStreamName { name, reason } => {
             details.insert("stream".into(), json!(excerpt(&name)));
             format!("{} is not a valid stream name: {reason}", quote(&name))
@@ -659,6 +675,9 @@ fn domain_message(e: DomainError, details: &mut Map<String, Value>) -> String {
         }
         DomainError::SyncNotPending { target } => {
             details.insert("target".into(), json!(target));
+        }
+        DomainError::TenantErased { erased_at } => {
+            details.insert("erased_at".into(), json!(erased_at));
         }
         _ => {}
     }
@@ -782,7 +801,7 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 56] = [
+    const WIRE: [(&str, u16); 58] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
@@ -800,6 +819,7 @@ mod tests {
         ("unknown_command", 404),
         ("unknown_projection", 404),
         ("method_not_allowed", 405),
+        ("tenant_erased", 410),
         ("conflict", 409),
         ("lock_held", 409),
         ("invalid_transition", 409),
@@ -830,6 +850,7 @@ mod tests {
         ("projection_behind", 503),
         ("projections_unavailable", 503),
         ("log_unavailable", 503),
+        ("keys_unavailable", 503),
         ("too_many_subscribers", 503),
         ("subscription_not_found", 404),
         ("stream_not_found", 404),
@@ -906,6 +927,9 @@ mod tests {
             },
             DomainError::InvalidSlug("X".into()),
             DomainError::InvalidCommand("x".into()),
+            DomainError::TenantErased {
+                erased_at: chrono::Utc::now(),
+            },
         ]
     }
 
@@ -1048,6 +1072,29 @@ mod tests {
             assert_eq!(code_of_status(status).status(), status, "{status}");
             let body = ApiError::of_status(status).body();
             assert!(!body.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_erased_tenant_answers_410_with_when_it_was_erased() {
+        let erased_at = chrono::DateTime::parse_from_rfc3339("2026-01-20T09:00:05Z")
+            .unwrap()
+            .to_utc();
+        for err in [
+            ApiError::from(DomainError::TenantErased { erased_at }),
+            ApiError::from(ExecuteError::Domain(DomainError::TenantErased {
+                erased_at,
+            })),
+        ] {
+            assert_eq!(err.code(), Code::TenantErased);
+            assert_eq!(err.status(), StatusCode::GONE);
+            let body = err.body();
+            assert_eq!(body.error, "tenant_erased");
+            assert_eq!(
+                body.message,
+                "tenant was erased at 2026-01-20 09:00:05 UTC; it takes no more commands"
+            );
+            assert_eq!(body.details["erased_at"], json!("2026-01-20T09:00:05Z"));
         }
     }
 

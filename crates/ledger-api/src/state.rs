@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_commands::{Clock, Executor};
-use ledger_core::{BoxFuture, ChainLog, EventStore, LogReader, StoreError, StreamName};
+use ledger_commands::{Clock, Executor, SealedLog, SealedStore, Vault};
+use ledger_core::{BoxFuture, ChainLog, EventStore, KeyStore, LogReader, StoreError, StreamName};
 use ledger_domain::Policy;
 use ledger_projector::Projector;
 use ledger_read_models::Logged;
@@ -77,6 +77,8 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) raw_store: Arc<dyn EventStore>,
+    pub(crate) vault: Option<Vault>,
     pub(crate) executor: Executor<Arc<dyn EventStore>>,
     pub(crate) local_admin_hash: Option<[u8; 32]>,
     pub(crate) admin_tokens: Arc<RegistryCache>,
@@ -113,10 +115,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let store: Arc<dyn EventStore> = Arc::new(MeteredStore::new(store, metrics.clone()));
         let clock: Clock = Arc::new(chrono::Utc::now);
-        let executor = Executor::new(store.clone())
-            .with_policy(config.policy)
-            .with_max_attempts(config.max_attempts)
-            .with_clock(clock.clone());
+        let executor = executor(store.clone(), &config, clock.clone());
         let probe_store = store.clone();
         let ready: ReadyCheck = Arc::new(move || {
             let store = probe_store.clone();
@@ -127,6 +126,8 @@ impl AppState {
         });
         let max_live_subscribers = config.max_live_subscribers;
         Self {
+            raw_store: store.clone(),
+            vault: None,
             store,
             executor,
             local_admin_hash,
@@ -158,8 +159,31 @@ impl AppState {
     /// The same state serving the global log (`GET /v1/events`) from `log`; without one that
     /// route answers 503 `log_unavailable`.
     pub fn with_log(mut self, log: Arc<dyn LogReader>) -> Self {
-        self.log = Some(log);
+        self.log = Some(match &self.vault {
+            Some(vault) => Arc::new(SealedLog::new(log, vault.clone())),
+            None => log,
+        });
         self
+    }
+
+    /// The same state sealing personal fields with the tenants' keys in `keys` on every
+    /// append, and opening them (`[erased]` once a tenant is erased) on every read; without
+    /// keys they are stored as sent.
+    pub fn with_keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
+        let vault = Vault::new(keys);
+        self.store = Arc::new(SealedStore::new(self.raw_store.clone(), vault.clone()));
+        self.executor = executor(self.store.clone(), &self.config, self.clock.clone());
+        self.log = self
+            .log
+            .take()
+            .map(|log| Arc::new(SealedLog::new(log, vault.clone())) as Arc<dyn LogReader>);
+        self.vault = Some(vault);
+        self
+    }
+
+    /// The vault of personal fields, when this state has keys.
+    pub(crate) fn vault(&self) -> Option<&Vault> {
+        self.vault.as_ref()
     }
 
     /// The same state serving the streams' chain heads (`GET /v1/streams/{stream}/head`) from
@@ -207,8 +231,27 @@ impl AppState {
         &self.metrics
     }
 
-    /// The store behind the API.
+    /// The store behind the API, as routes read and write it: personal fields sealed on the
+    /// way in and opened on the way out when the state has keys.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
+
+    /// The store as the database holds it (personal fields sealed), for reads that need no
+    /// personal field.
+    pub(crate) fn raw_store(&self) -> &Arc<dyn EventStore> {
+        &self.raw_store
+    }
+}
+
+/// The command executor over `store`.
+fn executor(
+    store: Arc<dyn EventStore>,
+    config: &ApiConfig,
+    clock: Clock,
+) -> Executor<Arc<dyn EventStore>> {
+    Executor::new(store)
+        .with_policy(config.policy)
+        .with_max_attempts(config.max_attempts)
+        .with_clock(clock)
 }

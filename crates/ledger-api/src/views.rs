@@ -48,6 +48,9 @@ pub struct TenantView {
     pub syncs: Vec<SyncView>,
     /// When onboarding completed.
     pub completed_at: Option<DateTime<Utc>>,
+    /// When the tenant was erased (its personal fields read `[erased]`); it takes no more
+    /// commands.
+    pub erased_at: Option<DateTime<Utc>>,
     /// The stream's seq: the value to send as `expected_seq` or `If-Match`.
     pub seq: u64,
     /// The durations this server decides with.
@@ -200,6 +203,7 @@ impl TenantView {
                 })
                 .collect(),
             completed_at: state.completed_at,
+            erased_at: state.erased_at,
             seq,
             policy: policy.into(),
         }

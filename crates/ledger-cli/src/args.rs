@@ -54,11 +54,22 @@ pub enum Command {
     /// Walks every stream's hash chain and prints each broken link as a JSON line, then a
     /// summary; exit 1 on any break.
     Verify(VerifyArgs),
-    /// Prints the log in position order as JSON lines: envelopes, hashes and data as stored.
+    /// Prints the log in position order as JSON lines: envelopes, hashes and data as stored
+    /// (personal fields sealed; the tenants' keys only with `--with-keys`).
     Export(ExportArgs),
     /// Loads a `ledger export` file into an empty database, checking every chain as it goes,
     /// then rebuilds the read models.
     Import(ImportArgs),
+    /// Erases a tenant's personal data: appends `TenantErased` and destroys its data key, so
+    /// its personal fields read `[erased]` everywhere; prints what it did.
+    Erase(EraseArgs),
+}
+
+/// Arguments of `ledger erase`.
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The tenant's id.
+    pub tenant: String,
 }
 
 /// Arguments of `ledger verify`.
@@ -86,6 +97,10 @@ pub struct ExportArgs {
     /// Only events after this position.
     #[arg(long, default_value_t = 0, value_name = "POSITION")]
     pub since: u64,
+    /// Also write the tenants' data keys (first, one `{"data_key": ...}` line each): without
+    /// them the export is erased for every tenant.
+    #[arg(long)]
+    pub with_keys: bool,
 }
 
 /// Arguments of `ledger import`.

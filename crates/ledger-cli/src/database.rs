@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ledger_core::{
-    Baseline, ChainLog, EventStore, LogReader, StoreError, StoreOptions, schema_message,
+    Baseline, ChainLog, EventStore, KeyStore, LogReader, StoreError, StoreOptions, schema_message,
 };
 use ledger_postgres::PgStore;
 use ledger_projector::{ProjectionStore, Projector, ProjectorOptions};
@@ -16,11 +16,11 @@ use ledger_sqlite::SqliteStore;
 use crate::args::DEFAULT_DATABASE_URL;
 use crate::output::CliError;
 
-/// Everything the commands need from a backend: the event store, its hash chains and the
-/// bench baseline.
-pub trait LedgerStore: EventStore + LogReader + ChainLog + Baseline + 'static {}
+/// Everything the commands need from a backend: the event store, its hash chains, its key
+/// table and the bench baseline.
+pub trait LedgerStore: EventStore + LogReader + ChainLog + KeyStore + Baseline + 'static {}
 
-impl<T: EventStore + LogReader + ChainLog + Baseline + 'static> LedgerStore for T {}
+impl<T: EventStore + LogReader + ChainLog + KeyStore + Baseline + 'static> LedgerStore for T {}
 
 /// The backend a URL selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

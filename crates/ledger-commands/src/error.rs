@@ -3,6 +3,8 @@
 use ledger_core::{Conflict, Seq, StoreError, StreamName};
 use ledger_domain::DomainError;
 
+use crate::SealError;
+
 /// A command that was refused or could not run; each variant has a stable [`code`](Self::code).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -44,7 +46,21 @@ impl From<StoreError> for ExecuteError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(c) => ExecuteError::Conflict(c),
+            StoreError::Erased { erased_at, .. } => {
+                ExecuteError::Domain(DomainError::TenantErased { erased_at })
+            }
             other => ExecuteError::Store(other),
+        }
+    }
+}
+
+impl From<SealError> for ExecuteError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Erased { erased_at, .. } => {
+                ExecuteError::Domain(DomainError::TenantErased { erased_at })
+            }
+            SealError::Store(e) => e.into(),
         }
     }
 }

@@ -92,6 +92,15 @@ pub enum StoreError {
         /// The version this ledger needs.
         needed: i64,
     },
+    /// The subject's data key was destroyed (an erased tenant): nothing personal can be
+    /// written for it any more.
+    #[error("{subject} was erased at {erased_at}; its personal fields can no longer be written")]
+    Erased {
+        /// Whose key is gone (a tenant id).
+        subject: String,
+        /// When the key was destroyed.
+        erased_at: chrono::DateTime<chrono::Utc>,
+    },
     /// The database cannot be reached or is overloaded; retrying later may succeed.
     #[error("the database is unavailable: {message}")]
     Unavailable {
@@ -179,6 +188,7 @@ impl StoreError {
             StoreError::InvalidInput(_) => "invalid_input",
             StoreError::UnknownPosition(_) => "unknown_position",
             StoreError::SchemaMismatch { .. } => "schema_mismatch",
+            StoreError::Erased { .. } => "tenant_erased",
             StoreError::Unavailable { .. } => "unavailable",
             StoreError::Backend { .. } => "internal",
         }

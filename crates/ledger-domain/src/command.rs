@@ -101,6 +101,8 @@ pub enum Command {
         /// The phase the tenant is known to have reached.
         phase: Phase,
     },
+    /// Record that the tenant's personal fields were erased (in any phase, under any lock).
+    EraseTenant {},
 }
 
 impl Command {
@@ -121,6 +123,7 @@ impl Command {
             Command::RecordSyncSuccess { .. } => "record-sync-success",
             Command::AbandonSync { .. } => "abandon-sync",
             Command::BackfillPhase { .. } => "backfill-phase",
+            Command::EraseTenant {} => "erase-tenant",
         }
     }
 

@@ -38,6 +38,21 @@ pub fn decide(
     policy: &Policy,
 ) -> Result<Decision, DomainError> {
     validate(command)?;
+    if let Command::EraseTenant {} = command {
+        // Not gated by the phase or the lock: an erasure request must never be blocked.
+        if !state.is_registered() {
+            return Err(DomainError::TenantNotFound);
+        }
+        if state.is_erased() {
+            return Ok(Decision::nothing());
+        }
+        return Ok(Decision::append(vec![TenantEvent::TenantErased {
+            at: now,
+        }]));
+    }
+    if let Some(erased_at) = state.erased_at {
+        return Err(DomainError::TenantErased { erased_at });
+    }
     if let Command::RegisterTenant { slug, name } = command {
         if state.is_registered() {
             return Err(DomainError::TenantExists);
@@ -55,7 +70,9 @@ pub fn decide(
         check_lock(state, holder, now)?;
     }
     match command {
-        Command::RegisterTenant { .. } => unreachable!("handled above"),
+        Command::RegisterTenant { .. } | Command::EraseTenant {} => {
+            unreachable!("handled above")
+        }
         Command::VerifyPayment {
             checkout_session_id,
             ..
@@ -250,7 +267,8 @@ fn validate(command: &Command) -> Result<(), DomainError> {
         Command::CreateOrganization { .. }
         | Command::ProvisionWorkspace { .. }
         | Command::CompleteOnboarding { .. }
-        | Command::BackfillPhase { .. } => &[],
+        | Command::BackfillPhase { .. }
+        | Command::EraseTenant {} => &[],
     };
     if let Some(Some(holder)) = command.step_holder()
         && holder.trim().is_empty()

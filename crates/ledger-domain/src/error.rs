@@ -46,6 +46,12 @@ pub enum DomainError {
     /// A field of the command is malformed.
     #[error("{0}")]
     InvalidCommand(String),
+    /// The tenant's personal data was erased; it takes no more commands.
+    #[error("tenant was erased at {erased_at}; it takes no more commands")]
+    TenantErased {
+        /// When it was erased.
+        erased_at: DateTime<Utc>,
+    },
 }
 
 impl DomainError {
@@ -59,6 +65,7 @@ impl DomainError {
             DomainError::SyncNotPending { .. } => "sync_not_pending",
             DomainError::InvalidSlug(_) => "invalid_slug",
             DomainError::InvalidCommand(_) => "invalid_command",
+            DomainError::TenantErased { .. } => "tenant_erased",
         }
     }
 }

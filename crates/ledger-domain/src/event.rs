@@ -134,6 +134,12 @@ pub enum TenantEvent {
         #[serde(deserialize_with = "crate::time::deserialize")]
         at: DateTime<Utc>,
     },
+    /// Personal fields of this tenant were erased; its data key is destroyed.
+    TenantErased {
+        /// When.
+        #[serde(deserialize_with = "crate::time::deserialize")]
+        at: DateTime<Utc>,
+    },
 }
 
 /// The event of a `slug-<slug>` stream: the slug belongs to a tenant.
@@ -161,7 +167,7 @@ pub struct DecodeError {
 
 impl TenantEvent {
     /// Every event type of the catalog.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 15] = [
         "TenantRegistered",
         "PaymentVerified",
         "OnboardingLockAcquired",
@@ -176,6 +182,7 @@ impl TenantEvent {
         "BackendSyncAbandoned",
         "OnboardingPhaseBackfilled",
         "OnboardingCompleted",
+        "TenantErased",
     ];
 
     /// Splits the event into its type name and JSON payload, as a store keeps them.
@@ -214,6 +221,7 @@ impl TenantEvent {
             TenantEvent::BackendSyncAbandoned { .. } => "BackendSyncAbandoned",
             TenantEvent::OnboardingPhaseBackfilled { .. } => "OnboardingPhaseBackfilled",
             TenantEvent::OnboardingCompleted { .. } => "OnboardingCompleted",
+            TenantEvent::TenantErased { .. } => "TenantErased",
         }
     }
 
@@ -233,7 +241,8 @@ impl TenantEvent {
             | TenantEvent::BackendSynced { at, .. }
             | TenantEvent::BackendSyncAbandoned { at, .. }
             | TenantEvent::OnboardingPhaseBackfilled { at, .. }
-            | TenantEvent::OnboardingCompleted { at } => *at,
+            | TenantEvent::OnboardingCompleted { at }
+            | TenantEvent::TenantErased { at } => *at,
         }
     }
 }
@@ -308,6 +317,7 @@ mod tests {
                 at,
             },
             TenantEvent::OnboardingCompleted { at },
+            TenantEvent::TenantErased { at },
         ];
         assert_eq!(all.len(), TenantEvent::TYPES.len());
         for (event, name) in all.iter().zip(TenantEvent::TYPES) {
@@ -335,6 +345,11 @@ mod tests {
             (
                 "ApiKeyIssued",
                 json!({"key": "sk_live", "at": "2026-01-20T09:00:00Z"}),
+            ),
+            ("TenantErased", json!({})),
+            (
+                "TenantErased",
+                json!({"at": "2026-01-20T09:00:00Z", "name": "Acme"}),
             ),
         ];
         for (ty, data) in bad {

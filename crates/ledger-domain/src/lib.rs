@@ -8,6 +8,7 @@ mod command;
 mod decide;
 mod error;
 mod event;
+pub mod personal;
 mod phase;
 mod policy;
 mod state;

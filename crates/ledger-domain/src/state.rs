@@ -26,6 +26,9 @@ pub struct TenantState {
     pub syncs: BTreeMap<String, SyncState>,
     /// When onboarding first completed.
     pub completed_at: Option<DateTime<Utc>>,
+    /// When the tenant's personal data was first erased (its data key destroyed).
+    #[serde(default)]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// A tenant's registration.
@@ -121,6 +124,11 @@ impl TenantState {
     /// Whether the tenant has been registered.
     pub fn is_registered(&self) -> bool {
         self.registration.is_some()
+    }
+
+    /// Whether the tenant's personal data has been erased.
+    pub fn is_erased(&self) -> bool {
+        self.erased_at.is_some()
     }
 
     /// The lock if it is active at `now`.
@@ -246,6 +254,9 @@ pub fn evolve(mut state: TenantState, event: &TenantEvent) -> TenantState {
             s.status = SyncStatus::Failed;
             s.last_error = Some(reason.clone());
             s.updated_at = *at;
+        }
+        TenantEvent::TenantErased { at } => {
+            state.erased_at.get_or_insert(*at);
         }
     }
     state

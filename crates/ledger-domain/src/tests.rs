@@ -101,6 +101,7 @@ fn commands() -> Vec<Command> {
             slug: "acme".into(),
             name: "Acme".into(),
         },
+        Command::EraseTenant {},
     ]
 }
 
@@ -109,7 +110,7 @@ fn every_command_in_every_phase() {
     // Columns: NOT_STARTED, PAYMENT_VERIFIED, ORGANIZATION_CREATED, WORKSPACE_PROVISIONED,
     // API_KEY_ISSUED, COMPLETED.
     let bad = "!invalid_transition";
-    let expected: [[&str; 6]; 14] = [
+    let expected: [[&str; 6]; 15] = [
         ["+PaymentVerified", "=", "=", "=", "=", "="],
         [bad, "+OrganizationCreated", "=", "=", "=", "="],
         [bad, bad, "+WorkspaceProvisioned", "=", "=", "="],
@@ -129,7 +130,9 @@ fn every_command_in_every_phase() {
             .try_into()
             .unwrap(),
         ["!tenant_exists"; 6],
+        ["+TenantErased"; 6],
     ];
+    assert_eq!(commands().len(), expected.len());
     for (command, row) in commands().iter().zip(expected) {
         for (phase, want) in Phase::ALL.into_iter().zip(row) {
             let got = outcome(&history(phase), command, t0() + Duration::seconds(1));
@@ -528,4 +531,199 @@ fn commands_parse_from_json_bodies() {
     assert!(serde_json::from_value::<Command>(bad).is_err());
     let unknown = serde_json::json!({"command": "create-organization", "extra": true});
     assert!(serde_json::from_value::<Command>(unknown).is_err());
+}
+
+/// The history that brings a registered tenant to `phase` and then erases it at `t0() + 5s`.
+fn erased(phase: Phase) -> Vec<TenantEvent> {
+    let mut given = history(phase);
+    given.push(TenantEvent::TenantErased {
+        at: t0() + Duration::seconds(5),
+    });
+    given
+}
+
+#[test]
+fn erasure_is_allowed_in_every_phase() {
+    let now = t0() + Duration::seconds(7);
+    for phase in Phase::ALL {
+        let d = decide(
+            &Command::EraseTenant {},
+            &fold(&history(phase)),
+            now,
+            &Policy::default(),
+        )
+        .unwrap();
+        assert!(!d.already_done, "{phase}");
+        assert_eq!(d.events, [TenantEvent::TenantErased { at: now }], "{phase}");
+    }
+}
+
+#[test]
+fn erasure_is_not_blocked_by_anyones_lock() {
+    let given = locked_by("tab-a");
+    let now = t0() + Duration::seconds(30);
+    assert!(fold(&given).active_lock(now).is_some());
+    assert_eq!(
+        outcome(&given, &Command::EraseTenant {}, now),
+        "+TenantErased"
+    );
+    // A failed step awaiting its retry does not hold the erasure back either.
+    let mut failed = history(Phase::OrganizationCreated);
+    failed.push(TenantEvent::OnboardingStepFailed {
+        stage: Stage::SettingUpWorkspace,
+        code: "quota".into(),
+        at: t0(),
+    });
+    assert_eq!(
+        outcome(&failed, &Command::EraseTenant {}, t0()),
+        "+TenantErased"
+    );
+}
+
+#[test]
+fn erasing_twice_appends_nothing_and_keeps_the_first_time() {
+    for phase in Phase::ALL {
+        let given = erased(phase);
+        let later = t0() + Duration::hours(1);
+        let d = decide(
+            &Command::EraseTenant {},
+            &fold(&given),
+            later,
+            &Policy::default(),
+        )
+        .unwrap();
+        assert!(d.events.is_empty() && d.already_done, "{phase}");
+        assert_eq!(outcome(&given, &Command::EraseTenant {}, later), "=");
+    }
+    // A second TenantErased in the history (history is the truth) keeps the first time.
+    let mut given = erased(Phase::NotStarted);
+    given.push(TenantEvent::TenantErased {
+        at: t0() + Duration::hours(2),
+    });
+    assert_eq!(fold(&given).erased_at, Some(t0() + Duration::seconds(5)));
+}
+
+#[test]
+fn an_erased_tenant_takes_no_other_command() {
+    for phase in Phase::ALL {
+        let given = erased(phase);
+        let state = fold(&given);
+        for command in commands() {
+            let got = decide(
+                &command,
+                &state,
+                t0() + Duration::hours(1),
+                &Policy::default(),
+            );
+            match command {
+                Command::EraseTenant {} => assert!(got.unwrap().already_done, "{phase}"),
+                _ => assert_eq!(
+                    got,
+                    Err(DomainError::TenantErased {
+                        erased_at: t0() + Duration::seconds(5)
+                    }),
+                    "{} in {phase}",
+                    command.name()
+                ),
+            }
+        }
+    }
+    // The erasure's own lock holder is refused like anyone else.
+    let mut given = locked_by("tab-a");
+    given.push(TenantEvent::TenantErased { at: t0() });
+    for command in [
+        Command::CreateOrganization {
+            holder: Some("tab-a".into()),
+        },
+        Command::AcquireLock {
+            holder: "tab-a".into(),
+        },
+        Command::ReleaseLock {
+            holder: "tab-a".into(),
+            reason: None,
+        },
+    ] {
+        assert_eq!(
+            outcome(&given, &command, t0() + Duration::seconds(1)),
+            "!tenant_erased",
+            "{}",
+            command.name()
+        );
+    }
+}
+
+#[test]
+fn the_refusal_of_an_erased_tenant_says_so() {
+    let err = DomainError::TenantErased {
+        erased_at: t0() + Duration::seconds(5),
+    };
+    assert_eq!(err.code(), "tenant_erased");
+    assert_eq!(
+        err.to_string(),
+        "tenant was erased at 2026-01-20 09:00:05 UTC; it takes no more commands"
+    );
+}
+
+#[test]
+fn malformed_input_is_still_refused_as_such_after_erasure() {
+    let cmd = Command::AcquireLock { holder: "".into() };
+    assert_eq!(
+        outcome(&erased(Phase::NotStarted), &cmd, t0()),
+        "!invalid_command"
+    );
+}
+
+#[test]
+fn erasing_an_unknown_tenant_is_refused() {
+    assert_eq!(
+        outcome(&[], &Command::EraseTenant {}, t0()),
+        "!tenant_not_found"
+    );
+}
+
+#[test]
+fn evolve_records_the_erasure_and_nothing_else() {
+    for phase in Phase::ALL {
+        let mut given = history(phase);
+        given.push(TenantEvent::OnboardingLockAcquired {
+            holder: "tab-a".into(),
+            at: t0(),
+            expires_at: t0() + Duration::seconds(60),
+        });
+        given.push(TenantEvent::BackendSyncFailed {
+            target: "crm".into(),
+            attempts: 1,
+            last_error: "503".into(),
+            at: t0(),
+        });
+        let before = fold(&given);
+        assert_eq!(before.erased_at, None);
+        assert!(!before.is_erased());
+        let at = t0() + Duration::seconds(9);
+        let after = evolve(before.clone(), &TenantEvent::TenantErased { at });
+        assert_eq!(after.erased_at, Some(at), "{phase}");
+        assert!(after.is_erased());
+        assert_eq!(
+            TenantState {
+                erased_at: None,
+                ..after
+            },
+            before,
+            "{phase}"
+        );
+    }
+}
+
+#[test]
+fn erase_tenant_parses_from_its_json_body() {
+    let cmd: Command =
+        serde_json::from_value(serde_json::json!({"command": "erase-tenant"})).unwrap();
+    assert_eq!(cmd, Command::EraseTenant {});
+    assert_eq!(cmd.name(), "erase-tenant");
+    assert_eq!(
+        serde_json::to_value(&cmd).unwrap(),
+        serde_json::json!({"command": "erase-tenant"})
+    );
+    let extra = serde_json::json!({"command": "erase-tenant", "holder": "tab-a"});
+    assert!(serde_json::from_value::<Command>(extra).is_err());
 }

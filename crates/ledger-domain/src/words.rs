@@ -89,6 +89,13 @@ pub fn describe(event: &TenantEvent, before: &TenantState) -> String {
                 "onboarding completed".to_string()
             }
         }
+        TenantEvent::TenantErased { .. } => {
+            if before.erased_at.is_some() {
+                "personal data erased again (it was already erased)".to_string()
+            } else {
+                "personal data erased; the tenant's data key is destroyed".to_string()
+            }
+        }
     }
 }
 
@@ -329,6 +336,24 @@ mod tests {
         assert_eq!(
             says(e, &done),
             "onboarding completed again (it was already complete)"
+        );
+    }
+
+    #[test]
+    fn erasure() {
+        let e = TenantEvent::TenantErased { at: t() };
+        assert_eq!(
+            says(e.clone(), &registered()),
+            "personal data erased; the tenant's data key is destroyed"
+        );
+        assert_eq!(
+            says(e.clone(), &locked_by("tab-a")),
+            "personal data erased; the tenant's data key is destroyed"
+        );
+        let erased = evolve(registered(), &e);
+        assert_eq!(
+            says(e, &erased),
+            "personal data erased again (it was already erased)"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! models' tables for any spec ([`MemoryProjections`]).
 
 mod chain;
+mod keys;
 mod log;
 mod projection;
 mod store;

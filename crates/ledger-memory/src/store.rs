@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) options: StoreOptions,
     /// The read models kept beside this log.
     pub(crate) projections: MemoryProjections,
+    /// The key table (see `crate::keys`).
+    pub(crate) keys: crate::keys::Keys,
 }
 
 impl MemoryStore {

@@ -16,6 +16,7 @@ pub mod ddl;
 mod error;
 mod events;
 mod health;
+mod keys;
 mod log;
 mod projection;
 mod read;

@@ -3,7 +3,9 @@
 //!
 //! Every value is bound, never spelled into SQL: a batch's rows go in as one typed array per
 //! column (`unnest($1::text[])`, ...), borrowed from the rows, so writing allocates no
-//! per-row values; the identifiers come from specs [`crate::ddl::check`] accepted.
+//! per-row values, and a query's `In` list as one typed array (`= ANY($1::text[])`), so the
+//! statement is the same whatever the list's length; the identifiers come from specs
+//! [`crate::ddl::check`] accepted.
 
 use std::fmt::Write;
 
@@ -225,6 +227,8 @@ pub(crate) enum Param<'a> {
     Int(Option<i64>),
     /// `timestamptz`.
     Time(Option<DateTime<Utc>>),
+    /// An array of the column's type (an `In` list).
+    List(Array<'a>),
 }
 
 impl<'a> Param<'a> {
@@ -247,7 +251,19 @@ impl<'a> Param<'a> {
             Param::Text(v) => q.bind(v),
             Param::Int(v) => q.bind(v),
             Param::Time(v) => q.bind(v),
+            Param::List(a) => a.bind(q),
         }
+    }
+
+    /// `values` as one array parameter of column `column` of `spec`.
+    fn list(spec: &TableSpec, column: &Column, values: &'a [Value]) -> Result<Self, StoreError> {
+        let mut array = Array::new(column.ty, values.len());
+        for value in values {
+            if !array.push(value) {
+                return Err(mismatch(spec, column, value));
+            }
+        }
+        Ok(Param::List(array))
     }
 }
 
@@ -278,6 +294,24 @@ pub(crate) fn query_sql(query: &Query) -> Result<(String, Vec<Param<'_>>), Store
                 clauses.push(format!("{} IS NULL", column.name));
                 continue;
             }
+            // One value is `Eq` (the same statement, the same plans); none matches no row.
+            Condition::In(_, values) => match values.as_slice() {
+                [] => {
+                    clauses.push("FALSE".to_string());
+                    continue;
+                }
+                [v] => ("=", v),
+                several => {
+                    params.push(Param::list(spec, column, several)?);
+                    clauses.push(format!(
+                        "{} = ANY(${}::{})",
+                        column.name,
+                        params.len(),
+                        array_type(column.ty)
+                    ));
+                    continue;
+                }
+            },
         };
         params.push(Param::of(spec, column, value)?);
         clauses.push(format!(
@@ -343,7 +377,7 @@ pub(crate) fn decode(spec: &TableSpec, row: &PgRow) -> Result<Row, sqlx::Error> 
 
 #[cfg(test)]
 mod tests {
-    use ledger_projector::Index;
+    use ledger_projector::{Index, MAX_IN_VALUES};
 
     use super::*;
 
@@ -492,10 +526,72 @@ mod tests {
         for bad in [
             Query::new(&SINGLE, 1).when(Condition::IsNull("nope")),
             Query::new(&SINGLE, 1).when(Condition::Eq("id", Value::Int(1))),
+            Query::new(&SINGLE, 1).when(Condition::In("id", vec![Value::text("a"), Value::Int(1)])),
+            Query::new(&SINGLE, 1).when(Condition::In("id", vec![Value::Null; MAX_IN_VALUES + 1])),
             Query::new(&PAIRS, 1).after(Some(vec![Value::text("a")])),
             Query::new(&SINGLE, 1).after(Some(vec![Value::Null])),
         ] {
             assert!(query_sql(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn in_lists_bind_one_array_and_one_value_is_eq() {
+        let several = Query::new(&PAIRS, 10)
+            .when(Condition::In(
+                "owner",
+                vec![Value::text("a"), Value::Null, Value::text("b")],
+            ))
+            .when(Condition::Ge("n", Value::Int(2)))
+            .when(Condition::In("at", vec![Value::Null, Value::Null]))
+            .after(Some(vec![Value::text("a"), Value::Int(3)]))
+            .descending(true);
+        let (sql, params) = query_sql(&several).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT owner, n, at FROM pairs WHERE owner = ANY($1::text[]) AND n >= $2::bigint \
+             AND at = ANY($3::timestamptz[]) AND (owner, n) < ($4::text, $5::bigint) \
+             ORDER BY owner DESC, n DESC LIMIT $6"
+        );
+        assert_eq!(
+            params[0],
+            Param::List(Array::Text(vec![Some("a"), None, Some("b")]))
+        );
+        assert_eq!(params[2], Param::List(Array::Time(vec![None, None])));
+        assert_eq!(params.len(), 6);
+
+        // One value renders (and binds) exactly as `Eq` does.
+        for value in [Value::Int(7), Value::Null] {
+            let one = Query::new(&PAIRS, 3).when(Condition::In("n", vec![value.clone()]));
+            let eq = Query::new(&PAIRS, 3).when(Condition::Eq("n", value));
+            assert_eq!(query_sql(&one).unwrap(), query_sql(&eq).unwrap());
+        }
+        assert_eq!(
+            query_sql(&Query::new(&SINGLE, 3).when(Condition::In("id", vec![Value::text("k")])))
+                .unwrap()
+                .0,
+            "SELECT id, note FROM single WHERE id = $1::text ORDER BY id LIMIT $2"
+        );
+
+        // None matches no row and binds nothing but the limit.
+        let none = Query::new(&SINGLE, 3)
+            .when(Condition::In("note", vec![]))
+            .when(Condition::Eq("id", Value::text("k")));
+        let (sql, params) = query_sql(&none).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT id, note FROM single WHERE FALSE AND id = $1::text ORDER BY id LIMIT $2"
+        );
+        assert_eq!(params, [Param::Text(Some("k")), Param::Int(Some(3))]);
+
+        // The most values a query may list are one parameter.
+        let values: Vec<Value> = (0..MAX_IN_VALUES as i64).map(Value::Int).collect();
+        let most = Query::new(&PAIRS, 1).when(Condition::In("n", values));
+        let (sql, params) = query_sql(&most).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT owner, n, at FROM pairs WHERE n = ANY($1::bigint[]) ORDER BY owner, n LIMIT $2"
+        );
+        assert!(matches!(&params[0], Param::List(Array::Int(a)) if a.len() == MAX_IN_VALUES));
     }
 }

@@ -1,12 +1,13 @@
 //! What every backend checks before it touches storage for a read model, as a store error: a
 //! malformed spec, a copy or a table addressed with another read model's schema, a query that
-//! names a column its table lacks, compares with a value of another type, or pages after
-//! something that is no key of its table. These are bugs of the caller, never of the data.
+//! names a column its table lacks, compares with a value of another type, lists more than
+//! [`MAX_IN_VALUES`] values to match, or pages after something that is no key of its table.
+//! These are bugs of the caller, never of the data.
 
 use ledger_core::StoreError;
 
 use crate::spec::{Schema, TableSpec};
-use crate::store::{Condition, Query, Target};
+use crate::store::{Condition, MAX_IN_VALUES, Query, Target};
 use crate::value::Value;
 
 /// `schema` is well formed (see [`Schema::validate`]).
@@ -47,9 +48,24 @@ pub fn table_of(schema: &Schema, table: &TableSpec) -> Result<(), StoreError> {
 
 impl Query {
     /// Checks the query against its table: every condition names one of its columns and
-    /// compares it with a value of the column's type, and `after` is a whole key.
+    /// compares it with values of the column's type, its `In` lists hold at most
+    /// [`MAX_IN_VALUES`] values together, and `after` is a whole key.
     pub fn check(&self) -> Result<(), StoreError> {
         let spec = self.table;
+        let listed: usize = self
+            .conditions
+            .iter()
+            .map(|c| match c {
+                Condition::In(_, values) => values.len(),
+                _ => 0,
+            })
+            .sum();
+        if listed > MAX_IN_VALUES {
+            return Err(StoreError::backend(format!(
+                "a query of {} lists {listed} values to match, more than {MAX_IN_VALUES}",
+                spec.name
+            )));
+        }
         for condition in &self.conditions {
             let Some(i) = spec.column(condition.column()) else {
                 return Err(StoreError::backend(format!(
@@ -58,15 +74,16 @@ impl Query {
                     condition.column()
                 )));
             };
-            let value = match condition {
+            let values = match condition {
                 Condition::Eq(_, v)
                 | Condition::Gt(_, v)
                 | Condition::Ge(_, v)
                 | Condition::Lt(_, v)
-                | Condition::Le(_, v) => v,
+                | Condition::Le(_, v) => std::slice::from_ref(v),
+                Condition::In(_, values) => values.as_slice(),
                 Condition::IsNull(_) => continue,
             };
-            if !value.fits(spec.columns[i].ty) {
+            if let Some(value) = values.iter().find(|v| !v.fits(spec.columns[i].ty)) {
                 return Err(StoreError::backend(format!(
                     "a query of {} compares column {} with {value:?}",
                     spec.name, spec.columns[i].name
@@ -141,5 +158,61 @@ mod tests {
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn in_lists_are_typed_and_bounded() {
+        let listed = |n: usize| (0..n).map(|i| Value::Int(i as i64)).collect::<Vec<_>>();
+        for good in [
+            Query::new(&T, 1).when(Condition::In("n", vec![])),
+            Query::new(&T, 1).when(Condition::In("n", vec![Value::Int(1)])),
+            Query::new(&T, 1).when(Condition::In("n", vec![Value::Int(1), Value::Null])),
+            Query::new(&T, 1).when(Condition::In(
+                "id",
+                vec![Value::text("a"), Value::text("b")],
+            )),
+            Query::new(&T, 1).when(Condition::In("n", listed(MAX_IN_VALUES))),
+            Query::new(&T, 1)
+                .when(Condition::In("n", listed(MAX_IN_VALUES - 1)))
+                .when(Condition::In("id", vec![Value::text("a")]))
+                .when(Condition::Eq("n", Value::Int(1))),
+        ] {
+            assert!(good.check().is_ok(), "{:?}", good.conditions.len());
+        }
+        let mistyped = Query::new(&T, 1).when(Condition::In(
+            "n",
+            vec![Value::Int(1), Value::text("2"), Value::Int(3)],
+        ));
+        let err = mistyped.check().unwrap_err();
+        assert_eq!(err.code(), "internal");
+        assert!(
+            err.to_string().contains("column n with Text(\"2\")"),
+            "{err}"
+        );
+        let unknown = Query::new(&T, 1).when(Condition::In("nope", vec![Value::Int(1)]));
+        assert!(unknown.check().is_err());
+        for (too_many, what) in [
+            (
+                Query::new(&T, 1).when(Condition::In("n", listed(MAX_IN_VALUES + 1))),
+                "one list",
+            ),
+            (
+                Query::new(&T, 1)
+                    .when(Condition::In("n", listed(MAX_IN_VALUES)))
+                    .when(Condition::In("n", listed(1))),
+                "two lists together",
+            ),
+        ] {
+            let err = too_many.check().unwrap_err();
+            assert_eq!(err.code(), "internal", "{what}");
+            assert!(
+                err.to_string().contains(&format!(
+                    "lists {} values to match, more than {MAX_IN_VALUES}",
+                    MAX_IN_VALUES + 1
+                )),
+                "{what}: {err}"
+            );
+        }
+        assert_eq!(MAX_IN_VALUES, 30_000);
     }
 }

@@ -34,7 +34,7 @@ pub use runner::{
 pub use signal::{Signal, SignalingStore};
 pub use spec::{Column, ColumnType, Index, Schema, Slot, SpecError, TableSpec};
 pub use store::{
-    ApplyTx, Checkpoint, Condition, Lease, LocalLease, ProjectionStore, Query, Snapshot, Swapped,
-    Target,
+    ApplyTx, Checkpoint, Condition, Lease, LocalLease, MAX_IN_VALUES, ProjectionStore, Query,
+    Snapshot, Swapped, Target,
 };
 pub use value::{Cells, Key, Record, Row, RowError, Value, micros, time_text};

@@ -67,6 +67,10 @@ pub struct Target {
     pub events: u64,
 }
 
+/// Most values the [`Condition::In`] lists of one query may hold together: stays under
+/// SQLite's 32,766 bound parameters with room for the rest of the query.
+pub const MAX_IN_VALUES: usize = 30_000;
+
 /// A condition on one column of a query (the column must be the table's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Condition {
@@ -82,6 +86,8 @@ pub enum Condition {
     Le(&'static str, Value),
     /// The column holds no value.
     IsNull(&'static str),
+    /// The column equals one of the values (none listed: no row; a listed null matches none).
+    In(&'static str, Vec<Value>),
 }
 
 impl Condition {
@@ -93,32 +99,24 @@ impl Condition {
             | Condition::Ge(c, _)
             | Condition::Lt(c, _)
             | Condition::Le(c, _)
-            | Condition::IsNull(c) => c,
+            | Condition::IsNull(c)
+            | Condition::In(c, _) => c,
         }
     }
 
     /// Whether the value `v` of its column passes (SQL semantics: a null passes only
-    /// `IsNull`).
+    /// `IsNull`, and a null compared with anything, or listed by `In`, passes nothing).
     pub fn passes(&self, v: &Value) -> bool {
-        let (Condition::Eq(_, w)
-        | Condition::Gt(_, w)
-        | Condition::Ge(_, w)
-        | Condition::Lt(_, w)
-        | Condition::Le(_, w)) = self
-        else {
-            return *v == Value::Null;
+        let (w, holds): (&Value, fn(&Value, &Value) -> bool) = match self {
+            Condition::IsNull(_) => return *v == Value::Null,
+            Condition::In(_, values) => return *v != Value::Null && values.contains(v),
+            Condition::Eq(_, w) => (w, |v, w| v == w),
+            Condition::Gt(_, w) => (w, |v, w| v > w),
+            Condition::Ge(_, w) => (w, |v, w| v >= w),
+            Condition::Lt(_, w) => (w, |v, w| v < w),
+            Condition::Le(_, w) => (w, |v, w| v <= w),
         };
-        if *v == Value::Null || *w == Value::Null {
-            return false;
-        }
-        match self {
-            Condition::Eq(..) => v == w,
-            Condition::Gt(..) => v > w,
-            Condition::Ge(..) => v >= w,
-            Condition::Lt(..) => v < w,
-            Condition::Le(..) => v <= w,
-            Condition::IsNull(_) => unreachable!("handled above"),
-        }
+        *v != Value::Null && *w != Value::Null && holds(v, w)
     }
 }
 
@@ -333,4 +331,32 @@ pub trait ProjectionStore: Send + Sync {
 
     /// How often a caught-up runner looks for new events when nothing woke it.
     fn poll_interval(&self) -> Duration;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_passes_listed_values_only() {
+        let listed = Condition::In("c", vec![Value::Int(2), Value::Null, Value::Int(5)]);
+        assert_eq!(listed.column(), "c");
+        assert!(listed.passes(&Value::Int(2)) && listed.passes(&Value::Int(5)));
+        assert!(!listed.passes(&Value::Int(3)));
+        assert!(
+            !listed.passes(&Value::Null),
+            "a listed null matches no null"
+        );
+        assert!(!Condition::In("c", vec![]).passes(&Value::Int(2)));
+        assert!(!Condition::In("c", vec![]).passes(&Value::Null));
+        for v in [Value::Int(1), Value::Int(2), Value::Null] {
+            for w in [Value::Int(1), Value::Null] {
+                assert_eq!(
+                    Condition::In("c", vec![w.clone()]).passes(&v),
+                    Condition::Eq("c", w.clone()).passes(&v),
+                    "{v:?} in [{w:?}]"
+                );
+            }
+        }
+    }
 }

@@ -290,6 +290,9 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     /// Events recorded on behalf of this person or service.
     pub on_behalf_of: Option<String>,
+    /// The texts `on_behalf_of` takes sealed with the tenants' keys (the trail holds what the
+    /// events hold): rows holding one of them match too.
+    pub on_behalf_of_sealed: Vec<String>,
     /// Events of this correlation id.
     pub correlation_id: Option<String>,
     /// Events of this request.
@@ -310,7 +313,6 @@ impl AuditFilter {
             ("category", &self.category),
             ("event_type", &self.event_type),
             ("actor", &self.actor),
-            ("on_behalf_of", &self.on_behalf_of),
             ("correlation_id", &self.correlation_id),
             ("request_id", &self.request_id),
         ];
@@ -318,6 +320,11 @@ impl AuditFilter {
             if let Some(v) = value {
                 out.push(Condition::Eq(column, Value::text(v.as_str())));
             }
+        }
+        if let Some(person) = &self.on_behalf_of {
+            let forms = std::iter::once(person).chain(&self.on_behalf_of_sealed);
+            let values = forms.map(|v| Value::text(v.as_str())).collect();
+            out.push(Condition::In("on_behalf_of", values));
         }
         if let Some(from) = self.from {
             out.push(Condition::Ge("recorded_us", Value::Int(to_micros(from))));

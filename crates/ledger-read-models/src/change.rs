@@ -343,6 +343,7 @@ pub fn normalize(event: TenantEvent) -> TenantEvent {
             at: micros(at),
         },
         OnboardingCompleted { at } => OnboardingCompleted { at: micros(at) },
+        TenantErased { at } => TenantErased { at: micros(at) },
     }
 }
 
@@ -402,6 +403,8 @@ mod tests {
             json!({ "at": at }),
         ));
         assert_eq!(from_envelope, Some(change));
+        let erased = Change::from_raw(raw("tenant-abc", 4, "TenantErased", &data)).unwrap();
+        assert_eq!(erased.event, TenantEvent::TenantErased { at: want });
         let claim = json!({ "tenant_id": "abc" }).to_string();
         for other in [
             raw("slug-abc", 1, "SlugClaimed", &claim),
@@ -485,5 +488,9 @@ mod tests {
             unreachable!()
         };
         assert_eq!((a, expires_at), (exact, exact));
+        assert_eq!(
+            normalize(TenantEvent::TenantErased { at }),
+            TenantEvent::TenantErased { at: exact }
+        );
     }
 }

@@ -39,7 +39,7 @@ fn decided_log(steps: &[Step], tenants: usize) -> Log {
 fn arbitrary_event(kind: u8, arg: u8, at: DateTime<Utc>) -> TenantEvent {
     let holder = format!("tab-{}", arg % 2);
     let target = ["crm", "billing"][usize::from(arg % 2)].to_string();
-    match kind % 14 {
+    match kind % 15 {
         0 => TenantEvent::TenantRegistered {
             slug: format!("s{}", arg % 3),
             name: format!("Tenant {arg}"),
@@ -88,7 +88,8 @@ fn arbitrary_event(kind: u8, arg: u8, at: DateTime<Utc>) -> TenantEvent {
             phase: Phase::ALL[usize::from(arg) % 6],
             at,
         },
-        _ => TenantEvent::OnboardingCompleted { at },
+        13 => TenantEvent::OnboardingCompleted { at },
+        _ => TenantEvent::TenantErased { at },
     }
 }
 

@@ -267,7 +267,8 @@ impl Step {
             | BackendSyncFailed { .. }
             | BackendSyncRetried { .. }
             | BackendSynced { .. }
-            | BackendSyncAbandoned { .. } => None,
+            | BackendSyncAbandoned { .. }
+            | TenantErased { .. } => None,
         }
     }
 }
@@ -816,6 +817,26 @@ mod tests {
             }]
         );
         assert_eq!(tenants[0].first_registered_at, Some(t(120)));
+    }
+
+    #[test]
+    fn an_erasure_counts_nothing_and_keeps_the_tenant_row() {
+        let erased = |at| TenantEvent::TenantErased { at: t(at) };
+        let flow_a = flow(0, 4 * H);
+        let mut then_erased = flow_a.clone();
+        then_erased.push(erased(5 * H));
+        let (days, tenants) = run(&[("a", flow_a)]);
+        assert_eq!(run(&[("a", then_erased)]), (days, tenants));
+        // An erasure alone (an arbitrary history) puts no tenant in the funnel.
+        assert_eq!(run(&[("b", vec![erased(0)])]), (vec![], vec![]));
+        let change = Change {
+            tenant_id: "a".into(),
+            seq: 1,
+            event: erased(0),
+        };
+        let batch: Batch<Change> = [(Position(1), Some(change))].into_iter().collect();
+        let plan = ledger_projector::Plan::of(&OnboardingFunnel, &batch, None);
+        assert!(plan.to_load(DAYS_TABLE).is_empty() && plan.to_load(TENANTS_TABLE).is_empty());
     }
 
     #[test]

@@ -361,6 +361,22 @@ mod tests {
     }
 
     #[test]
+    fn an_erasure_changes_no_lock_row() {
+        let erased = |at| TenantEvent::TenantErased { at: t(at) };
+        assert_eq!(follow(&[erased(0)]), None);
+        let held = follow(&[acquire("tab-1", 0, 60)]);
+        assert_eq!(follow(&[acquire("tab-1", 0, 60), erased(10)]), held);
+        let released = follow(&[acquire("tab-1", 0, 60), release("tab-1", 5)]);
+        assert_eq!(
+            follow(&[acquire("tab-1", 0, 60), release("tab-1", 5), erased(10)]),
+            released
+        );
+        let b = batch("a", &[erased(0)]);
+        let plan = ledger_projector::Plan::of(&OnboardingLocks, &b, None);
+        assert!(plan.to_load(0).is_empty(), "no key declared");
+    }
+
+    #[test]
     fn rows_round_trip_and_items_serialize_as_the_api_shows_them() {
         let row = LockRow {
             tenant_id: "t-1".into(),

@@ -417,6 +417,19 @@ mod tests {
     }
 
     #[test]
+    fn an_erasure_changes_no_sync_row() {
+        let erased = |at| TenantEvent::TenantErased { at: t(at) };
+        assert!(follow(&[erased(0)]).is_empty());
+        let pending = [failed("crm", 1, 0), retried("crm", 1), synced("billing", 2)];
+        let mut then_erased = pending.to_vec();
+        then_erased.push(erased(3));
+        assert_eq!(follow(&then_erased), follow(&pending));
+        let b = batch("a", 1, &[erased(0)]);
+        let plan = ledger_projector::Plan::of(&PendingSyncs, &b, None);
+        assert!(plan.to_load(0).is_empty(), "no key declared");
+    }
+
+    #[test]
     fn a_retry_in_the_batch_after_its_failure_counts() {
         // The regression proptest once found: register, fail, retry, in batches of one.
         let events = [failed("crm", 1, 0), retried("crm", 0)];

@@ -230,7 +230,8 @@ fn evolve_row(row: &mut Option<TenantPhaseRow>, change: &Change) {
         | BackendSyncFailed { .. }
         | BackendSyncRetried { .. }
         | BackendSynced { .. }
-        | BackendSyncAbandoned { .. } => {}
+        | BackendSyncAbandoned { .. }
+        | TenantErased { .. } => {}
     }
     row.last_seq = change.seq;
     row.updated_at = at;
@@ -449,6 +450,41 @@ mod tests {
         assert_eq!(row.creating_organization_at, Some(t(4)));
         assert_eq!(row.completed_at, Some(t(5)), "completed by the backfill");
         assert_eq!(row.finalizing_at, Some(t(6)));
+    }
+
+    #[test]
+    fn an_erasure_changes_no_data_of_the_row_only_its_last_seq() {
+        let before = vec![
+            TenantEvent::TenantRegistered {
+                slug: "acme".into(),
+                name: "Acme".into(),
+                at: t(0),
+            },
+            TenantEvent::PaymentVerified {
+                checkout_session_id: "cs".into(),
+                at: t(1),
+            },
+            TenantEvent::OnboardingPhaseBackfilled {
+                phase: Phase::Completed,
+                at: t(2),
+            },
+        ];
+        let mut events = before.clone();
+        events.push(TenantEvent::TenantErased { at: t(3) });
+        events.push(TenantEvent::TenantErased { at: t(4) });
+        let was = follow(&before);
+        let row = follow(&events);
+        // Like a lock event: the tenant's last event is recorded, nothing else moves (the
+        // slug and name stay; once the key is destroyed they read as erased elsewhere).
+        assert_eq!((row.last_seq, row.updated_at), (5, t(4)));
+        assert_eq!(
+            TenantPhaseRow {
+                last_seq: was.last_seq,
+                updated_at: was.updated_at,
+                ..row
+            },
+            was
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod ddl;
 mod error;
 mod events;
 mod health;
+mod keys;
 mod log;
 mod projection;
 mod read;

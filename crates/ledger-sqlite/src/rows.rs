@@ -153,8 +153,9 @@ pub(crate) struct PageSql<'q> {
     pub(crate) params: Vec<&'q Value>,
 }
 
-/// The page `query` asks for: its conditions, the rows after its key, in key order, at most
-/// its limit. A query that fails [`Query::check`] is an error.
+/// The page `query` asks for: its conditions (an `In` list of several values as one
+/// parameter each), the rows after its key, in key order, at most its limit. A query that
+/// fails [`Query::check`] is an error.
 pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
     let spec = query.table;
     let mut sql = format!(
@@ -163,7 +164,15 @@ pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
         spec.table(query.slot),
     );
     query.check()?;
-    let mut params = Vec::with_capacity(query.conditions.len() + spec.key);
+    let listed: usize = query
+        .conditions
+        .iter()
+        .map(|c| match c {
+            Condition::In(_, values) => values.len(),
+            _ => 1,
+        })
+        .sum();
+    let mut params = Vec::with_capacity(listed + spec.key);
     for condition in &query.conditions {
         let column = spec
             .column(condition.column())
@@ -179,6 +188,23 @@ pub(crate) fn page_sql(query: &Query) -> Result<PageSql<'_>, StoreError> {
                 let _ = write!(sql, " AND {} IS NULL", column.name);
                 continue;
             }
+            // One value is `Eq` (the same statement, the same plans); none matches no row.
+            Condition::In(_, values) => match values.as_slice() {
+                [] => {
+                    sql += " AND false";
+                    continue;
+                }
+                [v] => ("=", v),
+                several => {
+                    let first = params.len() + 1;
+                    params.extend(several);
+                    let placeholders: Vec<String> = (first..first + several.len())
+                        .map(|n| format!("?{n}"))
+                        .collect();
+                    let _ = write!(sql, " AND {} IN ({})", column.name, placeholders.join(", "));
+                    continue;
+                }
+            },
         };
         params.push(value);
         let _ = write!(sql, " AND {} {op} ?{}", column.name, params.len());
@@ -324,7 +350,7 @@ pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use ledger_projector::{Column, Index};
+    use ledger_projector::{Column, Index, MAX_IN_VALUES};
 
     use super::*;
 
@@ -452,5 +478,90 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T23:13:20.123456+01:00"), Some(t));
         assert_eq!(parse_time("2023-11-14T22:13:2x.123456Z"), None);
         assert_eq!(parse_time("2023-13-14T22:13:20.123456Z"), None);
+    }
+
+    #[test]
+    fn in_lists_bind_each_value_and_one_value_is_eq() {
+        let t = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let several = Query::new(&PAIRS, 10)
+            .when(Condition::In(
+                "c",
+                vec![Value::text("x"), Value::Null, Value::text("y")],
+            ))
+            .when(Condition::Ge("b", Value::Int(2)))
+            .when(Condition::In("d", vec![Value::time(t), Value::Null]))
+            .after(Some(vec![Value::text("k"), Value::Int(3)]))
+            .descending(true);
+        let page = page_sql(&several).unwrap();
+        assert_eq!(
+            page.sql,
+            "SELECT a, b, c, d FROM pairs WHERE true AND c IN (?1, ?2, ?3) AND b >= ?4 \
+             AND d IN (?5, ?6) AND (a, b) < (?7, ?8) ORDER BY a DESC, b DESC LIMIT ?9"
+        );
+        assert_eq!(
+            page.params,
+            [
+                &Value::text("x"),
+                &Value::Null,
+                &Value::text("y"),
+                &Value::Int(2),
+                &Value::time(t),
+                &Value::Null,
+                &Value::text("k"),
+                &Value::Int(3),
+            ]
+        );
+
+        // One value renders (and binds) exactly as `Eq` does.
+        for value in [Value::Int(7), Value::Null] {
+            let one =
+                page_sql_of(Query::new(&ONES, 3).when(Condition::In("id", vec![value.clone()])));
+            let eq = page_sql_of(Query::new(&ONES, 3).when(Condition::Eq("id", value)));
+            assert_eq!(one, eq);
+        }
+        assert_eq!(
+            page_sql_of(Query::new(&ONES, 3).when(Condition::In("id", vec![Value::Int(7)]))).0,
+            "SELECT id FROM ones WHERE true AND id = ?1 ORDER BY id LIMIT ?2"
+        );
+
+        // None matches no row and binds nothing.
+        let none = Query::new(&ONES, 3)
+            .when(Condition::In("id", vec![]))
+            .when(Condition::Gt("id", Value::Int(1)));
+        assert_eq!(
+            page_sql_of(none),
+            (
+                "SELECT id FROM ones WHERE true AND false AND id > ?1 ORDER BY id LIMIT ?2"
+                    .to_string(),
+                vec![Value::Int(1)]
+            )
+        );
+
+        // The most values a query may list, each a parameter; more, or a mistyped one, refused.
+        let most: Vec<Value> = (0..MAX_IN_VALUES as i64).map(Value::Int).collect();
+        let (sql, params) = page_sql_of(
+            Query::new(&ONES, 1)
+                .when(Condition::In("id", most.clone()))
+                .after(Some(vec![Value::Int(0)])),
+        );
+        assert_eq!(params.len(), MAX_IN_VALUES + 1);
+        assert!(sql.starts_with("SELECT id FROM ones WHERE true AND id IN (?1, ?2, "));
+        assert!(sql.ends_with(&format!(
+            "?{MAX_IN_VALUES}) AND id > ?{} ORDER BY id LIMIT ?{}",
+            MAX_IN_VALUES + 1,
+            MAX_IN_VALUES + 2
+        )));
+        let mut more = most;
+        more.push(Value::Int(-1));
+        assert!(page_sql(&Query::new(&ONES, 1).when(Condition::In("id", more))).is_err());
+        let mistyped =
+            Query::new(&ONES, 1).when(Condition::In("id", vec![Value::Int(1), Value::text("2")]));
+        assert!(page_sql(&mistyped).is_err());
+    }
+
+    /// The SQL and the values of a page query.
+    fn page_sql_of(query: Query) -> (String, Vec<Value>) {
+        let page = page_sql(&query).unwrap();
+        (page.sql, page.params.into_iter().cloned().collect())
     }
 }

@@ -36,9 +36,9 @@ async fn opens_migrates_and_checks_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.db");
     let url = format!("sqlite://{}", path.display());
-    assert_eq!(SqliteStore::required_schema_version(), 4);
-    assert_eq!(SqliteStore::migrate(&url).await.unwrap(), (0, 4));
-    assert_eq!(SqliteStore::migrate(&url).await.unwrap(), (4, 4));
+    assert_eq!(SqliteStore::required_schema_version(), 5);
+    assert_eq!(SqliteStore::migrate(&url).await.unwrap(), (0, 5));
+    assert_eq!(SqliteStore::migrate(&url).await.unwrap(), (5, 5));
     let store = SqliteStore::open(&url, StoreOptions::default())
         .await
         .unwrap();
@@ -52,7 +52,7 @@ async fn opens_migrates_and_checks_the_schema_version() {
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (5, 'future', 1, x'00', 0)",
+         VALUES (6, 'future', 1, x'00', 0)",
     )
     .execute(&mut conn)
     .await
@@ -66,8 +66,8 @@ async fn opens_migrates_and_checks_the_schema_version() {
         matches!(
             err,
             StoreError::SchemaMismatch {
-                found: 5,
-                needed: 4
+                found: 6,
+                needed: 5
             }
         ),
         "{err:?}"

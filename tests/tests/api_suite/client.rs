@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode
 use futures::TryStreamExt;
 use http_body_util::BodyExt;
 use ledger_api::{ApiConfig, AppState, app};
-use ledger_core::{ChainLog, LogReader};
+use ledger_core::{ChainLog, KeyStore, LogReader};
 use ledger_core::{EventStore, ReadAll, Seq, StreamName};
 use ledger_projector::{ProjectionStore, Projector, Signal, SignalingStore};
 use serde_json::{Value, json};
@@ -173,6 +173,28 @@ impl Api {
         projections: Arc<dyn ProjectionStore>,
         config: ApiConfig,
     ) -> Self {
+        Self::served(store, log, projections, None, config)
+    }
+
+    /// [`with_projections`](Self::with_projections) sealing personal fields with the tenants'
+    /// keys in `keys`, as `ledger serve` does.
+    pub fn with_keys(
+        store: Store,
+        log: Arc<dyn LogReader>,
+        projections: Arc<dyn ProjectionStore>,
+        keys: Arc<dyn KeyStore>,
+    ) -> Self {
+        Self::served(store, log, projections, Some(keys), ApiConfig::default())
+    }
+
+    /// The API with read models kept by runners in this process, and keys when given.
+    fn served(
+        store: Store,
+        log: Arc<dyn LogReader>,
+        projections: Arc<dyn ProjectionStore>,
+        keys: Option<Arc<dyn KeyStore>>,
+        config: ApiConfig,
+    ) -> Self {
         let signal = Signal::new();
         let signaled: Store = Arc::new(SignalingStore::new(store.clone(), signal.clone()));
         let projector = Projector::new(log.clone(), projections, ledger_read_models::catalog())
@@ -185,9 +207,12 @@ impl Api {
                 .await
                 .expect("the catalog's read models run");
         });
-        let state = AppState::new(signaled, ADMIN, config)
+        let mut state = AppState::new(signaled, ADMIN, config)
             .with_projections(projector)
             .with_log(log);
+        if let Some(keys) = keys {
+            state = state.with_keys(keys);
+        }
         Self {
             transport: Transport::Oneshot(app(state)),
             admin: ADMIN.to_string(),

@@ -41,6 +41,7 @@ pub async fn openapi_document(store: Store) {
         ("/v1/tenants/{id}", "get"),
         ("/v1/tenants/{id}/tokens", "post"),
         ("/v1/tenants/{id}/timeline", "get"),
+        ("/v1/tenants/{id}/erase", "post"),
         ("/v1/streams/{stream}/events", "post"),
         ("/v1/streams/{stream}/events", "get"),
         ("/v1/streams/{stream}/head", "get"),

@@ -94,6 +94,7 @@ pub struct MultiAppended {
         (status = 403, description = "`forbidden`: a tenant token reaches only its own `tenant-<id>` stream; an ack needs the admin token", body = ErrorBody),
         (status = 404, description = "`subscription_not_found`", body = ErrorBody),
         (status = 409, description = "`conflict` (one stream was not at its expected seq; nothing written), `checkpoint_moved`, `group_mismatch` or `position_not_reached` (the ack's cursor names no event)", body = ErrorBody),
+        (status = 410, description = "`tenant_erased`: a personal field for an erased tenant", body = ErrorBody),
         (status = 413, description = "`payload_too_large` or `event_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_event`, `invalid_stream_name`, `empty_batch`, `invalid_metadata`, `invalid_input`, `event_id_reused` or `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "`unavailable` or `log_unavailable`", body = ErrorBody),

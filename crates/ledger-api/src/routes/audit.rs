@@ -6,8 +6,10 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use ledger_commands::Vault;
 use ledger_core::{Envelope, LogReader, Position, StoreError};
-use ledger_projector::ProjectionStore;
+use ledger_domain::personal::{FieldPath, PERSONAL_METADATA};
+use ledger_projector::{MAX_IN_VALUES, ProjectionStore};
 use ledger_read_models::{AuditFilter, Order, TrailCursor, audit_trail};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -97,7 +99,9 @@ pub(crate) async fn audit_events(
     let projector = projector(&state)?;
     let log = state.log()?;
     let limit = page_limit(q.limit, &state.config)?;
-    let search = AuditSearch::of(&q, tenant_of(&caller))?;
+    let search = AuditSearch::of(&q, tenant_of(&caller))?
+        .with_sealed_forms(state.vault())
+        .await?;
     if let Some(p) = position_param("min_position", q.min_position)? {
         wait_for(
             projector,
@@ -126,6 +130,32 @@ pub struct AuditSearch {
 }
 
 impl AuditSearch {
+    /// The same search also matching the sealed forms `on_behalf_of` takes in the events of
+    /// the searched tenant (of every tenant with a key when no tenant is given), as the trail
+    /// copies them from the events.
+    pub async fn with_sealed_forms(mut self, vault: Option<&Vault>) -> Result<Self, ApiError> {
+        let (Some(vault), Some(person)) = (vault, &self.filter.on_behalf_of) else {
+            return Ok(self);
+        };
+        let mut forms = Vec::new();
+        for path in PERSONAL_METADATA {
+            let tenants = self.filter.tenant.clone().map(|t| vec![t]);
+            let field = FieldPath::Metadata(path);
+            forms.extend(vault.sealed_forms(field, person, tenants).await?);
+        }
+        if forms.len() >= MAX_IN_VALUES {
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                format!(
+                    "on_behalf_of alone searches the events of at most {} tenants; add tenant",
+                    (MAX_IN_VALUES - 1) / PERSONAL_METADATA.len()
+                ),
+            ));
+        }
+        self.filter.on_behalf_of_sealed = forms;
+        Ok(self)
+    }
+
     /// The search `q` asks for (400 `invalid_query` for a malformed parameter); with
     /// `only_tenant`, that tenant's events only (a tenant token's).
     pub fn of(q: &AuditQuery, only_tenant: Option<String>) -> Result<Self, ApiError> {
@@ -216,6 +246,7 @@ fn filter(q: &AuditQuery, only_tenant: Option<String>) -> Result<AuditFilter, Ap
         event_type: text("type", &q.event_type)?,
         actor: text("actor", &q.actor)?,
         on_behalf_of: text("on_behalf_of", &q.on_behalf_of)?,
+        on_behalf_of_sealed: Vec::new(),
         correlation_id: text("correlation_id", &q.correlation_id)?,
         request_id: text("request_id", &q.request_id)?,
         from: instant("from", q.from.as_deref())?,

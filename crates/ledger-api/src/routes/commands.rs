@@ -102,6 +102,7 @@ pub struct CommandResult {
         (status = 403, description = "`forbidden`: another tenant's token; an auditor token; a tenant token with X-On-Behalf-Of", body = ErrorBody),
         (status = 404, description = "`tenant_not_found` or `unknown_command`", body = ErrorBody),
         (status = 409, description = "`conflict` (with `expected_seq`, `current_seq`), `lock_held` (with `holder`, `expires_at`), `invalid_transition` (with `phase`) or `sync_not_pending`", body = ErrorBody),
+        (status = 410, description = "`tenant_erased`: the tenant was erased; nothing personal can be written for it", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_command` or `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
@@ -119,10 +120,10 @@ pub(crate) async fn run_command(
     let tenant = tenant_id(&id)?;
     caller.require_tenant(tenant)?;
     if !COMMANDS.contains(&name.as_str()) {
-        let hint = if name == "register-tenant" {
-            "; register tenants with POST /v1/tenants"
-        } else {
-            ""
+        let hint = match name.as_str() {
+            "register-tenant" => "; register tenants with POST /v1/tenants",
+            "erase-tenant" => "; erase tenants with POST /v1/tenants/{id}/erase",
+            _ => "",
         };
         return Err(ApiError::new(
             Code::UnknownCommand,

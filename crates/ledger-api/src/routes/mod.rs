@@ -4,6 +4,7 @@ pub(crate) mod appends;
 pub mod audit;
 pub(crate) mod chains;
 pub(crate) mod commands;
+pub(crate) mod erase;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod history;
@@ -46,6 +47,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(meta::openapi))
         .routes(routes!(tenants::register, queries::list_tenants))
         .routes(routes!(tenants::get_tenant))
+        .routes(routes!(erase::erase_tenant))
         .routes(routes!(history::timeline))
         .routes(routes!(tokens::issue_token))
         .routes(routes!(commands::run_command))

@@ -11,7 +11,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use chrono::NaiveDate;
+use ledger_commands::Opener;
 use ledger_core::Position;
+use ledger_domain::personal;
 use ledger_projector::{Key, ProjectionError, Projector, Record, TableSpec, Value};
 use ledger_read_models::{
     FunnelDay, LockFilter, LockItem, Logged, PendingSyncRow, SyncFilter, TenantFilter,
@@ -340,7 +342,11 @@ pub(crate) async fn list_tenants(
     };
     let store = projector(&state)?.store();
     let rows = tenant_phase::page(store.as_ref(), filter, page.after, page.limit + 1).await?;
-    let (items, next_cursor) = finish(rows, page.limit);
+    let (mut items, next_cursor) = finish(rows, page.limit);
+    let opener = opener(&state, items.iter().map(|r| &r.tenant_id)).await?;
+    for row in &mut items {
+        opener.open_opt(&row.tenant_id, personal::NAME, &mut row.name);
+    }
     Ok(Json(TenantPage { items, next_cursor }))
 }
 
@@ -384,7 +390,11 @@ pub(crate) async fn list_locks(
     };
     let store = projector(&state)?.store();
     let rows = onboarding_locks::page(store.as_ref(), filter, page.after, page.limit + 1).await?;
-    let (rows, next_cursor) = finish(rows, page.limit);
+    let (mut rows, next_cursor) = finish(rows, page.limit);
+    let opener = opener(&state, rows.iter().map(|r| &r.tenant_id)).await?;
+    for row in &mut rows {
+        opener.open_text(&row.tenant_id, personal::HOLDER, &mut row.holder);
+    }
     let items = rows.into_iter().map(|r| LockItem::at(r, now)).collect();
     Ok(Json(LockPage { items, next_cursor }))
 }
@@ -434,8 +444,24 @@ pub(crate) async fn list_pending_syncs(
     };
     let store = projector(&state)?.store();
     let rows = pending_syncs::page(store.as_ref(), filter, page.after, page.limit + 1).await?;
-    let (items, next_cursor) = finish(rows, page.limit);
+    let (mut items, next_cursor) = finish(rows, page.limit);
+    let opener = opener(&state, items.iter().map(|r| &r.tenant_id)).await?;
+    for row in &mut items {
+        opener.open_opt(&row.tenant_id, personal::LAST_ERROR, &mut row.last_error);
+    }
     Ok(Json(PendingSyncPage { items, next_cursor }))
+}
+
+/// The keys to open the personal fields read models copied from these tenants' events (none
+/// on a server without keys: sealed fields then read `[erased]`).
+pub(crate) async fn opener<'a>(
+    state: &AppState,
+    tenants: impl Iterator<Item = &'a String>,
+) -> Result<Opener, ApiError> {
+    match state.vault() {
+        Some(vault) => Ok(vault.opener(tenants.cloned()).await?),
+        None => Ok(Opener::default()),
+    }
 }
 
 /// `GET /v1/funnel` parameters.
@@ -518,9 +544,15 @@ pub(crate) async fn funnel(
             .as_deref()
             .map(|c| decode_cursor(&onboarding_funnel::DAYS, c))
             .transpose()?;
-        let rows =
-            crate::history::funnel_as_of(state.store.as_ref(), at, from, to, after, limit + 1)
-                .await?;
+        let rows = crate::history::funnel_as_of(
+            state.raw_store().as_ref(),
+            at,
+            from,
+            to,
+            after,
+            limit + 1,
+        )
+        .await?;
         let (items, next_cursor) = finish(rows, limit);
         return Ok(Json(FunnelPage {
             as_of: Some(at),

@@ -146,6 +146,7 @@ pub struct PageQuery {
         (status = 403, description = "`forbidden`: a tenant token reaches only its own `tenant-<id>` stream; an auditor token; a tenant token with X-On-Behalf-Of; an `ack` needs the admin token", body = ErrorBody),
         (status = 404, description = "`subscription_not_found` (an `ack` naming no subscription)", body = ErrorBody),
         (status = 409, description = "`conflict` with `current_seq`; with an `ack`: `checkpoint_moved`, `group_mismatch` or `position_not_reached`", body = ErrorBody),
+        (status = 410, description = "`tenant_erased`: a personal field for an erased tenant", body = ErrorBody),
         (status = 413, description = "`payload_too_large` or `event_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_body`, `invalid_event`, `invalid_stream_name`, `empty_batch`, `invalid_metadata`, `invalid_input`, `event_id_reused` or `idempotency_key_reused`", body = ErrorBody),
         (status = 428, description = "`expected_seq_required`", body = ErrorBody),

@@ -69,6 +69,7 @@ pub struct Registered {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not the admin token (an auditor or a tenant token)", body = ErrorBody),
         (status = 409, description = "`slug_taken` or `tenant_exists`", body = ErrorBody),
+        (status = 410, description = "`tenant_erased`: the tenant was erased; nothing personal can be written for it", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 422, description = "`invalid_slug`, `invalid_body`, `invalid_command` or `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),

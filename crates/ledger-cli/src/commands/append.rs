@@ -17,7 +17,9 @@ use crate::output::{CliError, print_json};
 pub async fn run(target: &Target, args: AppendArgs) -> Result<(), CliError> {
     let (stream, expected, event) = parse(args)?;
     let db = database::open(target, StoreOptions::default()).await?;
-    let result = db.store.append(stream, expected, vec![event]).await?;
+    let result = super::sealed(&db)
+        .append(stream, expected, vec![event])
+        .await?;
     // Runners of other processes hear of it before this process exits.
     db.flush_wakeups().await;
     if result.replayed {

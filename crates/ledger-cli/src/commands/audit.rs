@@ -75,7 +75,7 @@ pub async fn run(target: &Target, command: AuditCommand) -> Result<(), CliError>
             let tenant = tenant(&args.tenant)?;
             let at = parse_as_of("--at", &args.at).map_err(|e| error(target, e))?;
             let db = super::open_existing(target).await?;
-            let view = tenant_as_of(db.store.as_ref(), tenant, at, &Policy::default())
+            let view = tenant_as_of(super::sealed(&db).as_ref(), tenant, at, &Policy::default())
                 .await
                 .map_err(|e| error(target, e))?;
             print(args.format, &view, state_table)
@@ -83,7 +83,7 @@ pub async fn run(target: &Target, command: AuditCommand) -> Result<(), CliError>
         AuditCommand::Timeline(args) => {
             let tenant = tenant(&args.tenant)?;
             let db = super::open_existing(target).await?;
-            let timeline = tenant_timeline(db.store.as_ref(), tenant, 1, usize::MAX)
+            let timeline = tenant_timeline(super::sealed(&db).as_ref(), tenant, 1, usize::MAX)
                 .await
                 .map_err(|e| error(target, e))?;
             print(args.format, &timeline, timeline_table)

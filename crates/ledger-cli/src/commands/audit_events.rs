@@ -168,7 +168,7 @@ impl Table {
 /// Runs `ledger audit events` on `target`'s database (which must exist): the audit trail is
 /// brought up to the log's end first, so the answer holds every event committed before.
 pub async fn run(target: &Target, args: EventsArgs) -> Result<(), CliError> {
-    let mut search = AuditSearch::of(&args.query(), None)
+    let search = AuditSearch::of(&args.query(), None)
         .map_err(|e| CliError::bad_input(e.code().as_str(), e.to_string()))?;
     let db = super::open_existing(target).await?;
     let projector = db.projector(ProjectorOptions::default());
@@ -179,6 +179,11 @@ pub async fn run(target: &Target, args: EventsArgs) -> Result<(), CliError> {
             code: "projection_failed",
             message: format!("the audit trail could not catch up with the log: {e}"),
         })?;
+    let log = super::sealed_log(&db);
+    let mut search = search
+        .with_sealed_forms(Some(&super::vault(&db)))
+        .await
+        .map_err(|e| CliError::bad_input(e.code().as_str(), e.to_string()))?;
     let mut left = args.limit.unwrap_or(usize::MAX);
     let mut json = JsonLines::stdout();
     let mut out = std::io::stdout().lock();
@@ -186,7 +191,7 @@ pub async fn run(target: &Target, args: EventsArgs) -> Result<(), CliError> {
     let mut first = true;
     while left > 0 {
         let page = search
-            .page(db.projections.as_ref(), db.store.as_ref(), left.min(PAGE))
+            .page(db.projections.as_ref(), log.as_ref(), left.min(PAGE))
             .await
             .map_err(|e| target.error(e))?;
         left -= page.events.len();

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use ledger_core::StoreError;
 use ledger_core::chain::{ChainedEvent, ExportedEvent};
 use ledger_core::verify::LogChecker;
+use ledger_core::{KeyRecord, StoreError};
 use ledger_projector::ProjectorOptions;
 use serde::Serialize;
 
+use super::export::KeyLine;
 use crate::args::ImportArgs;
 use crate::database::{self, Target};
 use crate::output::{CliError, print_json};
@@ -22,6 +23,7 @@ use crate::units;
 #[derive(Serialize)]
 struct Imported {
     imported: u64,
+    keys: u64,
     seconds: f64,
     events_per_s: u64,
     rebuilt: Vec<&'static str>,
@@ -41,15 +43,23 @@ pub async fn run(target: &Target, args: ImportArgs) -> Result<(), CliError> {
     database::migrate(target).await?;
     let db = database::open(target, ledger_core::StoreOptions::default()).await?;
     let started = Instant::now();
+    let mut lines = reader.lines().enumerate().peekable();
+    let keys = leading_keys(&mut lines)?;
+    // Keys first: an import that fails afterwards can be run again (the log must be empty,
+    // the keys merge).
+    let keys_imported = db.store.import_keys(keys).await?;
     // The first refused line, kept whole: the store only learns that the input ended badly.
     let refused: Arc<Mutex<Option<CliError>>> = Arc::default();
-    let lines = checked_lines(reader, refused.clone());
+    let lines = checked_lines(Box::new(lines), refused.clone());
     let loaded = db.store.import(lines).await;
     if let Some(refusal) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(refusal);
     }
     let imported = loaded?;
     let elapsed = started.elapsed();
+    ledger_commands::reapply_erasures(db.store.as_ref(), &super::vault(&db))
+        .await
+        .map_err(super::erase::execute_error)?;
     let rebuilding = Instant::now();
     let names = ledger_read_models::catalog().names();
     db.projector(ProjectorOptions::default())
@@ -59,6 +69,7 @@ pub async fn run(target: &Target, args: ImportArgs) -> Result<(), CliError> {
     db.flush_wakeups().await;
     print_json(&Imported {
         imported,
+        keys: keys_imported,
         seconds: units::seconds(elapsed),
         events_per_s: units::whole(super::rebuild::rate(imported, elapsed)),
         rebuilt: names,
@@ -69,11 +80,10 @@ pub async fn run(target: &Target, args: ImportArgs) -> Result<(), CliError> {
 /// The events of the file's lines, each checked against its chain; the first bad line ends the
 /// stream with an error and leaves its refusal in `refused`.
 fn checked_lines(
-    reader: Box<dyn BufRead + Send>,
+    mut lines: Box<Lines>,
     refused: Arc<Mutex<Option<CliError>>>,
 ) -> ledger_core::ChainStream {
     let mut checker = LogChecker::new();
-    let mut lines = reader.lines().enumerate();
     futures::stream::poll_fn(move |_| {
         let Some((index, line)) = lines.next() else {
             return std::task::Poll::Ready(None);
@@ -90,6 +100,30 @@ fn checked_lines(
         std::task::Poll::Ready(Some(event))
     })
     .boxed()
+}
+
+/// The numbered lines of the input.
+type Lines = dyn Iterator<Item = (usize, std::io::Result<String>)> + Send;
+
+/// The data keys at the head of an export written with `--with-keys`, taken off `lines`.
+fn leading_keys<I>(lines: &mut std::iter::Peekable<I>) -> Result<Vec<KeyRecord>, CliError>
+where
+    I: Iterator<Item = (usize, std::io::Result<String>)>,
+{
+    let mut keys = Vec::new();
+    while let Some((index, Ok(line))) = lines.peek() {
+        if !line.starts_with(r#"{"data_key""#) {
+            break;
+        }
+        let number = index + 1;
+        let key: KeyLine = serde_json::from_str(line).map_err(|e| CliError::Failed {
+            code: "import_refused",
+            message: format!("line {number}: not a data key: {e}; nothing was imported"),
+        })?;
+        keys.push(key.data_key);
+        lines.next();
+    }
+    Ok(keys)
 }
 
 /// One line as a checked event, or what is wrong with it.

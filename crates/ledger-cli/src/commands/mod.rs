@@ -4,6 +4,7 @@
 mod append;
 pub(crate) mod audit;
 mod audit_events;
+mod erase;
 mod export;
 mod import;
 mod migrate;
@@ -14,7 +15,10 @@ mod serve;
 mod token;
 pub(crate) mod verify;
 
-use ledger_core::StoreOptions;
+use std::sync::Arc;
+
+use ledger_commands::{SealedLog, SealedStore, Vault};
+use ledger_core::{EventStore, LogReader, StoreOptions};
 
 use crate::args::{Cli, Command};
 use crate::database::{self, Database, Target};
@@ -37,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => verify::run(&target, args).await,
         Command::Export(args) => export::run(&target, args).await,
         Command::Import(args) => import::run(&target, args).await,
+        Command::Erase(args) => erase::run(&target, args).await,
     }
 }
 
@@ -44,4 +49,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// create one.
 async fn open_existing(target: &Target) -> Result<Database, CliError> {
     database::open_existing(target, StoreOptions::default()).await
+}
+
+/// The vault of the database's tenant keys.
+pub(crate) fn vault(db: &Database) -> Vault {
+    Vault::new(db.store.clone())
+}
+
+/// The database's log as audit reads use it: whole events opened (or `[erased]`).
+pub(crate) fn sealed_log(db: &Database) -> Arc<dyn LogReader> {
+    Arc::new(SealedLog::new(db.store.clone(), vault(db)))
+}
+
+/// The database's store as commands and reads use it: personal fields sealed on the way in,
+/// opened (or `[erased]`) on the way out.
+pub(crate) fn sealed(db: &Database) -> Arc<dyn EventStore> {
+    Arc::new(SealedStore::new(db.store.clone(), vault(db)))
 }

@@ -11,7 +11,7 @@ use crate::output::{CliError, JsonLines};
 pub async fn run_stream(target: &Target, args: ReadArgs) -> Result<(), CliError> {
     let stream = StreamName::parse(args.stream)?;
     let db = super::open_existing(target).await?;
-    print_all(db.store.read_stream(stream, Seq(args.from_seq))).await
+    print_all(super::sealed(&db).read_stream(stream, Seq(args.from_seq))).await
 }
 
 /// Prints the global log after `--after`, filtered by `--category` and `--type`.
@@ -20,7 +20,7 @@ pub async fn run_all(target: &Target, args: ReadAllArgs) -> Result<(), CliError>
     query.category = args.category;
     query.event_type = args.event_type;
     let db = super::open_existing(target).await?;
-    print_all(db.store.read_all(query)).await
+    print_all(super::sealed(&db).read_all(query)).await
 }
 
 /// Writes each envelope as it arrives; stops quietly when stdout is closed.

@@ -11,7 +11,7 @@ use ledger_api::{
     AdminTokenError, AdminTokenOrigin, AdminTokenSource, ApiConfig, AppState, ConnectionLimits,
     Server,
 };
-use ledger_core::{ChainLog, EventStore, LogReader, StoreOptions};
+use ledger_core::{ChainLog, EventStore, KeyStore, LogReader, StoreOptions};
 use ledger_domain::Policy;
 use ledger_projector::{ProjectorOptions, Signal, SignalingStore};
 use serde::Serialize;
@@ -87,6 +87,13 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let projector = db
         .projector(ProjectorOptions::default())
         .with_signal(signal.clone());
+    let reapplied = ledger_commands::reapply_erasures(db.store.as_ref(), &super::vault(&db))
+        .await
+        .map_err(super::erase::execute_error)?;
+    if reapplied > 0 {
+        tracing::warn!(reapplied, "destroyed keys of erased tenants that were back");
+    }
+    let keys: Arc<dyn KeyStore> = db.store.clone();
     let log: Arc<dyn LogReader> = db.store.clone();
     let chains: Arc<dyn ChainLog> = db.store.clone();
     let inner: Arc<dyn EventStore> = db.store;
@@ -97,7 +104,8 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     }
     .with_projections(projector.clone())
     .with_log(log)
-    .with_chains(chains);
+    .with_chains(chains)
+    .with_keys(keys);
     let server = Server::from_listener(listener, state)
         .map_err(|e| CliError::Internal(anyhow::Error::new(e)))?
         .with_limits(connection_limits(&args));
