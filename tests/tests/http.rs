@@ -97,6 +97,12 @@ http_cases!(
 projection_test!(erasure_everywhere, |env: ledger_tests::env::Env| {
     crate::api_suite::erasure::erasure_everywhere(env)
 });
+projection_test!(
+    live_subscribers_see_the_erasure,
+    |env: ledger_tests::env::Env| {
+        crate::api_suite::erasure::live_subscribers_see_the_erasure(env)
+    }
+);
 
 /// A database that fails every operation: every route answers with the store's error, never
 /// a panic or a hang (no backend: the store is a fake).

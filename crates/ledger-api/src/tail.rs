@@ -10,13 +10,12 @@
 //!
 //! The task starts with the first subscriber and ends once the last one is gone.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use ledger_commands::{TENANT_ERASED, erase_envelope, subject};
 use ledger_core::{EventFilter, LogCursor, LogEvent, LogReader, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -72,27 +71,6 @@ impl Outgoing {
     pub(crate) fn new(event: LogEvent) -> Arc<Self> {
         let json = serde_json::to_string(&event).expect("an event serializes");
         Arc::new(Self { event, json })
-    }
-}
-
-/// The tenants a page of the log erased.
-fn erased_tenants(events: &[LogEvent]) -> HashSet<String> {
-    events
-        .iter()
-        .filter(|e| e.envelope.event_type == TENANT_ERASED)
-        .filter_map(|e| subject(&e.envelope))
-        .collect()
-}
-
-/// `held` with its personal fields erased when it belongs to one of `erased`.
-fn erase(held: &Arc<Outgoing>, erased: &HashSet<String>) -> Arc<Outgoing> {
-    match subject(&held.event.envelope) {
-        Some(tenant) if erased.contains(&tenant) => {
-            let mut event = held.event.clone();
-            erase_envelope(&mut event.envelope);
-            Outgoing::new(event)
-        }
-        _ => held.clone(),
     }
 }
 
@@ -230,18 +208,11 @@ async fn follow(shared: Weak<Shared>, log: Arc<dyn LogReader>, mut wakers: Waker
                 backoff = Duration::from_millis(50);
                 let full = events.len() == PAGE;
                 let grew = !events.is_empty();
-                let erased = erased_tenants(&events);
                 // Serialized once here, outside the lock, for every subscriber.
                 let events: Vec<Arc<Outgoing>> = events.into_iter().map(Outgoing::new).collect();
                 {
                     let mut ring = strong.ring.lock().unwrap_or_else(|p| p.into_inner());
                     ring.failing = false;
-                    // Events read before a tenant's erasure are sent as erased from now on too.
-                    if !erased.is_empty() {
-                        for held in ring.events.iter_mut() {
-                            *held = erase(held, &erased);
-                        }
-                    }
                     if let Some(last) = events.last() {
                         ring.end = last.event.cursor;
                     }

@@ -21,4 +21,4 @@ pub use executor::{Clock, CommandRequest, Executed, Executor};
 pub use idempotency::Idempotency;
 pub use load::{Loaded, decode, slug_stream, tenant_stream};
 pub use sealed::{SealedLog, SealedStore};
-pub use vault::{Opener, SealError, Vault, erase_envelope, subject};
+pub use vault::{Opener, SealError, Vault, subject};

@@ -210,18 +210,6 @@ pub fn subject(envelope: &Envelope) -> Option<String> {
     )
 }
 
-/// Sets every personal field `envelope` carries to `[erased]`, without any key: for copies of
-/// events read before their tenant was erased.
-pub fn erase_envelope(envelope: &mut Envelope) {
-    for field in personal_fields(&envelope.event_type) {
-        if let Some(value) = field.get_mut(&mut envelope.data, &mut envelope.metadata)
-            && !value.is_null()
-        {
-            *value = Value::from(ERASED);
-        }
-    }
-}
-
 /// True when the envelope carries a personal field with a value.
 pub(crate) fn has_personal_fields(envelope: &Envelope) -> bool {
     personal_fields(&envelope.event_type).any(|f| {

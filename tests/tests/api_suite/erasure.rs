@@ -279,3 +279,55 @@ pub async fn erasure_everywhere(env: Env) {
     breaks.extend(walker.finish());
     assert!(breaks.is_empty(), "{breaks:?}");
 }
+
+/// A live subscriber that started before an erasure gets `TenantErased`; one that starts after
+/// it gets the tenant's earlier events erased.
+pub async fn live_subscribers_see_the_erasure(env: Env) {
+    let keys: Arc<dyn ledger_core::KeyStore> = env.store.clone();
+    let api = Api::with_keys(env.events(), env.log.clone(), env.projections.clone(), keys);
+    // Subscribed first, so the server's shared tail reads every event as it is written.
+    let mut first = live(&api).await;
+    let (a, _b, _) = seeded(&api).await;
+    let before = api.log_len().await;
+    let seen = take(&mut first, before).await;
+    assert!(seen.contains(A_NAME), "the live log opens personal fields");
+    api.req("POST", format!("/v1/tenants/{a}/erase"))
+        .admin()
+        .send()
+        .await
+        .expect(200);
+    let erasure = take(&mut first, 1).await;
+    assert!(erasure.contains("TenantErased"), "{erasure}");
+    let mut second = live(&api).await;
+    let replayed = take(&mut second, before + 1).await;
+    for secret in [A_NAME, A_PERSON, A_SESSION, A_HOLDER, A_ERROR] {
+        assert!(
+            !replayed.contains(secret),
+            "{secret} is sent after the erasure"
+        );
+    }
+    assert!(replayed.contains("[erased]") && replayed.contains(B_NAME));
+}
+
+/// The live log from its start, as NDJSON.
+async fn live(api: &Api) -> super::client::Live {
+    let live = api
+        .req("GET", "/v1/events/live")
+        .admin()
+        .header("accept", "application/x-ndjson")
+        .open()
+        .await;
+    assert_eq!(live.status.as_u16(), 200);
+    live
+}
+
+/// The next `n` events of a live stream, as one text.
+async fn take(live: &mut super::client::Live, n: usize) -> String {
+    let mut out = String::new();
+    for _ in 0..n {
+        let event = live.ndjson().await.expect("the live stream ended early");
+        out.push_str(&event.to_string());
+        out.push('\n');
+    }
+    out
+}
