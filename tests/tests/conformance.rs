@@ -47,6 +47,8 @@ mod audit_cli;
 mod integrity_cli;
 // `ledger erase` end to end: no plain personal value nor key left in the database's bytes.
 mod erasure_cli;
+// An audit search by on_behalf_of over more sealed forms than one query lists.
+mod audit_shares;
 // Real `ledger serve` processes: startup, tokens, graceful shutdown, races across three servers.
 mod serve;
 // Admin tokens stored in the database: shared by servers, issued and revoked with `ledger token`.

@@ -141,6 +141,16 @@ store_test!(databases: erase_leaves_no_plaintext_behind, |db| async move {
         assert!(read_b.contains(B_NAME), "{read_b}");
     })
     .await;
+    // Without the keys, the copy is erased for every tenant.
+    let plain = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(plain.path(), &plain_export).unwrap();
+    ledger_tests::backend::sqlite_db(|other| async move {
+        let (code, out, err) = ledger(&other, &["import", plain.path().to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{out} {err}");
+        let (_, read_b, _) = ledger(&other, &["read", &format!("tenant-{b}")]).await;
+        assert!(read_b.contains("[erased]") && !read_b.contains(B_NAME), "{read_b}");
+    })
+    .await;
 });
 
 /// The key of `tenant` in an export, if it has one.

@@ -321,10 +321,16 @@ impl AuditFilter {
                 out.push(Condition::Eq(column, Value::text(v.as_str())));
             }
         }
-        if let Some(person) = &self.on_behalf_of {
-            let forms = std::iter::once(person).chain(&self.on_behalf_of_sealed);
-            let values = forms.map(|v| Value::text(v.as_str())).collect();
-            out.push(Condition::In("on_behalf_of", values));
+        match &self.on_behalf_of {
+            Some(person) if self.on_behalf_of_sealed.is_empty() => {
+                out.push(Condition::Eq("on_behalf_of", Value::text(person.as_str())));
+            }
+            Some(person) => {
+                let forms = std::iter::once(person).chain(&self.on_behalf_of_sealed);
+                let values = forms.map(|v| Value::text(v.as_str())).collect();
+                out.push(Condition::In("on_behalf_of", values));
+            }
+            None => {}
         }
         if let Some(from) = self.from {
             out.push(Condition::Ge("recorded_us", Value::Int(to_micros(from))));
@@ -379,6 +385,10 @@ pub enum Order {
     Desc,
 }
 
+/// Sealed forms of `on_behalf_of` one query lists at most: a search over more tenants' keys
+/// runs one query per share of them and merges their pages.
+pub const FORMS_PER_QUERY: usize = 10_000;
+
 /// The rows that pass `filter`, in `order` after `after`, at most `limit`.
 pub async fn page(
     store: &dyn ProjectionStore,
@@ -387,7 +397,26 @@ pub async fn page(
     after: Option<TrailCursor>,
     limit: usize,
 ) -> Result<Vec<TrailRow>, StoreError> {
-    typed::query(store, filter.query(order, after, limit)).await
+    if filter.on_behalf_of_sealed.len() <= FORMS_PER_QUERY {
+        return typed::query(store, filter.query(order, after, limit)).await;
+    }
+    // The first `limit` rows of the union are among the first `limit` rows of each share.
+    let mut rows: Vec<TrailRow> = Vec::new();
+    for forms in filter.on_behalf_of_sealed.chunks(FORMS_PER_QUERY) {
+        let part = AuditFilter {
+            on_behalf_of_sealed: forms.to_vec(),
+            ..filter.clone()
+        };
+        rows.extend(typed::query(store, part.query(order, after, limit)).await?);
+    }
+    rows.sort_by_key(TrailRow::cursor);
+    if order == Order::Desc {
+        rows.reverse();
+    }
+    // Each share also matches the plain value: keep each row once.
+    rows.dedup_by_key(|r| r.cursor());
+    rows.truncate(limit);
+    Ok(rows)
 }
 
 #[cfg(test)]

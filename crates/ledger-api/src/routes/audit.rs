@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use ledger_commands::Vault;
 use ledger_core::{Envelope, LogReader, Position, StoreError};
 use ledger_domain::personal::{FieldPath, PERSONAL_METADATA};
-use ledger_projector::{MAX_IN_VALUES, ProjectionStore};
+use ledger_projector::ProjectionStore;
 use ledger_read_models::{AuditFilter, Order, TrailCursor, audit_trail};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -142,15 +142,6 @@ impl AuditSearch {
             let tenants = self.filter.tenant.clone().map(|t| vec![t]);
             let field = FieldPath::Metadata(path);
             forms.extend(vault.sealed_forms(field, person, tenants).await?);
-        }
-        if forms.len() >= MAX_IN_VALUES {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                format!(
-                    "on_behalf_of alone searches the events of at most {} tenants; add tenant",
-                    (MAX_IN_VALUES - 1) / PERSONAL_METADATA.len()
-                ),
-            ));
         }
         self.filter.on_behalf_of_sealed = forms;
         Ok(self)
