@@ -51,6 +51,9 @@ pub struct ApiConfig {
     pub live_heartbeat: Duration,
     /// A bearer token `GET /metrics` requires (besides the admin token); `None`: it is open.
     pub metrics_token: Option<String>,
+    /// Tenants whose folded state commands keep in this process and decide on (0: none, every
+    /// command reads its tenant's stream).
+    pub state_cache: usize,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +72,7 @@ impl Default for ApiConfig {
             max_live_subscribers: 1024,
             live_heartbeat: Duration::from_secs(5),
             metrics_token: None,
+            state_cache: 10_000,
         }
     }
 }
@@ -250,8 +254,12 @@ fn executor(
     config: &ApiConfig,
     clock: Clock,
 ) -> Executor<Arc<dyn EventStore>> {
-    Executor::new(store)
+    let executor = Executor::new(store)
         .with_policy(config.policy)
         .with_max_attempts(config.max_attempts)
-        .with_clock(clock)
+        .with_clock(clock);
+    match config.state_cache {
+        0 => executor,
+        tenants => executor.with_state_cache(tenants),
+    }
 }

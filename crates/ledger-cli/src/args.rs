@@ -247,6 +247,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<String>,
+    /// Tenants whose folded state commands keep in memory and decide on, so a command on one
+    /// costs one append whatever its stream's length (0: every command reads its stream).
+    #[arg(
+        long,
+        env = "LEDGER_STATE_CACHE",
+        value_name = "TENANTS",
+        default_value_t = 10_000
+    )]
+    pub state_cache: usize,
 }
 
 /// Arguments of `ledger append`.

@@ -36,6 +36,8 @@ pub async fn erase<S: EventStore>(
     request.command = Command::EraseTenant {};
     let executed = executor.execute(tenant_id, request).await?;
     let key_destroyed = vault.destroy(&tenant_id.to_string()).await?;
+    // The cached state holds the tenant's personal fields in plain text.
+    executor.forget(tenant_id);
     Ok(Erasure {
         executed,
         key_destroyed,

@@ -10,6 +10,7 @@ use ledger_domain::{Command, Policy, TenantEvent, TenantState, decide, evolve};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::cache::{Cached, StateCache};
 use crate::idempotency::{FINGERPRINT_KEY, KEY_KEY};
 use crate::{ExecuteError, Idempotency, Loaded, tenant_stream};
 
@@ -23,6 +24,7 @@ pub struct Executor<S> {
     pub(crate) policy: Policy,
     pub(crate) max_attempts: u32,
     pub(crate) clock: Clock,
+    pub(crate) cache: Option<Arc<StateCache>>,
 }
 
 /// One command as a caller sends it.
@@ -78,7 +80,21 @@ impl<S: EventStore> Executor<S> {
             policy: Policy::default(),
             max_attempts: 10,
             clock: Arc::new(Utc::now),
+            cache: None,
         }
+    }
+
+    /// The same executor deciding on the folded states of at most `capacity` tenants kept in
+    /// this process (see [`StateCache`]); without one every command reads its tenant's whole
+    /// stream.
+    pub fn with_state_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(StateCache::new(capacity)));
+        self
+    }
+
+    /// The cache of folded states, if there is one.
+    pub fn state_cache(&self) -> Option<&StateCache> {
+        self.cache.as_deref()
     }
 
     /// The same executor with another policy.
@@ -121,7 +137,18 @@ impl<S: EventStore> Executor<S> {
         request: CommandRequest,
     ) -> Result<Executed, ExecuteError> {
         let stream = tenant_stream(tenant_id);
-        let mut loaded = Loaded::read(&self.store, &stream).await?;
+        // Idempotent retries look for their first outcome in the whole stream.
+        let cached = match request.idempotency {
+            None => self.cached(tenant_id, request.expected),
+            Some(_) => None,
+        };
+        // A cached state is trusted only once the database agreed with its seq: an append
+        // expecting it succeeded or conflicted, or the stream's seq was read.
+        let mut fresh = cached.is_none();
+        let mut loaded = match cached {
+            Some(loaded) => loaded,
+            None => Loaded::read(&self.store, &stream).await?,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -135,12 +162,23 @@ impl<S: EventStore> Executor<S> {
             {
                 return Err(stale(&stream, expected, &loaded));
             }
-            let decision = decide(
+            let decided = decide(
                 &request.command,
                 &loaded.state,
                 (self.clock)(),
                 &self.policy,
-            )?;
+            );
+            // A refusal or a no-op decided on a cached state stands only if nobody wrote since.
+            let appends = decided.as_ref().is_ok_and(|d| !d.events.is_empty());
+            if !fresh && !appends {
+                fresh = true;
+                if self.store.stream_seq(stream.clone()).await? != loaded.seq {
+                    loaded = Loaded::read(&self.store, &stream).await?;
+                    continue;
+                }
+            }
+            self.keep(tenant_id, &loaded);
+            let decision = decided?;
             if decision.events.is_empty() {
                 return Ok(Executed {
                     tenant_id,
@@ -157,6 +195,7 @@ impl<S: EventStore> Executor<S> {
             match self.store.append(stream.clone(), expected, events).await {
                 Ok(result) => {
                     let state = decision.events.iter().fold(loaded.state, evolve);
+                    self.keep_state(tenant_id, &state, result.last_seq, result.position);
                     return Ok(Executed {
                         tenant_id,
                         seq: result.last_seq,
@@ -169,9 +208,11 @@ impl<S: EventStore> Executor<S> {
                 }
                 Err(StoreError::Conflict(conflict)) => {
                     if request.expected.is_some() || attempt >= self.max_attempts {
+                        self.forget(tenant_id);
                         return Err(ExecuteError::Conflict(conflict));
                     }
                     loaded = self.rebase(&stream, loaded, *conflict).await?;
+                    fresh = true;
                 }
                 // A concurrent retry of the same idempotent request won with other timestamps:
                 // reload and answer with its outcome.
@@ -180,8 +221,57 @@ impl<S: EventStore> Executor<S> {
                 {
                     loaded = Loaded::read(&self.store, &stream).await?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.forget(tenant_id);
+                    return Err(e.into());
+                }
             }
+        }
+    }
+
+    /// The tenant's cached state as a loaded stream without its events, when the cache holds
+    /// it (and, for a caller's own expected seq, holds it at that seq).
+    fn cached(&self, tenant_id: Uuid, expected: Option<Seq>) -> Option<Loaded> {
+        let cached = self.cache.as_ref()?.get(tenant_id)?;
+        if expected.is_some_and(|e| e != cached.seq) {
+            return None;
+        }
+        Some(Loaded {
+            envelopes: Vec::new(),
+            state: cached.state,
+            seq: cached.seq,
+            position: cached.position,
+        })
+    }
+
+    /// Keeps a loaded tenant's state in the cache.
+    fn keep(&self, tenant_id: Uuid, loaded: &Loaded) {
+        self.keep_state(tenant_id, &loaded.state, loaded.seq, loaded.position);
+    }
+
+    /// Keeps a tenant's state at `seq` in the cache.
+    pub(crate) fn keep_state(
+        &self,
+        tenant_id: Uuid,
+        state: &TenantState,
+        seq: Seq,
+        position: Position,
+    ) {
+        if let Some(cache) = &self.cache {
+            let cached = Cached {
+                state: state.clone(),
+                seq,
+                position,
+            };
+            cache.put(tenant_id, cached);
+        }
+    }
+
+    /// Drops the tenant from the cache (after an erasure, or a failure that says nothing of
+    /// where its stream stands).
+    pub fn forget(&self, tenant_id: Uuid) {
+        if let Some(cache) = &self.cache {
+            cache.forget(tenant_id);
         }
     }
 

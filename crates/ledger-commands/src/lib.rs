@@ -5,6 +5,7 @@
 //! This is the imperative shell around the pure `ledger-domain`; the HTTP API and Rust
 //! command handlers both go through it.
 
+mod cache;
 mod erase;
 mod error;
 mod executor;
@@ -15,6 +16,7 @@ pub mod seal;
 mod sealed;
 mod vault;
 
+pub use cache::StateCache;
 pub use erase::{Erasure, TENANT_ERASED, erase, reapply_erasures};
 pub use error::ExecuteError;
 pub use executor::{Clock, CommandRequest, Executed, Executor};

@@ -55,12 +55,16 @@ impl<S: EventStore> Executor<S> {
         ];
         let err = match self.store.append_multi(appends).await {
             Ok(results) => {
+                let state = decision.events.iter().fold(TenantState::default(), evolve);
+                if !results[0].replayed {
+                    self.keep_state(tenant_id, &state, results[0].last_seq, results[0].position);
+                }
                 return Ok(Executed {
                     tenant_id,
                     seq: results[0].last_seq,
                     position: results[0].position,
                     appended: types(&decision.events),
-                    state: decision.events.iter().fold(TenantState::default(), evolve),
+                    state,
                     already_done: false,
                     replayed: results[0].replayed,
                 });

@@ -42,25 +42,52 @@ fn nonce_of(bytes: &[u8]) -> XNonce {
     XNonce::from(bytes)
 }
 
-/// A data key's two sub-keys.
-struct SubKeys {
+/// A data key ready to seal and open: its two sub-keys, derived once.
+#[derive(Clone)]
+pub struct Sealer {
     cipher: XChaCha20Poly1305,
     nonce_key: [u8; 32],
 }
 
-impl SubKeys {
-    fn of(key: &DataKey) -> SubKeys {
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Sealer {
+    /// Derives the sub-keys of `key`.
+    pub fn new(key: &DataKey) -> Sealer {
         let enc = mac(&key.0, &[b"ledger seal v1: encryption"]);
-        SubKeys {
+        Sealer {
             cipher: XChaCha20Poly1305::new((&enc).into()),
             nonce_key: mac(&key.0, &[b"ledger seal v1: nonce"]),
         }
+    }
+
+    /// Seals `value`, the field at `path`.
+    pub fn seal(&self, path: &str, value: &Value) -> String {
+        seal_with(self, path, value)
+    }
+
+    /// Opens a value sealed for the field at `path`; `None` when it is no sealed text, or was
+    /// not sealed by this key for that field.
+    pub fn open(&self, path: &str, sealed: &str) -> Option<Value> {
+        open_with(self, path, sealed)
     }
 }
 
 /// Seals `value`, the field at `path`, with `key`.
 pub fn seal(key: &DataKey, path: &str, value: &Value) -> String {
-    let keys = SubKeys::of(key);
+    Sealer::new(key).seal(path, value)
+}
+
+/// Opens a value sealed for the field at `path` with `key` (see [`Sealer::open`]).
+pub fn open(key: &DataKey, path: &str, sealed: &str) -> Option<Value> {
+    Sealer::new(key).open(path, sealed)
+}
+
+fn seal_with(keys: &Sealer, path: &str, value: &Value) -> String {
     let plain = serde_json::to_vec(value).expect("JSON values serialize");
     let derived = mac(&keys.nonce_key, &[path.as_bytes(), &[0], &plain]);
     let nonce = nonce_of(&derived[..NONCE_LEN]);
@@ -78,9 +105,7 @@ pub fn seal(key: &DataKey, path: &str, value: &Value) -> String {
     format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Opens a value sealed for the field at `path`; `None` when it is no sealed text, or was not
-/// sealed by `key` for that field.
-pub fn open(key: &DataKey, path: &str, sealed: &str) -> Option<Value> {
+fn open_with(keys: &Sealer, path: &str, sealed: &str) -> Option<Value> {
     let bytes = URL_SAFE_NO_PAD
         .decode(sealed.strip_prefix(SEALED_PREFIX)?)
         .ok()?;
@@ -92,10 +117,7 @@ pub fn open(key: &DataKey, path: &str, sealed: &str) -> Option<Value> {
         msg: ciphertext,
         aad: path.as_bytes(),
     };
-    let plain = SubKeys::of(key)
-        .cipher
-        .decrypt(&nonce_of(nonce), payload)
-        .ok()?;
+    let plain = keys.cipher.decrypt(&nonce_of(nonce), payload).ok()?;
     serde_json::from_slice(&plain).ok()
 }
 

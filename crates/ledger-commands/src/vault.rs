@@ -15,7 +15,7 @@ use ledger_core::{DataKey, Envelope, KeyState, KeyStore, NewEvent, StoreError, S
 use ledger_domain::personal::{FieldPath, personal_fields, subject_of};
 use serde_json::Value;
 
-use crate::seal::{self, ERASED};
+use crate::seal::{self, ERASED, Sealer};
 
 /// Keys this process keeps for the command path before it starts over.
 const CACHED_KEYS: usize = 65_536;
@@ -40,7 +40,7 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct Vault {
     keys: Arc<dyn KeyStore>,
-    cache: Arc<Mutex<HashMap<String, DataKey>>>,
+    cache: Arc<Mutex<HashMap<String, Arc<Sealer>>>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -87,7 +87,7 @@ impl Vault {
             let key = self.writing_key(&subject).await?;
             for field in fields {
                 if let Some(value) = field.get_mut(&mut event.data, &mut event.metadata) {
-                    *value = Value::String(seal::seal(&key, &field.label(), value));
+                    *value = Value::String(key.seal(&field.label(), value));
                 }
             }
         }
@@ -96,7 +96,7 @@ impl Vault {
 
     /// The key that seals `subject`'s new fields: this process's copy, else the table's,
     /// made on first use.
-    async fn writing_key(&self, subject: &str) -> Result<DataKey, SealError> {
+    async fn writing_key(&self, subject: &str) -> Result<Arc<Sealer>, SealError> {
         if let Some(key) = self.cache.lock().expect("key cache").get(subject) {
             return Ok(key.clone());
         }
@@ -115,12 +115,13 @@ impl Vault {
         };
         match state {
             KeyState::Live(key) => {
+                let sealer = Arc::new(Sealer::new(&key));
                 let mut cache = self.cache.lock().expect("key cache");
                 if cache.len() >= CACHED_KEYS {
                     cache.clear();
                 }
-                cache.insert(subject.to_string(), key.clone());
-                Ok(key)
+                cache.insert(subject.to_string(), sealer.clone());
+                Ok(sealer)
             }
             KeyState::Erased(erased_at) => Err(SealError::Erased {
                 tenant: subject.to_string(),
@@ -139,9 +140,8 @@ impl Vault {
             return Ok(Opener::default());
         }
         let wanted: Vec<String> = wanted.into_iter().collect();
-        Ok(Opener {
-            keys: self.keys.keys(&wanted).await?,
-        })
+        let keys = self.keys.keys(&wanted).await?;
+        Ok(Opener::of(keys))
     }
 
     /// Opens the personal fields of `events` with the keys as they are now.
@@ -189,7 +189,7 @@ impl Vault {
         let value = Value::from(value);
         Ok(keys
             .iter()
-            .map(|key| seal::seal(key, &label, &value))
+            .map(|key| Sealer::new(key).seal(&label, &value))
             .collect())
     }
 
@@ -221,10 +221,34 @@ pub(crate) fn has_personal_fields(envelope: &Envelope) -> bool {
 /// The keys of some tenants, read once, to open the personal fields of one answer.
 #[derive(Debug, Default)]
 pub struct Opener {
-    keys: HashMap<String, KeyState>,
+    keys: HashMap<String, Held>,
+}
+
+/// A tenant's key as an opener holds it.
+#[derive(Debug)]
+enum Held {
+    /// Live, with its sub-keys derived.
+    Live(Sealer),
+    /// Destroyed.
+    Erased,
 }
 
 impl Opener {
+    /// An opener holding `keys`.
+    fn of(keys: HashMap<String, KeyState>) -> Opener {
+        let keys = keys
+            .into_iter()
+            .map(|(subject, state)| {
+                let held = match state {
+                    KeyState::Live(key) => Held::Live(Sealer::new(&key)),
+                    KeyState::Erased(_) => Held::Erased,
+                };
+                (subject, held)
+            })
+            .collect();
+        Opener { keys }
+    }
+
     /// Adds the keys another opener holds.
     pub fn extend(&mut self, other: Opener) {
         self.keys.extend(other.keys);
@@ -280,10 +304,10 @@ impl Opener {
     /// to show it as stored (plain text of a tenant that is not erased).
     fn opened(&self, subject: &str, field: FieldPath, value: &Value) -> Option<Value> {
         match self.keys.get(subject) {
-            Some(KeyState::Erased(_)) => Some(Value::from(ERASED)),
-            Some(KeyState::Live(key)) if seal::is_sealed(value) => {
+            Some(Held::Erased) => Some(Value::from(ERASED)),
+            Some(Held::Live(key)) if seal::is_sealed(value) => {
                 let text = value.as_str().expect("sealed values are text");
-                Some(seal::open(key, &field.label(), text).unwrap_or_else(|| {
+                Some(key.open(&field.label(), text).unwrap_or_else(|| {
                     tracing::warn!(
                         tenant = subject,
                         field = %field.label(),

@@ -52,6 +52,7 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         request_timeout: args.request_timeout.into(),
         body_timeout: args.body_timeout.into(),
         metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
+        state_cache: args.state_cache,
         ..ApiConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
