@@ -20,6 +20,9 @@ rightly refused, so it would read as a false "schema-valid request rejected":
 - a command's expected seq may come in the body (expected_seq) or as If-Match, and when both
   come they must agree (else 400 conflicting_expected_seq), so a valid If-Match that disagrees
   with the body is left out.
+- an erasure is final: the erased tenant takes no more commands and its id cannot be registered
+  again (410 tenant_erased), so a generated erasure goes to a tenant id of its own (it answers
+  404 tenant_not_found) instead of erasing the tenant the other operations use.
 
 Values that are invalid on purpose (negative tests) are left as generated.
 """
@@ -60,6 +63,10 @@ def _free_stream(stream):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    if case.path == "/v1/tenants/{id}/erase" and case.method.upper() == "POST":
+        params = case.path_parameters if isinstance(case.path_parameters, dict) else {}
+        if _is_uuid(params.get("id")):
+            params["id"] = str(uuid.uuid4())
     if case.path == "/v1/streams/{stream}/events" and case.method.upper() == "POST":
         params = case.path_parameters if isinstance(case.path_parameters, dict) else {}
         if "stream" in params:

@@ -19,6 +19,11 @@ use crate::input::{ApiPath, RawBody, etag, idempotency, json_object, tenant_id};
 use crate::routes::tenants::header;
 use crate::state::AppState;
 
+/// The body of an erasure: no field (send `{}` or nothing).
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseBody {}
+
 /// What an erasure did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Erased {
@@ -45,7 +50,7 @@ pub struct Erased {
     post,
     path = "/v1/tenants/{id}/erase",
     tag = "tenants",
-    request_body(content = Option<Object>, description = "Empty, or `{}`"),
+    request_body(content = Option<EraseBody>, description = "Empty, or `{}`"),
     params(
         ("id" = Uuid, Path, description = "The tenant id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first outcome"),
