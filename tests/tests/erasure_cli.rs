@@ -141,6 +141,31 @@ store_test!(databases: erase_leaves_no_plaintext_behind, |db| async move {
         assert!(read_b.contains(B_NAME), "{read_b}");
     })
     .await;
+    // A key table restored from before the erasure brings A's key back: the next server
+    // destroys it again from the log's TenantErased.
+    let literal = match db.kind {
+        ledger_tests::backend::Kind::Postgres => format!("'\\x{a_key}'::bytea"),
+        ledger_tests::backend::Kind::Sqlite => format!("X'{a_key}'"),
+    };
+    db.execute(&format!(
+        "UPDATE ledger_keys SET key = {literal}, erased_at = NULL WHERE subject = '{a}'"
+    ))
+    .await
+    .unwrap();
+    let store = db.open(ledger_tests::options()).await.unwrap();
+    let state = |store: ledger_tests::Store| async move {
+        let keys = store.keys(&[a.to_string()]).await.unwrap();
+        keys.get(&a.to_string()).cloned()
+    };
+    assert!(matches!(state(store.clone()).await, Some(ledger_core::KeyState::Live(_))));
+    let server = serve_with(&db, Some(ADMIN), &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !matches!(state(store.clone()).await, Some(ledger_core::KeyState::Erased(_))) {
+        assert!(std::time::Instant::now() < deadline, "the restored key was not destroyed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+
     // Without the keys, the copy is erased for every tenant.
     let plain = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(plain.path(), &plain_export).unwrap();

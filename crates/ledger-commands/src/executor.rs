@@ -249,7 +249,7 @@ impl<S: EventStore> Executor<S> {
         self.keep_state(tenant_id, &loaded.state, loaded.seq, loaded.position);
     }
 
-    /// Keeps a tenant's state at `seq` in the cache.
+    /// Keeps a tenant's state at `seq` in the cache (an erased tenant's is dropped).
     pub(crate) fn keep_state(
         &self,
         tenant_id: Uuid,
@@ -257,6 +257,12 @@ impl<S: EventStore> Executor<S> {
         seq: Seq,
         position: Position,
     ) {
+        // An erased tenant takes no more commands, and its state holds what it had in plain
+        // text: it is not kept.
+        if state.is_erased() {
+            self.forget(tenant_id);
+            return;
+        }
         if let Some(cache) = &self.cache {
             let cached = Cached {
                 state: state.clone(),

@@ -166,3 +166,20 @@ async fn the_cache_is_bounded() {
     let cache = ex.state_cache().unwrap();
     assert_eq!((cache.len(), cache.capacity()), (3, 3));
 }
+
+#[tokio::test]
+async fn an_erased_tenant_leaves_the_cache_also_when_another_process_erased_it() {
+    let shared = Arc::new(MemoryStore::new());
+    let here = Executor::new(shared.clone()).with_state_cache(100);
+    let there = Executor::new(shared.clone()).with_state_cache(100);
+    let id = registered(&here).await;
+    here.execute(id, lock("tab-a")).await.unwrap();
+    assert_eq!(here.state_cache().unwrap().len(), 1);
+    there
+        .execute(id, CommandRequest::new(Command::EraseTenant {}))
+        .await
+        .unwrap();
+    let err = here.execute(id, lock("tab-a")).await.unwrap_err();
+    assert_eq!(err.code(), "tenant_erased");
+    assert!(here.state_cache().unwrap().is_empty());
+}

@@ -88,12 +88,22 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     let projector = db
         .projector(ProjectorOptions::default())
         .with_signal(signal.clone());
-    let reapplied = ledger_commands::reapply_erasures(db.store.as_ref(), &super::vault(&db))
-        .await
-        .map_err(super::erase::execute_error)?;
-    if reapplied > 0 {
-        tracing::warn!(reapplied, "destroyed keys of erased tenants that were back");
-    }
+    // Keys of erased tenants that came back with a restored key table are destroyed again; the
+    // scan reads the whole log, so it runs beside the server rather than before it.
+    let erasures = db.clone();
+    tokio::spawn(async move {
+        let vault = super::vault(&erasures);
+        match ledger_commands::reapply_erasures(erasures.store.as_ref(), &vault).await {
+            Ok(0) => {}
+            Ok(reapplied) => {
+                tracing::warn!(reapplied, "destroyed keys of erased tenants that were back");
+            }
+            Err(e) => tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "erasures could not be re-applied from the log"
+            ),
+        }
+    });
     let keys: Arc<dyn KeyStore> = db.store.clone();
     let log: Arc<dyn LogReader> = db.store.clone();
     let chains: Arc<dyn ChainLog> = db.store.clone();
