@@ -71,3 +71,5 @@ mod read_model_sql;
 // Wake-ups across processes, outside the append: a runner process woken by other processes'
 // appends well before its poll; PostgreSQL's old notify trigger is gone after migrating.
 mod wakeups;
+// `ledger bench http`: a spawned server loaded over HTTP, every figure reported, on both backends.
+mod bench_http;

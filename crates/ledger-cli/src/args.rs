@@ -338,10 +338,43 @@ pub enum BenchCommand {
     /// `ledger verify`'s walk of every hash chain vs a plain SELECT of the same rows in the
     /// same order.
     Verify(BenchVerifyArgs),
+    /// Onboarding commands over HTTP against a `ledger serve` (started for the run unless
+    /// `--url`), vs `bench append` at the same concurrency on the same backend.
+    Http(BenchHttpArgs),
     /// The appending side of `bench lag --writer-process`: appends to the `--database-url`
     /// database at a steady rate and prints one JSON line per append (not for direct use).
     #[command(hide = true)]
     LagWriter(BenchLagWriterArgs),
+}
+
+/// Arguments of `ledger bench http`.
+#[derive(Debug, Args)]
+pub struct BenchHttpArgs {
+    /// The database to run on (the started server's, and `bench append`'s).
+    #[command(flatten)]
+    pub database: BenchDatabaseArgs,
+    /// Concurrent client connections, kept alive (and `bench append` writers).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub connections: u64,
+    /// How long the load runs (and `bench append`'s phase), in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Tenants registered, each holding its lock; every request renews a random one's.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub tenants: u64,
+    /// Events on the long tenant's stream, grown by lock renewals before the load.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(11..=1_000_000))]
+    pub long_events: u64,
+    /// A running server to bench instead of starting one, e.g. `http://127.0.0.1:8080`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The admin token of the `--url` server (unused without `--url`: the started server gets
+    /// a generated one).
+    #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `ledger bench verify`.

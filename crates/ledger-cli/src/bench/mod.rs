@@ -9,6 +9,7 @@
 mod append;
 mod audit;
 mod event;
+mod http;
 mod lag;
 mod live;
 mod read;
@@ -43,6 +44,7 @@ pub async fn run(target: &Target, command: BenchCommand) -> Result<(), CliError>
         BenchCommand::Live(a) => (&a.database, a.json),
         BenchCommand::Audit(a) => (&a.database, a.json),
         BenchCommand::Verify(a) => (&a.database, a.json),
+        BenchCommand::Http(args) => return http::run(target, args).await,
         // The writer of `bench lag --writer-process` appends to the database its parent
         // prepared, until done or told to stop.
         BenchCommand::LagWriter(args) => {
@@ -84,6 +86,7 @@ async fn measure(target: &Target, command: BenchCommand) -> Result<Report, CliEr
         BenchCommand::Audit(args) => audit::run(target, args).await,
         BenchCommand::Verify(args) => verify::run(target, args).await,
         BenchCommand::LagWriter(_) => unreachable!("the lag writer runs without a bench place"),
+        BenchCommand::Http(_) => unreachable!("bench http prints its own report"),
     }
 }
 
