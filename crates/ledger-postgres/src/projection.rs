@@ -427,6 +427,8 @@ impl ProjectionStore for PgProjections {
                 if !exists {
                     return Ok(Vec::new());
                 }
+                // Created by its runner between the query and the check: ask again.
+                return run_query(&mut conn, query).await;
             }
             result
         })
