@@ -49,6 +49,7 @@ pub use openapi::ApiDoc;
 pub use routes::app;
 pub use routes::audit::{AuditPage, AuditQuery, AuditSearch};
 pub use routes::commands::COMMANDS;
+pub use routes::erase::Erased;
 pub use serve::{ServeConfig, ServeError, Server, serve};
 pub use shutdown::shutdown_signal;
 pub use state::{ApiConfig, AppState, ReadyCheck};

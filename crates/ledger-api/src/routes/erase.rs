@@ -6,7 +6,7 @@ use axum::http::header::ETAG;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use ledger_commands::CommandRequest;
+use ledger_commands::{CommandRequest, Erasure};
 use ledger_domain::Command;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -39,6 +39,24 @@ pub struct Erased {
     pub seq: u64,
     /// The global position of the stream's last event.
     pub position: u64,
+}
+
+impl Erased {
+    /// The answer for `erasure` of `tenant` (what the route and `ledger erase` print).
+    pub fn of(tenant: Uuid, erasure: &Erasure) -> Erased {
+        let executed = &erasure.executed;
+        Erased {
+            tenant_id: tenant,
+            erased_at: executed
+                .state
+                .erased_at
+                .expect("an erased tenant's state has its erasure time"),
+            was_already_erased: executed.already_done,
+            key_destroyed: erasure.key_destroyed,
+            seq: executed.seq.0,
+            position: executed.position.0,
+        }
+    }
 }
 
 /// Erases a tenant (admin): appends `TenantErased` and destroys the tenant's data key, so its
@@ -100,18 +118,7 @@ pub(crate) async fn erase_tenant(
         idempotency: idempotency(&headers, "POST", uri.path(), &body)?,
     };
     let erasure = ledger_commands::erase(&state.executor, vault, tenant, request).await?;
-    let executed = erasure.executed;
     tracing::info!(tenant = %tenant, key_destroyed = erasure.key_destroyed, "tenant erased");
-    let body = Erased {
-        tenant_id: tenant,
-        erased_at: executed
-            .state
-            .erased_at
-            .expect("an erased tenant's state has its erasure time"),
-        was_already_erased: executed.already_done,
-        key_destroyed: erasure.key_destroyed,
-        seq: executed.seq.0,
-        position: executed.position.0,
-    };
-    Ok(([(ETAG, header(&etag(executed.seq.0)))], Json(body)).into_response())
+    let body = Erased::of(tenant, &erasure);
+    Ok(([(ETAG, header(&etag(body.seq)))], Json(body)).into_response())
 }

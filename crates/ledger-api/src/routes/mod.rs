@@ -4,7 +4,7 @@ pub(crate) mod appends;
 pub mod audit;
 pub(crate) mod chains;
 pub(crate) mod commands;
-pub(crate) mod erase;
+pub mod erase;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod history;

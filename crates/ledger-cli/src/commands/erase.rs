@@ -1,27 +1,15 @@
 //! `ledger erase`: erases a tenant's personal data, as `POST /v1/tenants/{id}/erase` does.
 
-use chrono::{DateTime, Utc};
+use ledger_api::Erased;
 use ledger_commands::{CommandRequest, ExecuteError, Executor};
 use ledger_core::{StoreError, StoreOptions};
 use ledger_domain::{Command, DomainError};
-use serde::Serialize;
 use serde_json::{Map, json};
 use uuid::Uuid;
 
 use crate::args::EraseArgs;
 use crate::database::{self, Target};
 use crate::output::{CliError, print_json};
-
-/// What `ledger erase` prints.
-#[derive(Serialize)]
-struct Erased {
-    tenant_id: Uuid,
-    erased_at: DateTime<Utc>,
-    was_already_erased: bool,
-    key_destroyed: bool,
-    seq: u64,
-    position: u64,
-}
 
 /// Erases the tenant `args.tenant` names.
 pub async fn run(target: &Target, args: EraseArgs) -> Result<(), CliError> {
@@ -44,18 +32,7 @@ pub async fn run(target: &Target, args: EraseArgs) -> Result<(), CliError> {
         .await
         .map_err(execute_error)?;
     db.flush_wakeups().await;
-    let executed = erasure.executed;
-    print_json(&Erased {
-        tenant_id: tenant,
-        erased_at: executed
-            .state
-            .erased_at
-            .expect("an erased tenant's state has its erasure time"),
-        was_already_erased: executed.already_done,
-        key_destroyed: erasure.key_destroyed,
-        seq: executed.seq.0,
-        position: executed.position.0,
-    })
+    print_json(&Erased::of(tenant, &erasure))
 }
 
 /// A command's failure as the CLI reports it: the store's errors as every command does, the
@@ -86,7 +63,7 @@ mod tests {
             missing.exit_code(),
             CliError::bad_input("x", "y").exit_code()
         );
-        let at = DateTime::from_timestamp(0, 0).unwrap();
+        let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
         let erased = execute_error(ExecuteError::Domain(DomainError::TenantErased {
             erased_at: at,
         }));
