@@ -18,6 +18,10 @@ mod streams;
 mod read_all;
 // Many tasks racing for one stream with the same expectation: one wins, the rest conflict.
 mod races;
+// Appends arriving together commit together; a lone one at once; grouping can be turned off.
+mod group_commit;
+// Concurrent appends (shared and private streams, every expectation, replays, reused ids) agree with a serial model.
+mod group_model;
 // Idempotent retries return the original result; reused event ids are refused.
 mod idempotency;
 // Whole events after a cursor: pages, filters, and a consumer that keeps only its cursor.

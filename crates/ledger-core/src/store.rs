@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 
 use crate::{
-    AppendResult, BoxFuture, Envelope, ExpectedSeq, Limits, NewEvent, Position, Seq, StoreError,
-    StreamAppend, StreamName,
+    AppendResult, BoxFuture, Envelope, ExpectedSeq, GroupLimits, Limits, NewEvent, Position, Seq,
+    StoreError, StreamAppend, StreamName,
 };
 
 /// A stream of envelopes read page by page from the store, with bounded memory.
@@ -68,6 +68,9 @@ pub struct StoreOptions {
     /// How many streams' heads (last seq and hash) a store remembers, so that an append to a
     /// recently written stream chains its events without reading the head first.
     pub head_cache: usize,
+    /// How concurrent appends of this process are grouped into one transaction
+    /// (`max_appends: 1` writes each alone; SQLite always uses one lane).
+    pub group: GroupLimits,
 }
 
 impl StoreOptions {
@@ -84,6 +87,7 @@ impl Default for StoreOptions {
             settle_timeout: Duration::from_secs(5),
             acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
             head_cache: 65_536,
+            group: GroupLimits::default(),
         }
     }
 }

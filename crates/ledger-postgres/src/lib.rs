@@ -1,7 +1,8 @@
 //! The onboarding ledger's event store on PostgreSQL.
 //!
 //! Appends are one conditional `INSERT ... SELECT` per stream that the database arbitrates
-//! (a unique `(stream, seq)` index); the global log is read in `(tx_id, position)` order up
+//! (a unique `(stream, seq)` index); concurrent appends of one process are combined into
+//! one such statement for all their streams (`group`); the global log is read in `(tx_id, position)` order up
 //! to the oldest running transaction, so no reader skips an event that commits late.
 //! Read models' tables are created, written and queried from their specs alone
 //! ([`PgProjections`], [`ddl`]): this crate names no read model.
@@ -15,6 +16,7 @@ mod chain;
 pub mod ddl;
 mod error;
 mod events;
+mod group;
 mod health;
 mod keys;
 mod log;
@@ -23,6 +25,7 @@ mod read;
 mod rows;
 mod schema;
 mod store;
+mod together;
 mod tx;
 mod wakeup;
 

@@ -1,17 +1,18 @@
 //! The PostgreSQL store: connection pool, schema check and the store traits.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ledger_core::{
     AppendResult, AppendTx, Baseline, BaselineLookup, BenchRow, BoxFuture, ChainLog, ChainScope,
-    ChainStream, ChainedEvent, EventStore, EventStream, ExpectedSeq, HeadCache, NewEvent, Position,
-    ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamHead, StreamName,
-    TransactionalStore,
+    ChainStream, ChainedEvent, Committer, EventStore, EventStream, ExpectedSeq, GroupWriter,
+    HeadCache, NewEvent, Position, ReadAll, Seq, StoreError, StoreOptions, StreamAppend,
+    StreamHead, StreamName, TransactionalStore, validate_batch,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::error::from_sqlx;
+use crate::group::PgGroups;
 use crate::tx::{PgTx, to_completion};
 use crate::wakeup::Notifier;
 use crate::{append, baseline, chain, health, read, schema};
@@ -27,6 +28,10 @@ pub struct PgStore {
     wakeup: Arc<Notifier>,
     /// Where recently written streams end, so appends chain without reading the head.
     pub(crate) heads: Arc<HeadCache>,
+    /// Writes appends, alone or in groups.
+    groups: Arc<PgGroups>,
+    /// Combines concurrent appends into groups; started by the first append.
+    committer: Arc<OnceLock<Committer<StreamAppend>>>,
 }
 
 impl PgStore {
@@ -46,9 +51,19 @@ impl PgStore {
         let mut conn = pool.acquire().await.map_err(from_sqlx)?;
         schema::state(&mut conn).await?.check()?;
         drop(conn);
+        let wakeup = Arc::new(Notifier::new(pool.clone()));
+        let heads = Arc::new(HeadCache::new(options.head_cache));
+        let groups = Arc::new(PgGroups {
+            pool: pool.clone(),
+            heads: heads.clone(),
+            limits: options.limits,
+            wakeup: wakeup.clone(),
+        });
         Ok(PgStore {
-            wakeup: Arc::new(Notifier::new(pool.clone())),
-            heads: Arc::new(HeadCache::new(options.head_cache)),
+            wakeup,
+            heads,
+            groups,
+            committer: Arc::new(OnceLock::new()),
             pool,
             options: Arc::new(options),
         })
@@ -71,6 +86,17 @@ impl PgStore {
         schema::required_version()
     }
 
+    /// The committer appends queue for, started on first use on the caller's runtime.
+    fn committer(&self) -> &Committer<StreamAppend> {
+        self.committer.get_or_init(|| {
+            let (committer, lanes) = Committer::start(self.groups.clone(), self.options.group);
+            for lane in lanes {
+                tokio::spawn(lane);
+            }
+            committer
+        })
+    }
+
     /// Events fetched per page by the read streams.
     fn page_size(&self) -> usize {
         self.options.read_page_size.max(1)
@@ -84,19 +110,27 @@ impl EventStore for PgStore {
         expected: ExpectedSeq,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
-        let (pool, limits) = (self.pool.clone(), self.options.limits);
-        let (wakeup, heads) = (self.wakeup.clone(), self.heads.clone());
-        // Each write runs to its end even if its caller is dropped (see `crate::tx`), and
-        // other processes hear of it after the commit either way.
+        // Queued appends are written by the committer's task, to their end even if their
+        // caller is dropped (see `crate::tx`), and other processes hear of them after the
+        // commit either way.
+        let checked = validate_batch(&events, &self.options.limits);
+        if let Err(invalid) = checked {
+            return Box::pin(async move { Err(invalid) });
+        }
+        let append = StreamAppend {
+            stream,
+            expected,
+            events,
+        };
+        if self.options.group.max_appends <= 1 {
+            let groups = self.groups.clone();
+            return Box::pin(async move {
+                to_completion(async move { groups.write_one(append).await }).await?
+            });
+        }
         Box::pin(async move {
-            to_completion(async move {
-                let result = append::append(&pool, &heads, &limits, stream, expected, events).await;
-                if matches!(&result, Ok(r) if !r.replayed) {
-                    wakeup.appended();
-                }
-                result
-            })
-            .await?
+            let stream = append.stream.clone();
+            self.committer().append(&stream, append).await
         })
     }
 

@@ -150,11 +150,11 @@ pub(crate) async fn read_head(
 
 /// One event's columns, encoded before the writer connection is taken so that the time the
 /// connection is held is spent in SQLite.
-struct EncodedEvent {
-    event_id: Uuid,
-    event_type: Arc<str>,
-    data: Arc<str>,
-    metadata: Arc<str>,
+pub(crate) struct EncodedEvent {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: Arc<str>,
+    pub(crate) data: Arc<str>,
+    pub(crate) metadata: Arc<str>,
 }
 
 /// A batch chained after a head: each event's (previous hash, hash) and the recording time.
@@ -166,9 +166,9 @@ pub(crate) struct Chained {
 
 impl Chained {
     /// Chains `batch` after `head`, recorded now.
-    fn after(batch: &Batch<'_>, head: ChainHead) -> Self {
+    fn after(batch: &Batch, head: ChainHead) -> Self {
         let recorded_at = recorded_now();
-        let links = head.links(batch.stream, batch.events, recorded_at);
+        let links = head.links(&batch.stream, &batch.events, recorded_at);
         Self {
             head,
             links,
@@ -176,26 +176,41 @@ impl Chained {
         }
     }
 
+    /// The head the batch was chained to.
+    pub(crate) fn head(&self) -> ChainHead {
+        self.head
+    }
+
+    /// Each event's (previous hash, hash).
+    pub(crate) fn links(&self) -> &[(ChainHash, ChainHash)] {
+        &self.links
+    }
+
+    /// The recording time, as stored.
+    pub(crate) fn recorded_at(&self) -> &str {
+        &self.recorded_at
+    }
+
     /// The hash of the batch's last event.
-    fn last_hash(&self) -> ChainHash {
+    pub(crate) fn last_hash(&self) -> ChainHash {
         self.links.last().map_or(self.head.hash, |l| l.1)
     }
 }
 
 /// One stream's append: the events as given (for the refusal's examination) and encoded.
-pub(crate) struct Batch<'a> {
-    stream: &'a StreamName,
+pub(crate) struct Batch {
+    pub(crate) stream: StreamName,
     expected: ExpectedSeq,
-    events: &'a [NewEvent],
+    events: Vec<NewEvent>,
     encoded: Vec<EncodedEvent>,
 }
 
-impl<'a> Batch<'a> {
+impl Batch {
     /// Encodes a validated batch.
     pub(crate) fn encode(
-        stream: &'a StreamName,
+        stream: StreamName,
         expected: ExpectedSeq,
-        events: &'a [NewEvent],
+        events: Vec<NewEvent>,
     ) -> Result<Self, StoreError> {
         let json = |v: &serde_json::Value| {
             serde_json::to_string(v)
@@ -219,6 +234,16 @@ impl<'a> Batch<'a> {
             events,
             encoded,
         })
+    }
+
+    /// The events, encoded.
+    pub(crate) fn encoded(&self) -> &[EncodedEvent] {
+        &self.encoded
+    }
+
+    /// The number of events.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
     }
 }
 
@@ -282,14 +307,14 @@ async fn run_insert(
 /// one is already open), each chunk after the first expecting where the previous one ended.
 async fn insert(
     conn: &mut SqliteConnection,
-    batch: &Batch<'_>,
+    batch: &Batch,
     chained: &Chained,
 ) -> Result<Option<AppendResult>, sqlx::Error> {
     let recorded_at = &chained.recorded_at;
     if batch.encoded.len() <= CHUNK {
         return insert_chunk(
             conn,
-            batch.stream,
+            &batch.stream,
             chained.head.seq,
             &batch.encoded,
             &chained.links,
@@ -302,7 +327,7 @@ async fn insert(
     let mut total: Option<AppendResult> = None;
     let chunks = batch.encoded.chunks(CHUNK).zip(chained.links.chunks(CHUNK));
     for (chunk, links) in chunks {
-        match insert_chunk(&mut tx, batch.stream, head, chunk, links, recorded_at).await {
+        match insert_chunk(&mut tx, &batch.stream, head, chunk, links, recorded_at).await {
             Ok(Some(written)) => {
                 head = written.last_seq;
                 total = Some(match total {
@@ -341,12 +366,12 @@ enum Refusal {
 /// Tells apart what a refused insert was, reading through `conn`.
 async fn examine(
     conn: &mut SqliteConnection,
-    batch: &Batch<'_>,
+    batch: &Batch,
     limits: &Limits,
 ) -> Result<Refusal, StoreError> {
-    let (stream, expected) = (batch.stream, batch.expected);
-    let existing = stored_with_ids(conn, batch.events).await?;
-    if let Some(answer) = match_replay(stream, batch.events, &existing) {
+    let (stream, expected) = (&batch.stream, batch.expected);
+    let existing = stored_with_ids(conn, &batch.events).await?;
+    if let Some(answer) = match_replay(stream, &batch.events, &existing) {
         return Ok(Refusal::Answer(answer));
     }
     let current = head(conn, stream).await?;
@@ -416,7 +441,7 @@ async fn stored_with_ids(
 /// The batch chained after the head `heads` assumes for its stream, before the writer
 /// connection is taken (so the hashing is not done while holding it); `None` when the head
 /// must be read first.
-pub(crate) fn prepare(heads: &HeadCache, batch: &Batch<'_>) -> Option<Chained> {
+pub(crate) fn prepare(heads: &HeadCache, batch: &Batch) -> Option<Chained> {
     heads
         .assume(batch.stream.as_str(), batch.expected)
         .filter(|head| batch.expected.admits(head.seq))
@@ -429,7 +454,7 @@ pub(crate) fn prepare(heads: &HeadCache, batch: &Batch<'_>) -> Option<Chained> {
 pub(crate) async fn append_autocommit(
     conn: &mut SqliteConnection,
     heads: &HeadCache,
-    batch: &Batch<'_>,
+    batch: &Batch,
     prepared: Option<Chained>,
     limits: &Limits,
 ) -> Result<AppendResult, StoreError> {
@@ -461,7 +486,7 @@ pub(crate) async fn append_autocommit(
 /// [`append_locked`] to settle.
 async fn insert_prepared(
     conn: &mut SqliteConnection,
-    batch: &Batch<'_>,
+    batch: &Batch,
     chained: &Chained,
 ) -> Result<Option<(AppendResult, Option<ChainHash>)>, StoreError> {
     match insert(conn, batch, chained).await {
@@ -472,12 +497,29 @@ async fn insert_prepared(
     }
 }
 
+/// Appends inside the open write transaction `conn` (a group's): the prepared insert when
+/// the batch was chained before it was queued, else (or when that is refused) as
+/// [`append_in_tx`] does.
+pub(crate) async fn append_prepared_in_tx(
+    conn: &mut SqliteConnection,
+    batch: &Batch,
+    prepared: Option<Chained>,
+    limits: &Limits,
+) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
+    if let Some(chained) = prepared
+        && let Some(written) = insert_prepared(conn, batch, &chained).await?
+    {
+        return Ok(written);
+    }
+    append_in_tx(conn, batch, limits).await
+}
+
 /// Appends under SQLite's write lock (`BEGIN IMMEDIATE`): the head read, the chained insert
 /// and the examination of a refusal see no other connection's writes in between, so an
 /// `any` or `exists` append never loses a race to another process.
 async fn append_locked(
     conn: &mut SqliteConnection,
-    batch: &Batch<'_>,
+    batch: &Batch,
     limits: &Limits,
 ) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
     let mut tx = conn
@@ -502,11 +544,11 @@ async fn append_locked(
 /// answers. The result and, when it wrote, the hash the stream ends with (once committed).
 pub(crate) async fn append_in_tx(
     conn: &mut SqliteConnection,
-    batch: &Batch<'_>,
+    batch: &Batch,
     limits: &Limits,
 ) -> Result<(AppendResult, Option<ChainHash>), StoreError> {
     for _ in 0..ATTEMPTS {
-        let head = read_head(conn, batch.stream).await?;
+        let head = read_head(conn, &batch.stream).await?;
         if batch.expected.admits(head.seq) {
             let chained = Chained::after(batch, head);
             match insert(conn, batch, &chained).await {

@@ -1,8 +1,8 @@
 //! The onboarding ledger's event store in one SQLite file.
 //!
 //! Every write goes through a single writer connection (WAL, `synchronous = NORMAL`), so
-//! in-process writers queue in its pool and positions follow commit order; reads use a separate
-//! pool. A single-stream append is one conditional `INSERT ... SELECT` statement that computes
+//! positions follow commit order; reads use a separate pool. Concurrent appends of one process
+//! queue for a committer that writes what has queued as one transaction (`group`). A single-stream append is one conditional `INSERT ... SELECT` statement that computes
 //! the stream's head, admits the expectation and inserts at `head + i`; only a refused append
 //! reads, to tell an idempotent retry, a reused event id and a conflict apart. Nothing of sqlx
 //! crosses the [`ledger_core`] traits.
@@ -17,6 +17,7 @@ mod chain;
 pub mod ddl;
 mod error;
 mod events;
+mod group;
 mod health;
 mod keys;
 mod log;
@@ -25,6 +26,7 @@ mod read;
 mod rows;
 mod schema;
 mod store;
+mod together;
 mod tx;
 mod wakeup;
 

@@ -1,15 +1,15 @@
 //! The store: connection settings, the writer and reader pools, opening and migrating.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use ledger_core::{
     AppendResult, AppendTx, BoxFuture, ChainHead, ChainLog, ChainScope, ChainStream, ChainedEvent,
-    EventStore, EventStream, ExpectedSeq, HeadCache, NewEvent, Position, ReadAll, Seq, StoreError,
-    StoreOptions, StreamAppend, StreamHead, StreamName, TransactionalStore, validate_appends,
-    validate_batch,
+    Committer, EventStore, EventStream, ExpectedSeq, GroupLimits, GroupWriter, HeadCache, NewEvent,
+    Position, ReadAll, Seq, StoreError, StoreOptions, StreamAppend, StreamHead, StreamName,
+    TransactionalStore, validate_appends, validate_batch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 
 use crate::append::Batch;
 use crate::error::{fault_of, store_err};
+use crate::group::{Prepared, SqliteGroups};
 use crate::health::{Fault, WriteHealth, outside_transaction};
 use crate::schema;
 use crate::tx::SqliteTx;
@@ -68,7 +69,30 @@ pub(crate) struct Inner {
     /// Wakes projection runners when another connection appends (see `crate::wakeup`).
     pub(crate) wakeups: Watcher,
     /// Where recently written streams end, so appends chain without reading the head.
-    pub(crate) heads: HeadCache,
+    pub(crate) heads: Arc<HeadCache>,
+    /// Writes appends, alone or in groups.
+    groups: Arc<SqliteGroups>,
+    /// Combines concurrent appends into one transaction; started by the first append.
+    committer: OnceLock<Committer<Prepared>>,
+}
+
+impl Inner {
+    /// The committer appends queue for, started on first use on the caller's runtime. It has
+    /// one lane that writes one group at a time: there is one writer connection.
+    fn committer(&self) -> &Committer<Prepared> {
+        self.committer.get_or_init(|| {
+            let limits = GroupLimits {
+                lanes: 1,
+                in_flight: 1,
+                ..self.options.group
+            };
+            let (committer, lanes) = Committer::start(self.groups.clone(), limits);
+            for lane in lanes {
+                tokio::spawn(lane);
+            }
+            committer
+        })
+    }
 }
 
 impl SqliteStore {
@@ -108,13 +132,22 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await
             .map_err(Retry::of_connect)?;
+        let heads = Arc::new(HeadCache::new(options.head_cache));
+        let groups = Arc::new(SqliteGroups {
+            writer: writer.clone(),
+            heads: heads.clone(),
+            health: health.clone(),
+            limits: options.limits,
+        });
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 reader,
                 health,
                 wakeups: Watcher::new(connect),
-                heads: HeadCache::new(options.head_cache),
+                heads,
+                groups,
+                committer: OnceLock::new(),
                 options,
             }),
         })
@@ -272,16 +305,16 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
         Box::pin(async move {
-            let limits = &self.inner.options.limits;
-            validate_batch(&events, limits)?;
-            let batch = Batch::encode(&stream, expected, &events)?;
-            let prepared = append::prepare(&self.inner.heads, &batch);
-            let written = async {
-                let mut conn = self.inner.writer.acquire().await.map_err(store_err)?;
-                let heads = &self.inner.heads;
-                append::append_autocommit(&mut conn, heads, &batch, prepared, limits).await
-            };
-            self.inner.health.record(written.await)
+            validate_batch(&events, &self.inner.options.limits)?;
+            let batch = Batch::encode(stream, expected, events)?;
+            // Chained before it queues, so the hashing is not done by the committer.
+            let chained = append::prepare(&self.inner.heads, &batch);
+            let stream = batch.stream.clone();
+            let request = Prepared { batch, chained };
+            if self.inner.options.group.max_appends <= 1 {
+                return self.inner.groups.write_one(request).await;
+            }
+            self.inner.committer().append(&stream, request).await
         })
     }
 
@@ -294,7 +327,7 @@ impl EventStore for SqliteStore {
             validate_appends(&appends, limits)?;
             let batches = appends
                 .iter()
-                .map(|a| Batch::encode(&a.stream, a.expected, &a.events))
+                .map(|a| Batch::encode(a.stream.clone(), a.expected, a.events.clone()))
                 .collect::<Result<Vec<_>, _>>()?;
             let written = async {
                 let mut tx = self

@@ -37,7 +37,7 @@ impl AppendTx for SqliteTx {
     ) -> BoxFuture<'_, Result<AppendResult, StoreError>> {
         Box::pin(async move {
             validate_batch(&events, &self.limits)?;
-            let batch = Batch::encode(&stream, expected, &events)?;
+            let batch = Batch::encode(stream.clone(), expected, events)?;
             // The cached head would be stale after the commit; the next append reads it.
             self.inner.heads.forget(stream.as_str());
             append::append_in_tx(&mut self.tx, &batch, &self.limits)

@@ -87,6 +87,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
     };
     let duration = Duration::from_secs(args.seconds);
     let mut all = WriterStats::default();
+    let mut raw = WriterStats::default();
     let (mut ledger_rates, mut baseline_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         // Fresh streams each round: a writer starts every stream at seq 0.
@@ -109,6 +110,7 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         all.events += ledger.events;
         all.conflicts += ledger.conflicts;
         all.latencies.merge(&ledger.latencies);
+        raw.latencies.merge(&baseline.latencies);
     }
     Ok(Report {
         bench: "append",
@@ -123,6 +125,8 @@ pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliEr
         ratio: median(ratios),
         p50_ms: all.latencies.percentile_ms(50.0),
         p99_ms: all.latencies.percentile_ms(99.0),
+        baseline_p50_ms: raw.latencies.percentile_ms(50.0),
+        baseline_p99_ms: raw.latencies.percentile_ms(99.0),
         conflicts: all.conflicts,
         peak_rss_bytes: peak_rss_bytes(),
         contended: args.contended,

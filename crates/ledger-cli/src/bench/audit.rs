@@ -337,6 +337,8 @@ pub async fn run(target: &Target, args: BenchAuditArgs) -> Result<Report, CliErr
         ratio: 0.0,
         p50_ms: worst(|f| f.ledger_p50_ms),
         p99_ms: worst(|f| f.ledger_p99_ms),
+        baseline_p50_ms: None,
+        baseline_p99_ms: None,
         conflicts: 0,
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,

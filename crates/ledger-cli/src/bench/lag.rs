@@ -115,6 +115,8 @@ pub async fn run(target: &Target, args: BenchLagArgs) -> Result<Report, CliError
         ratio: ratio(achieved, rate as f64),
         p50_ms: lags.percentile_ms(50.0),
         p99_ms: lags.percentile_ms(99.0),
+        baseline_p50_ms: None,
+        baseline_p99_ms: None,
         conflicts: 0,
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,

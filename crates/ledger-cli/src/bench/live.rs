@@ -163,6 +163,8 @@ pub async fn run(target: &Target, args: BenchLiveArgs) -> Result<Report, CliErro
         ratio: ratio(appended_per_s, args.rate as f64),
         p50_ms: latencies.percentile_ms(50.0),
         p99_ms: latencies.percentile_ms(99.0),
+        baseline_p50_ms: None,
+        baseline_p99_ms: None,
         conflicts: 0,
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,

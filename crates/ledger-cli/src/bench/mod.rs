@@ -223,6 +223,18 @@ pub struct Report {
     /// 99th-percentile latency, same unit as `p50_ms`.
     #[serde(serialize_with = "thousandths_opt")]
     pub p99_ms: Option<f64>,
+    /// `append`: the baseline's median latency (one plain INSERT), in ms.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "thousandths_opt"
+    )]
+    pub baseline_p50_ms: Option<f64>,
+    /// `append`: the baseline's 99th-percentile latency, in ms.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "thousandths_opt"
+    )]
+    pub baseline_p99_ms: Option<f64>,
     /// Appends refused by a conflict (and retried); 0 for `read`.
     pub conflicts: u64,
     /// Peak resident memory of the process (VmHWM), in bytes.
@@ -423,10 +435,22 @@ fn print_summary(r: &Report) -> Result<(), CliError> {
             ms(r.p99_ms)
         );
     }
-    text += &format!(
-        "  baseline: {:>12} events/s  (plain SQL)\n",
-        per_s(r.baseline_events_per_s)
-    );
+    match (r.baseline_p50_ms, r.baseline_p99_ms) {
+        (Some(p50), Some(p99)) => {
+            text += &format!(
+                "  baseline: {:>12} events/s  (plain SQL, one INSERT per batch: p50 {}, p99 {})\n",
+                per_s(r.baseline_events_per_s),
+                ms(Some(p50)),
+                ms(Some(p99))
+            )
+        }
+        _ => {
+            text += &format!(
+                "  baseline: {:>12} events/s  (plain SQL)\n",
+                per_s(r.baseline_events_per_s)
+            )
+        }
+    }
     text += &format!("  ratio:    {:>12.2}  (ledger / baseline)\n", r.ratio);
     text += &format!("  peak RSS: {:>12}\n", mib(r.peak_rss_bytes));
     write_out(&text)

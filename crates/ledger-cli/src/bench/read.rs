@@ -66,6 +66,8 @@ pub async fn run(target: &Target, args: BenchReadArgs) -> Result<Report, CliErro
         ratio: ratio(ledger_rate, baseline_rate),
         p50_ms: ledger.pages.percentile_ms(50.0),
         p99_ms: ledger.pages.percentile_ms(99.0),
+        baseline_p50_ms: None,
+        baseline_p99_ms: None,
         conflicts: 0,
         peak_rss_bytes: peak,
         contended: false,

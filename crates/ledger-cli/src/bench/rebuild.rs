@@ -105,6 +105,8 @@ pub async fn run(target: &Target, args: BenchRebuildArgs) -> Result<Report, CliE
         ratio: of_rounds(|r| r.ratio),
         p50_ms: None,
         p99_ms: None,
+        baseline_p50_ms: None,
+        baseline_p99_ms: None,
         conflicts: 0,
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,

@@ -79,6 +79,8 @@ pub async fn run(target: &Target, args: BenchVerifyArgs) -> Result<Report, CliEr
         ratio: ratios,
         p50_ms: None,
         p99_ms: None,
+        baseline_p50_ms: None,
+        baseline_p99_ms: None,
         conflicts: 0,
         peak_rss_bytes: peak_rss_bytes(),
         contended: false,
