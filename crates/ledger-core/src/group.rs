@@ -10,6 +10,7 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::channel::{mpsc, oneshot};
 use futures::stream::{FusedStream, FuturesUnordered};
@@ -79,12 +80,25 @@ struct Pending<R> {
 /// Queues appends for the lanes that write them; clones share the lanes.
 pub struct Committer<R> {
     lanes: Arc<[mpsc::Sender<Pending<R>>]>,
+    /// Appends queued or being written, by a lane or alone.
+    active: Arc<AtomicUsize>,
+}
+
+/// The right to write one append alone, past the lanes, while nothing else is queued or being
+/// written; others queue meanwhile. Released when dropped.
+pub struct Alone(Arc<AtomicUsize>);
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<R> Clone for Committer<R> {
     fn clone(&self) -> Self {
         Self {
             lanes: self.lanes.clone(),
+            active: self.active.clone(),
         }
     }
 }
@@ -99,19 +113,29 @@ impl<R: Send + 'static> Committer<R> {
     where
         W: GroupWriter<Request = R>,
     {
+        let active = Arc::new(AtomicUsize::new(0));
         let mut senders = Vec::new();
         let mut lanes = Vec::new();
         for _ in 0..limits.lanes.max(1) {
             let (tx, rx) = mpsc::channel(limits.queue.max(1));
             senders.push(tx);
-            lanes.push(Box::pin(run_lane(writer.clone(), rx, limits)) as Lane);
+            let lane = run_lane(writer.clone(), rx, limits, active.clone());
+            lanes.push(Box::pin(lane) as Lane);
         }
-        (
-            Self {
-                lanes: senders.into(),
-            },
-            lanes,
-        )
+        let committer = Self {
+            lanes: senders.into(),
+            active,
+        };
+        (committer, lanes)
+    }
+
+    /// When nothing is queued or being written, the right to write one append alone at once
+    /// (the backend's single-append path, without a lane's round trip); `None` otherwise.
+    pub fn alone(&self) -> Option<Alone> {
+        self.active
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Alone(self.active.clone()))
     }
 
     /// Queues `request` on the lane of `stream` and waits for its answer, which comes once
@@ -123,9 +147,13 @@ impl<R: Send + 'static> Committer<R> {
         request: R,
     ) -> impl Future<Output = Result<AppendResult, StoreError>> + Send + 'static + use<R> {
         let mut lane = self.lanes[lane_of(stream, self.lanes.len())].clone();
+        let active = self.active.clone();
         async move {
             let (answer, answered) = oneshot::channel();
+            // Counted until its lane has written it.
+            active.fetch_add(1, Ordering::AcqRel);
             lane.send(Pending { request, answer }).await.map_err(|e| {
+                active.fetch_sub(1, Ordering::AcqRel);
                 StoreError::unavailable_with("the store's committer has stopped", e)
             })?;
             answered.await.map_err(|e| {
@@ -148,6 +176,7 @@ async fn run_lane<W: GroupWriter>(
     writer: Arc<W>,
     mut queue: mpsc::Receiver<Pending<W::Request>>,
     limits: GroupLimits,
+    active: Arc<AtomicUsize>,
 ) {
     let in_flight = limits.in_flight.max(1);
     let mut waiting: VecDeque<Pending<W::Request>> = VecDeque::new();
@@ -162,9 +191,11 @@ async fn run_lane<W: GroupWriter>(
                     .map(|p| W::stream(&p.request).clone())
                     .collect();
                 busy.extend(streams.iter().cloned());
-                let writer = writer.clone();
+                let (writer, active) = (writer.clone(), active.clone());
                 running.push(async move {
+                    let n = group.len();
                     write(&*writer, group).await;
+                    active.fetch_sub(n, Ordering::AcqRel);
                     streams
                 });
                 continue;
@@ -450,6 +481,18 @@ mod tests {
         let mut waiting = VecDeque::new();
         let group = gather::<Recorder>(&mut waiting, &mut rx, &HashSet::new(), limits());
         assert_eq!(streams_of(&group), ["a-1"]);
+    }
+
+    #[test]
+    fn an_append_goes_alone_only_while_nothing_else_is_active() {
+        let recorder = Arc::new(Recorder {
+            groups: Mutex::new(Vec::new()),
+        });
+        let (committer, _lanes) = Committer::<(StreamName, usize)>::start(recorder, limits());
+        let alone = committer.alone().expect("nothing is active");
+        assert!(committer.alone().is_none(), "one alone at a time");
+        drop(alone);
+        assert!(committer.alone().is_some(), "released when dropped");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use cursor::{EventFilter, LogCursor, LogEvent, ParseCursorError};
 pub use error::{BoxError, Conflict, MAX_REPORTED_MISSED, StoreError, schema_message};
 pub use event::{AppendResult, Envelope, NewEvent, StreamAppend};
 pub use expected::{ExpectedSeq, ParseExpectedSeqError};
-pub use group::{Committer, GroupLimits, GroupWriter};
+pub use group::{Alone, Committer, GroupLimits, GroupWriter};
 pub use keys::{DataKey, KeyRecord, KeyState, KeyStore, fold_key_records};
 pub use limits::{Limits, validate_appends, validate_batch};
 pub use log::{LogFilter, LogPage, LogReader, RawEvent};

@@ -122,15 +122,20 @@ impl EventStore for PgStore {
             expected,
             events,
         };
-        if self.options.group.max_appends <= 1 {
-            let groups = self.groups.clone();
-            return Box::pin(async move {
-                to_completion(async move { groups.write_one(append).await }).await?
-            });
-        }
         Box::pin(async move {
+            let committer = self.committer();
+            // Alone (nothing else queued or being written) or ungrouped: written at once.
+            let alone = committer.alone();
+            if alone.is_some() || self.options.group.max_appends <= 1 {
+                let groups = self.groups.clone();
+                return to_completion(async move {
+                    let _alone = alone;
+                    groups.write_one(append).await
+                })
+                .await?;
+            }
             let stream = append.stream.clone();
-            self.committer().append(&stream, append).await
+            committer.append(&stream, append).await
         })
     }
 

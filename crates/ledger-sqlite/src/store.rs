@@ -311,10 +311,13 @@ impl EventStore for SqliteStore {
             let chained = append::prepare(&self.inner.heads, &batch);
             let stream = batch.stream.clone();
             let request = Prepared { batch, chained };
-            if self.inner.options.group.max_appends <= 1 {
+            let committer = self.inner.committer();
+            // Alone (nothing else queued or being written) or ungrouped: written at once.
+            let alone = committer.alone();
+            if alone.is_some() || self.inner.options.group.max_appends <= 1 {
                 return self.inner.groups.write_one(request).await;
             }
-            self.inner.committer().append(&stream, request).await
+            committer.append(&stream, request).await
         })
     }
 
