@@ -1,9 +1,12 @@
 //! Group commit: appends that arrive together are written together (one transaction for many
-//! of them), a lone append is written at once, and grouping can be turned off.
+//! of them) and keep every chain whole, a lone append is written at once, and grouping can be
+//! turned off.
 
 use std::sync::Arc;
 
-use ledger_core::{ExpectedSeq, GroupLimits, StoreOptions};
+use futures::TryStreamExt;
+use ledger_core::verify::ChainWalker;
+use ledger_core::{ChainScope, ExpectedSeq, GroupLimits, StoreOptions};
 use ledger_tests::backend::{Db, Kind};
 use ledger_tests::fixtures::*;
 use serde_json::json;
@@ -96,4 +99,53 @@ store_test!(databases: without_grouping_each_append_is_its_own_transaction, |db|
         transactions >= APPENDS as i64,
         "{APPENDS} appends without grouping took about {transactions} transactions on {db}"
     );
+});
+
+store_test!(grouped_appends_keep_every_chain_whole, |store| async move {
+    // Waves of appends arriving at once, several to the same stream, batches of 1 to 3: every
+    // chain verifies and every stream is gapless.
+    let streams = 8;
+    let mut written = vec![0u64; streams];
+    for wave in 0..4 {
+        let barrier = Arc::new(Barrier::new(APPENDS));
+        let mut tasks = Vec::new();
+        for i in 0..APPENDS {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let events: Vec<_> = (0..1 + i % 3)
+                .map(|k| ev("Grouped", json!({"wave": wave, "i": i, "k": k})))
+                .collect();
+            written[i % streams] += events.len() as u64;
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let s = stream(&format!("chained-{}", i % streams));
+                store.append(s, ExpectedSeq::Any, events).await
+            }));
+        }
+        for task in tasks {
+            let result = task.await.expect("an appending task panicked");
+            assert!(result.is_ok(), "{result:?}");
+        }
+    }
+    let mut walker = ChainWalker::new(true);
+    let mut breaks = Vec::new();
+    let chained: Vec<_> = store
+        .chains(ChainScope::default())
+        .try_collect()
+        .await
+        .expect("reading the chains");
+    for e in chained {
+        breaks.extend(walker.push(e));
+    }
+    breaks.extend(walker.finish());
+    assert!(breaks.is_empty(), "{breaks:?}");
+    for (k, &n) in written.iter().enumerate() {
+        let s = stream(&format!("chained-{k}"));
+        let seqs: Vec<u64> = store
+            .read_stream(s, ledger_core::Seq(1))
+            .map_ok(|e| e.seq.0)
+            .try_collect()
+            .await
+            .expect("reading a stream");
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "stream chained-{k}");
+    }
 });
