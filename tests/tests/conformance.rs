@@ -77,3 +77,5 @@ mod read_model_sql;
 mod wakeups;
 // `ledger bench http`: a spawned server loaded over HTTP, every figure reported, on both backends.
 mod bench_http;
+// The web console in headless Chromium over WebDriver, against real servers on both databases.
+mod browser;

@@ -27,6 +27,7 @@ macro_rules! http_cases {
 http_cases!(
     store:
     tenants::register_and_read,
+    console::progress_links,
     tenants::register_with_own_id,
     tenants::slug_taken,
     tenants::invalid_registration,
@@ -82,6 +83,7 @@ http_cases!(
     subscriptions::exactly_once;
     projections:
     projections::queries_read_own_writes,
+    console::sign_in_sessions,
     projections::tenant_tokens_see_their_tenant,
     projections::status_and_online_rebuild,
     projections::projection_behind,

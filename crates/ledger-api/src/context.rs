@@ -52,7 +52,8 @@ impl RequestContext {
         m
     }
 
-    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+    /// The ids of a request with these headers (a fresh request id when it sent none).
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let request_id = header_id(headers, &REQUEST_ID)
             .ok()
             .flatten()

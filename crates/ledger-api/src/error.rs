@@ -176,6 +176,12 @@ codes! {
     GroupMismatch,
     /// The request was not answered in time.
     RequestTimeout,
+    /// A progress link that is not one this ledger signed (tampered or cut).
+    LinkInvalid,
+    /// A progress link past its expiry.
+    LinkExpired,
+    /// A console form without its session's CSRF token.
+    CsrfInvalid,
     // `DomainError`.
     /// The tenant is not registered.
     TenantNotFound,
@@ -241,6 +247,9 @@ impl Code {
             Code::ConflictingExpectedSeq => "conflicting_expected_seq",
             Code::Unauthorized => "unauthorized",
             Code::Forbidden => "forbidden",
+            Code::LinkInvalid => "link_invalid",
+            Code::LinkExpired => "link_expired",
+            Code::CsrfInvalid => "csrf_invalid",
             Code::NotFound => "not_found",
             Code::UnknownCommand => "unknown_command",
             Code::UnknownProjection => "unknown_projection",
@@ -304,7 +313,8 @@ impl Code {
             | Code::InvalidIfMatch
             | Code::ConflictingExpectedSeq => StatusCode::BAD_REQUEST,
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
-            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::Forbidden | Code::LinkInvalid | Code::CsrfInvalid => StatusCode::FORBIDDEN,
+            Code::LinkExpired => StatusCode::GONE,
             Code::NotFound
             | Code::TenantNotFound
             | Code::UnknownCommand
@@ -801,7 +811,7 @@ mod tests {
     use super::*;
 
     /// Every code and its status as clients saw them when codes were strings (`status_of`).
-    const WIRE: [(&str, u16); 58] = [
+    const WIRE: [(&str, u16); 61] = [
         ("invalid_request", 400),
         ("invalid_json", 400),
         ("invalid_tenant_id", 400),
@@ -814,6 +824,9 @@ mod tests {
         ("conflicting_expected_seq", 400),
         ("unauthorized", 401),
         ("forbidden", 403),
+        ("link_invalid", 403),
+        ("link_expired", 410),
+        ("csrf_invalid", 403),
         ("not_found", 404),
         ("tenant_not_found", 404),
         ("unknown_command", 404),

@@ -11,6 +11,7 @@
 mod activity;
 mod admin_token;
 mod auth;
+mod console;
 mod context;
 mod error;
 mod history;

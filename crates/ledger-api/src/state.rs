@@ -10,6 +10,7 @@ use ledger_projector::Projector;
 use ledger_read_models::Logged;
 
 use crate::auth::{TokenCache, sha256};
+use crate::console::Secret;
 use crate::error::{ApiError, Code};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::tail::Tails;
@@ -54,6 +55,14 @@ pub struct ApiConfig {
     /// Tenants whose folded state commands keep in this process and decide on (0: none, every
     /// command reads its tenant's stream).
     pub state_cache: usize,
+    /// How long a console session lasts after signing in.
+    pub session_ttl: Duration,
+    /// How long a progress link works when its request names no time.
+    pub progress_link_ttl: Duration,
+    /// The console's address as its users reach it (e.g. `https://ledger.example.com`): the
+    /// start of progress links, and `https` marks session cookies Secure. `None`: links are
+    /// built from the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -73,6 +82,9 @@ impl Default for ApiConfig {
             live_heartbeat: Duration::from_secs(5),
             metrics_token: None,
             state_cache: 10_000,
+            session_ttl: Duration::from_secs(8 * 3600),
+            progress_link_ttl: Duration::from_secs(2 * 3600),
+            public_url: None,
         }
     }
 }
@@ -96,6 +108,7 @@ pub struct AppState {
     pub(crate) log: Option<Arc<dyn LogReader>>,
     pub(crate) chains: Option<Arc<dyn ChainLog>>,
     pub(crate) tails: Tails,
+    pub(crate) console: Arc<Secret>,
 }
 
 impl AppState {
@@ -149,6 +162,7 @@ impl AppState {
             log: None,
             chains: None,
             tails: Tails::new(max_live_subscribers),
+            console: Arc::new(Secret::new(None)),
         }
     }
 
@@ -174,6 +188,7 @@ impl AppState {
     /// append, and opening them (`[erased]` once a tenant is erased) on every read; without
     /// keys they are stored as sent.
     pub fn with_keys(mut self, keys: Arc<dyn KeyStore>) -> Self {
+        self.console = Arc::new(Secret::new(Some(keys.clone())));
         let vault = Vault::new(keys);
         self.store = Arc::new(SealedStore::new(self.raw_store.clone(), vault.clone()));
         self.executor = executor(self.store.clone(), &self.config, self.clock.clone());

@@ -256,6 +256,19 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub state_cache: usize,
+    /// How long a console session (`/ui`) lasts after signing in, e.g. `8h`.
+    #[arg(long, env = "LEDGER_SESSION_TTL", value_name = "DURATION", value_parser = crate::units::positive_duration,
+          default_value_t = ApiConfig::default().session_ttl.into())]
+    pub session_ttl: humantime::Duration,
+    /// How long a progress link works when its request names no time, e.g. `2h`.
+    #[arg(long, env = "LEDGER_PROGRESS_LINK_TTL", value_name = "DURATION", value_parser = crate::units::link_ttl,
+          default_value_t = ApiConfig::default().progress_link_ttl.into())]
+    pub progress_link_ttl: humantime::Duration,
+    /// The console's address as its users reach it, e.g. `https://ledger.example.com`: the start
+    /// of progress links (default: `http://` and the request's Host); `https` makes the session
+    /// cookie Secure.
+    #[arg(long, env = "LEDGER_PUBLIC_URL", value_name = "URL", value_parser = crate::units::public_url)]
+    pub public_url: Option<String>,
 }
 
 /// Arguments of `ledger append`.

@@ -28,6 +28,37 @@ pub fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
     Ok(d)
 }
 
+/// Parses a progress link's lifetime: one minute to seven days.
+pub fn link_ttl(text: &str) -> Result<humantime::Duration, String> {
+    let d = duration(text)?;
+    if Duration::from(d) < Duration::from_secs(60)
+        || Duration::from(d) > Duration::from_secs(7 * 24 * 3600)
+    {
+        return Err(format!("{text:?} is out of range: use 1m to 7d"));
+    }
+    Ok(d)
+}
+
+/// Parses the console's public URL: `http://` or `https://`, a host, an optional path; no
+/// query or fragment. A trailing `/` is dropped.
+pub fn public_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| format!("{text:?} must start with http:// or https://"))?;
+    let bad = rest.is_empty()
+        || rest.starts_with('/')
+        || rest
+            .bytes()
+            .any(|b| !b.is_ascii_graphic() || b == b'?' || b == b'#');
+    if bad {
+        return Err(format!(
+            "{text:?} is not a URL of the console: give a scheme and host, e.g. https://ledger.example.com"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
 /// Parses a policy duration: at least one second, at most a year.
 pub fn parse_policy(text: &str) -> Result<Duration, String> {
     let d = Duration::from(duration(text)?);
@@ -78,6 +109,31 @@ pub fn rate(per_s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_urls_need_a_scheme_and_host() {
+        assert_eq!(
+            public_url("https://l.example.com/").unwrap(),
+            "https://l.example.com"
+        );
+        assert_eq!(
+            public_url("http://127.0.0.1:8080/base").unwrap(),
+            "http://127.0.0.1:8080/base"
+        );
+        for bad in [
+            "l.example.com",
+            "https://",
+            "https:///x",
+            "http://a b",
+            "https://a?x=1",
+            "ftp://a",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
+        assert!(link_ttl("2h").is_ok());
+        assert!(link_ttl("59s").is_err());
+        assert!(link_ttl("8d").is_err());
+    }
 
     #[test]
     fn parses_human_durations() {

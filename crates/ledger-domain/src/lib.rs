@@ -8,6 +8,7 @@ mod command;
 mod decide;
 mod error;
 mod event;
+mod friendly;
 pub mod personal;
 mod phase;
 mod policy;
@@ -21,6 +22,7 @@ pub use command::Command;
 pub use decide::{Decision, decide};
 pub use error::DomainError;
 pub use event::{DecodeError, SlugClaimed, TenantEvent};
+pub use friendly::{Friendly, KNOWN_CODES, friendly};
 pub use phase::{Phase, Stage};
 pub use policy::Policy;
 pub use state::{

@@ -42,7 +42,9 @@ pub use codec::{
     PhaseSchema, SyncStatusSchema, day_text, parse_day, parse_phase, parse_status, phase_text,
     status_text,
 };
-pub use onboarding_funnel::{FunnelDay, FunnelTenant, OnboardingFunnel};
+pub use onboarding_funnel::{
+    COUNT_LABELS, FUNNEL_STEPS, FunnelDay, FunnelTenant, OnboardingFunnel,
+};
 pub use onboarding_locks::{LockFilter, LockItem, LockRow, OnboardingLocks};
 pub use pending_syncs::{PendingSyncRow, PendingSyncs, SyncFilter};
 pub use tenant_phase::{TenantFilter, TenantPhase, TenantPhaseRow};

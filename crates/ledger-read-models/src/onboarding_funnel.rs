@@ -325,7 +325,48 @@ impl FunnelTenant {
     }
 }
 
+/// Counts of a day, after its `day` column.
+pub const COUNTS: usize = 11;
+/// The first counts of a day that are the funnel's own steps, registration to completion.
+pub const FUNNEL_STEPS: usize = 6;
+/// How a person reads each count of a day, in the order of [`FunnelDay::counts`].
+pub const COUNT_LABELS: [&str; COUNTS] = [
+    "Registrations",
+    "Payment verified",
+    "Organisation created",
+    "Workspace provisioned",
+    "API key issued",
+    "Completions",
+    "Backfilled",
+    "Completed within 1 h",
+    "1 h to 1 day",
+    "1 to 7 days",
+    "After 7 days",
+];
+
 impl FunnelDay {
+    /// The day's counts in the order of its table's columns after `day`.
+    pub fn counts(&self) -> [u64; COUNTS] {
+        [
+            self.registrations,
+            self.reached_payment_verified,
+            self.reached_organization_created,
+            self.reached_workspace_provisioned,
+            self.reached_api_key_issued,
+            self.completions,
+            self.backfilled,
+            self.completed_within_1h,
+            self.completed_1h_to_1d,
+            self.completed_1d_to_7d,
+            self.completed_after_7d,
+        ]
+    }
+
+    /// The column of each count, in the order of [`FunnelDay::counts`].
+    pub fn count_columns() -> impl Iterator<Item = &'static str> {
+        DAYS.columns[1..].iter().map(|c| c.name)
+    }
+
     /// A day with nothing counted yet.
     pub fn new(day: NaiveDate) -> Self {
         Self {
@@ -536,6 +577,26 @@ mod tests {
 
     use super::*;
     use crate::typed::fake::FakeStore;
+
+    #[test]
+    fn counts_follow_the_columns() {
+        assert_eq!(FunnelDay::count_columns().count(), COUNTS);
+        let mut day = FunnelDay::new(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap());
+        let row = |d: &FunnelDay| d.clone().into_row();
+        for i in 0..COUNTS {
+            let before = row(&day);
+            let mut cells = day.counts();
+            cells[i] = 7;
+            day = FunnelDay::from_row(
+                std::iter::once(before[0].clone())
+                    .chain(cells.iter().map(|n| Value::uint(*n)))
+                    .collect(),
+            )
+            .unwrap();
+            assert_eq!(row(&day)[i + 1], Value::uint(7), "count {i}");
+            assert_eq!(day.counts()[i], 7);
+        }
+    }
 
     /// 2026-01-20 22:00 UTC plus `s` seconds: two hours before a day boundary.
     fn t(s: i64) -> DateTime<Utc> {

@@ -54,6 +54,7 @@ pub async fn openapi_document(store: Store) {
         ("/v1/audit/events", "get"),
         ("/v1/tenants", "get"),
         ("/v1/tenants/{id}/progress", "get"),
+        ("/v1/tenants/{id}/progress-link", "post"),
         ("/v1/locks", "get"),
         ("/v1/pending-syncs", "get"),
         ("/v1/funnel", "get"),

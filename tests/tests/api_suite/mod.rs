@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bad_input;
 pub mod client;
 pub mod commands;
+pub mod console;
 pub mod erasure;
 pub mod history;
 pub mod live;

@@ -11,6 +11,7 @@ pub(crate) mod history;
 pub(crate) mod live;
 pub(crate) mod meta;
 pub(crate) mod progress;
+pub(crate) mod progress_link;
 pub(crate) mod projections;
 pub(crate) mod queries;
 pub(crate) mod streams;
@@ -60,6 +61,7 @@ pub(crate) fn documented() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(subscriptions::events))
         .routes(routes!(subscriptions::ack))
         .routes(routes!(progress::progress))
+        .routes(routes!(progress_link::progress_link))
         .routes(routes!(queries::list_locks))
         .routes(routes!(queries::list_pending_syncs))
         .routes(routes!(queries::funnel))
@@ -76,6 +78,7 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = documented();
     let json = serde_json::to_string_pretty(&doc).expect("the OpenAPI document serializes");
     router
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(meta::OpenApiJson(Arc::new(json))))
@@ -92,11 +95,12 @@ pub fn app(state: AppState) -> Router {
 /// headers.
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
+    // JSON errors, and the console's HTML error pages, keep their bodies.
     let json = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }

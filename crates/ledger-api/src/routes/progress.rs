@@ -85,7 +85,7 @@ fn shutdown_event(seq: Seq) -> Event {
 }
 
 /// Waits for an append of this process or the poll interval.
-async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Duration) {
+pub(crate) async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Duration) {
     let changed = async {
         let alive = match signal.as_mut() {
             Some(rx) => rx.changed().await.is_ok(),

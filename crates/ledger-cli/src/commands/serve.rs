@@ -53,6 +53,9 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
         body_timeout: args.body_timeout.into(),
         metrics_token: args.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         state_cache: args.state_cache,
+        session_ttl: args.session_ttl.into(),
+        progress_link_ttl: args.progress_link_ttl.into(),
+        public_url: args.public_url.clone(),
         ..ApiConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
