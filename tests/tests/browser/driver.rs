@@ -416,6 +416,106 @@ impl Browser {
         }
     }
 
+    /// Waits up to [`WAIT`] until an element matches `css`.
+    pub(crate) async fn wait_for(&self, css: &str) {
+        self.wait_for_within(css, WAIT).await;
+    }
+
+    /// Waits up to `timeout` until an element matches `css`, looking every 10 ms (close enough
+    /// to time how soon a live page shows something); panics with the page's text.
+    pub(crate) async fn wait_for_within(&self, css: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(found) = self.client.find_all(Locator::Css(css)).await
+                && !found.is_empty()
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no element matches {css:?} after {timeout:?} on {}; the page reads:\n{}",
+                    self.url().await,
+                    self.body_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits up to [`WAIT`] until no element matches `css`; panics with the page's text.
+    pub(crate) async fn wait_for_gone(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(found) = self.client.find_all(Locator::Css(css)).await
+                && found.is_empty()
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "an element still matches {css:?} after {WAIT:?} on {}; the page reads:\n{}",
+                    self.url().await,
+                    self.body_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits up to [`WAIT`] until `script` (a function body, `return ...`) gives `true`;
+    /// `what` names the condition in the panic.
+    pub(crate) async fn wait_until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(serde_json::Value::Bool(true)) = self.client.execute(script, Vec::new()).await
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: not so after {WAIT:?} on {}; the page reads:\n{}",
+                    self.url().await,
+                    self.body_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Panics unless every visible form control of the page (`input`, `select`, `textarea`,
+    /// hidden inputs aside) has a `<label>`, an `aria-label` or an `aria-labelledby`.
+    pub(crate) async fn assert_labelled(&self) {
+        let unlabelled = self
+            .eval(
+                "return Array.from(document.querySelectorAll('input, select, textarea'))\
+                   .filter(e => e.type !== 'hidden')\
+                   .filter(e => !(e.labels && e.labels.length > 0)\
+                     && !(e.getAttribute('aria-label') || '').trim()\
+                     && !e.getAttribute('aria-labelledby'))\
+                   .map(e => e.outerHTML);",
+            )
+            .await;
+        assert_eq!(
+            unlabelled,
+            json!([]),
+            "form controls without a label on {}",
+            self.url().await
+        );
+    }
+
+    /// Panics when the page scrolls sideways at the window's current width.
+    pub(crate) async fn assert_no_horizontal_scroll(&self) {
+        let widths = self
+            .eval("return [document.documentElement.scrollWidth, window.innerWidth];")
+            .await;
+        let (scroll, inner) = (widths[0].as_u64(), widths[1].as_u64());
+        assert!(
+            scroll.is_some() && scroll <= inner,
+            "the page scrolls sideways on {}: scrollWidth {scroll:?} > innerWidth {inner:?}",
+            self.url().await
+        );
+    }
+
     /// Clicks the first element matching `css`.
     pub(crate) async fn click(&self, css: &str) {
         self.find(css)

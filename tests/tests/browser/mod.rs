@@ -8,4 +8,12 @@
 #![allow(dead_code)]
 
 pub(crate) mod driver;
+// What the tests share: a server, a browser and an API client each, links, sign-in, screenshots.
+pub(crate) mod setup;
 mod smoke;
+// The live progress page: stages done in order with their latency, two tabs, friendly failures.
+mod progress;
+// Changed progress links answer 403 `link_invalid`, expired ones 410 `link_expired`.
+mod links;
+// The operator pages by role: queue retry and abandon, the auditor refused, README screenshots.
+mod operators;

@@ -107,11 +107,8 @@ impl IntoResponse for ConsoleError {
                 let code = e.code();
                 let status = code.status();
                 let body = e.body();
-                let mut response = (
-                    status,
-                    page::error_page(status, code.as_str(), &body.message),
-                )
-                    .into_response();
+                let mut response =
+                    (status, page::error_page(status, code, &body.message)).into_response();
                 response.extensions_mut().insert(ErrorCode(code));
                 response
             }

@@ -8,6 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::assets::{css_url, js_url};
 use super::session::Session;
 use crate::auth::Caller;
+use crate::error::Code;
 
 /// The sections of the operator console, as the navigation lists them.
 const SECTIONS: &[(&str, &str)] = &[
@@ -78,6 +79,17 @@ pub(crate) fn csrf_field(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }
 }
 
+/// A link to a tenant's page, showing the start of its id (the whole id in its title and for
+/// screen readers), so tables of tenants stay narrow.
+pub(crate) fn tenant_link(id: &str) -> Markup {
+    let short: String = id.chars().take(8).collect();
+    html! {
+        a href={ "/ui/tenants/" (id) } title=(id) aria-label={ "Tenant " (id) } {
+            code { (short) "…" }
+        }
+    }
+}
+
 /// A time as a person reads it, in a `<time>` element a script or a test can read exactly.
 pub(crate) fn time(at: DateTime<Utc>) -> Markup {
     html! {
@@ -97,19 +109,58 @@ pub(crate) fn clock(at: DateTime<Utc>) -> Markup {
 }
 
 /// The page of a refused or failed request: its status, stable code and message (the API's
-/// message, which never holds SQL or driver text).
-pub(crate) fn error_page(status: StatusCode, code: &str, message: &str) -> Html<String> {
+/// message, which never holds SQL or driver text). A progress link's refusal is read by the
+/// person onboarding, who has no console to go back to.
+pub(crate) fn error_page(status: StatusCode, code: Code, message: &str) -> Html<String> {
     let title = status.canonical_reason().unwrap_or("Error");
+    let public = matches!(code, Code::LinkInvalid | Code::LinkExpired);
     page(
         title,
         None,
         html! {
-            section class="error" {
+            section class="error card" {
                 h1 { (title) }
-                p id="error-message" { (message) }
-                p class="code" { "Code: " code { (code) } }
-                p { a href="/ui" { "Back to the console" } }
+                p id="error-message" { (sentence(message)) }
+                p class="code muted" { "Code: " code { (code.as_str()) } }
+                @if public {
+                    p { "The app that sent you here can give you a new link." }
+                } @else {
+                    p { a href="/ui" { "Back to the console" } }
+                }
             }
         },
     )
+}
+
+/// `text` as a sentence: capitalised, ending with a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_sentences() {
+        assert_eq!(sentence("this link has expired"), "This link has expired.");
+        assert_eq!(sentence("Done!"), "Done!");
+        assert_eq!(sentence(""), "");
+    }
+
+    #[test]
+    fn link_refusals_do_not_send_people_to_the_console() {
+        let page = error_page(StatusCode::GONE, Code::LinkExpired, "expired").0;
+        assert!(!page.contains("href=\"/ui\""), "{page}");
+        let page = error_page(StatusCode::FORBIDDEN, Code::Forbidden, "no").0;
+        assert!(page.contains("href=\"/ui\""), "{page}");
+    }
 }

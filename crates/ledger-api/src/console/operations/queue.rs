@@ -203,7 +203,7 @@ pub(crate) fn table(rows: &[PendingSyncRow], filter: &str, viewer: Viewer<'_>) -
                     @for (i, row) in rows.iter().enumerate() {
                         tr data-tenant=(row.tenant_id) data-target=(row.target) {
                             td class="tenant" {
-                                a href={ "/ui/tenants/" (row.tenant_id) } { code { (row.tenant_id) } }
+                                (crate::console::page::tenant_link(&row.tenant_id))
                             }
                             td class="target" { (row.target) }
                             td class="status" data-status=(status_text(row.status)) { (status_text(row.status)) }
