@@ -17,8 +17,7 @@ use crate::state::AppState;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/queue", get(queue::page))
-        .route("/ui/queue/retry", post(queue::retry))
-        .route("/ui/queue/abandon", post(queue::abandon))
+        .route("/ui/queue/{action}", post(queue::action))
         .route("/ui/projections", get(projections::page))
         .route("/ui/projections/events", get(projections::events))
         .route("/ui/projections/{name}/rebuild", post(projections::rebuild))

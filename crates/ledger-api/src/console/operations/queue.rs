@@ -253,30 +253,28 @@ fn actions(i: usize, row: &PendingSyncRow, filter: &str, csrf: &str) -> Markup {
     }
 }
 
-/// `POST /ui/queue/retry`: `record-sync-retry`, as `POST /v1/tenants/{id}/commands/record-sync-retry`.
-pub(crate) async fn retry(
+/// `POST /ui/queue/retry` (`record-sync-retry`) and `POST /ui/queue/abandon` (`abandon-sync`),
+/// as `POST /v1/tenants/{id}/commands/...` runs them.
+pub(crate) async fn action(
     session: Session,
     State(state): State<AppState>,
     ctx: Option<Extension<RequestContext>>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Response, ConsoleError> {
+    let action = match name.as_str() {
+        "retry" => Action::Retry,
+        "abandon" => Action::Abandon,
+        _ => {
+            return Err(
+                ApiError::new(Code::NotFound, "the queue's actions are retry and abandon").into(),
+            );
+        }
+    };
     let form = form.map(|Form(f)| f).unwrap_or_default();
-    act(session, state, ctx, &headers, uri, form, Action::Retry).await
-}
-
-/// `POST /ui/queue/abandon`: `abandon-sync`, as `POST /v1/tenants/{id}/commands/abandon-sync`.
-pub(crate) async fn abandon(
-    session: Session,
-    State(state): State<AppState>,
-    ctx: Option<Extension<RequestContext>>,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<ActionForm>, FormRejection>,
-) -> Result<Response, ConsoleError> {
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    act(session, state, ctx, &headers, uri, form, Action::Abandon).await
+    act(session, state, ctx, &headers, uri, form, action).await
 }
 
 /// The queue's two actions.
