@@ -14,6 +14,7 @@ mod auth;
 mod console;
 mod context;
 mod error;
+mod follow;
 mod history;
 mod input;
 mod listener;

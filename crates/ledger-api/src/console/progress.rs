@@ -10,10 +10,8 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use ledger_commands::tenant_stream;
 use ledger_core::Seq;
-use ledger_domain::{DomainError, Stage, TenantEvent, TenantState, evolve, friendly};
+use ledger_domain::{DomainError, Stage, TenantState, evolve, friendly};
 use maud::{Markup, html};
 
 use super::ConsoleError;
@@ -21,10 +19,22 @@ use super::link::{Link, LinkQuery, verify};
 use super::page::clock;
 use super::secret::Keys;
 use crate::error::ApiError;
+use crate::follow::TenantFollower;
 use crate::input::{ApiPath, ApiQuery, tenant_id};
-use crate::routes::progress::wake;
 use crate::shutdown::{Draining, shutting_down};
 use crate::state::AppState;
+
+/// What ended a wait of the page's event stream.
+enum Wake {
+    /// An append or the poll: read the stream.
+    Read,
+    /// The lock lapsed: show it.
+    Lapsed,
+    /// The link expired.
+    Expired,
+    /// The server is shutting down.
+    Shutdown,
+}
 
 /// How long the browser waits before it reconnects after the server's shutdown.
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
@@ -221,16 +231,9 @@ pub(crate) async fn events(
     ApiQuery(query): ApiQuery<LinkQuery>,
 ) -> Result<Response, ConsoleError> {
     let (link, keys) = verified(&state, &id, &query).await?;
-    let (mut tenant, mut seq) = load(&state, &link).await?;
-    let store = state.store.clone();
+    let (mut tenant, seq) = load(&state, &link).await?;
     let clock = state.clock.clone();
-    let poll = state.config.progress_poll;
-    let mut signal = state
-        .projector
-        .as_ref()
-        .and_then(|p| p.signal())
-        .map(|s| s.subscribe());
-    let stream_name = tenant_stream(link.tenant);
+    let mut follower = TenantFollower::new(&state, link.tenant, seq);
     let mut draining = draining.map(|Extension(d)| d);
     let events = async_stream::stream! {
         let view = |tenant: &TenantState| {
@@ -250,39 +253,38 @@ pub(crate) async fn events(
                 .as_ref()
                 .filter(|l| l.is_active(now))
                 .and_then(|l| (l.expires_at - now).to_std().ok());
-            tokio::select! {
-                () = wake(&mut signal, poll) => {}
-                () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX / 4)), if lapse.is_some() => {
+            let woke = tokio::select! {
+                () = follower.wake() => Wake::Read,
+                () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX / 4)), if lapse.is_some() => Wake::Lapsed,
+                () = tokio::time::sleep(until_expiry) => Wake::Expired,
+                () = shutting_down(&mut draining) => Wake::Shutdown,
+            };
+            match woke {
+                Wake::Read => {}
+                Wake::Lapsed => {
                     yield Ok(view(&tenant));
                     continue;
                 }
-                () = tokio::time::sleep(until_expiry) => {
+                Wake::Expired => {
                     yield Ok(Event::default().event("expired").data("This link has expired; ask for a new one to keep following the setup."));
                     return;
                 }
-                () = shutting_down(&mut draining) => {
+                Wake::Shutdown => {
                     yield Ok(Event::default().event("shutdown").retry(RECONNECT_AFTER).data("the server is restarting"));
                     return;
                 }
             }
-            let mut moved = false;
-            let mut log = store.read_stream(stream_name.clone(), seq.plus(1));
-            while let Some(next) = log.next().await {
-                let envelope = match next {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(error = &e as &dyn std::error::Error, "progress page: reading the tenant failed");
-                        break;
+            match follower.read().await {
+                Ok(read) if read.is_empty() => {}
+                Ok(read) => {
+                    for (_, event) in read {
+                        tenant = evolve(tenant, &event);
                     }
-                };
-                seq = envelope.seq;
-                if let Ok(event) = TenantEvent::from_parts(&envelope.event_type, &envelope.data) {
-                    tenant = evolve(tenant, &event);
-                    moved = true;
+                    yield Ok(view(&tenant));
                 }
-            }
-            if moved {
-                yield Ok(view(&tenant));
+                Err(e) => {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "progress page: reading the tenant failed; trying again at the next wake-up");
+                }
             }
         }
     };

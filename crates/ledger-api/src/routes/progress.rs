@@ -14,15 +14,13 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use ledger_commands::tenant_stream;
 use ledger_core::Seq;
 use ledger_domain::{DomainError, Phase, Stage, TenantEvent, TenantState, evolve};
 use serde_json::json;
-use tokio::sync::watch;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::follow::TenantFollower;
 use crate::input::{ApiPath, tenant_id};
 use crate::shutdown::{Draining, shutting_down};
 use crate::state::AppState;
@@ -84,23 +82,6 @@ fn shutdown_event(seq: Seq) -> Event {
         )
 }
 
-/// Waits for an append of this process or the poll interval.
-pub(crate) async fn wake(signal: &mut Option<watch::Receiver<u64>>, poll: std::time::Duration) {
-    let changed = async {
-        let alive = match signal.as_mut() {
-            Some(rx) => rx.changed().await.is_ok(),
-            None => false,
-        };
-        if !alive {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = changed => {}
-        () = tokio::time::sleep(poll) => {}
-    }
-}
-
 /// The tenant's onboarding stages as they complete, as Server-Sent Events: `stage` (with
 /// `stage`, `index`, `of`, `completed_at`, `seq`) for each completed stage, then `completed`
 /// or `failed`, after which the stream closes; or `shutdown` (with `retry`) when the server stops.
@@ -131,18 +112,11 @@ pub(crate) async fn progress(
     if !loaded.state.is_registered() {
         return Err(DomainError::TenantNotFound.into());
     }
-    let store = state.store.clone();
-    let poll = state.config.progress_poll;
-    let mut signal = state
-        .projector
-        .as_ref()
-        .and_then(|p| p.signal())
-        .map(|s| s.subscribe());
-    let stream_name = tenant_stream(tenant);
+    let mut follower = TenantFollower::new(&state, tenant, loaded.seq);
     let mut draining = draining.map(|Extension(d)| d);
     let events = async_stream::stream! {
         let mut current = loaded.state;
-        let mut seq = loaded.seq;
+        let seq = loaded.seq;
         for event in new_stages(&TenantState::default(), &current, seq) {
             yield Ok::<Event, Infallible>(event);
         }
@@ -151,27 +125,23 @@ pub(crate) async fn progress(
             return;
         }
         loop {
-            tokio::select! {
-                () = wake(&mut signal, poll) => {}
-                () = shutting_down(&mut draining) => {
-                    yield Ok(shutdown_event(seq));
+            let stopping = tokio::select! {
+                () = follower.wake() => false,
+                () = shutting_down(&mut draining) => true,
+            };
+            if stopping {
+                yield Ok(shutdown_event(follower.seq()));
+                return;
+            }
+            let read = match follower.read().await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "progress stream: reading the tenant failed");
+                    yield Ok(Event::default().event("error").data(json!({"error": e.code()}).to_string()));
                     return;
                 }
-            }
-            let mut log = store.read_stream(stream_name.clone(), seq.plus(1));
-            while let Some(next) = log.next().await {
-                let envelope = match next {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(error = &e as &dyn std::error::Error, "progress stream: reading the tenant failed");
-                        yield Ok(Event::default().event("error").data(json!({"error": e.code()}).to_string()));
-                        return;
-                    }
-                };
-                seq = envelope.seq;
-                let Ok(event) = TenantEvent::from_parts(&envelope.event_type, &envelope.data) else {
-                    continue;
-                };
+            };
+            for (seq, event) in read {
                 let next_state = evolve(current.clone(), &event);
                 for e in new_stages(&current, &next_state, seq) {
                     yield Ok(e);

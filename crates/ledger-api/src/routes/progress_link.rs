@@ -29,12 +29,19 @@ const MAX_HOLDER_LEN: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct ProgressLinkRequest {
     /// The tab (lock holder) the page is for: while another holder has the lock the page says
-    /// setup is in progress in another tab. The URL carries only a keyed hash of it.
+    /// setup is in progress in another tab. The URL carries only a keyed hash of it. 1 to 200
+    /// characters, none of them a control character.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub holder: Option<String>,
     /// How long the link works, in seconds (1 to 604800; default: the server's
     /// `--progress-link-ttl`, 2 hours unless set).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -111,9 +118,10 @@ pub(crate) async fn progress_link(
     ))
 }
 
-/// A holder: 1 to [`MAX_HOLDER_LEN`] printable characters.
+/// A holder: 1 to [`MAX_HOLDER_LEN`] characters, none of them a control character (what the
+/// OpenAPI document's pattern says).
 fn check_holder(holder: &str) -> Result<&str, ApiError> {
-    let ok = !holder.trim().is_empty()
+    let ok = !holder.is_empty()
         && holder.chars().count() <= MAX_HOLDER_LEN
         && !holder.chars().any(char::is_control);
     if ok {
@@ -121,7 +129,9 @@ fn check_holder(holder: &str) -> Result<&str, ApiError> {
     } else {
         Err(ApiError::new(
             Code::InvalidBody,
-            format!("holder must be 1 to {MAX_HOLDER_LEN} printable characters, e.g. tab-b"),
+            format!(
+                "holder must be 1 to {MAX_HOLDER_LEN} characters without control characters, e.g. tab-b"
+            ),
         ))
     }
 }
