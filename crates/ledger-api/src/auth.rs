@@ -314,6 +314,18 @@ impl FromRequestParts<AppState> for Writer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let (caller, token) = authenticate(state, bearer_token(&parts.headers)?).await?;
+        Writer::new(caller, token, on_behalf_of(&parts.headers)?)
+    }
+}
+
+impl Writer {
+    /// The writer `caller` with `token` is, acting for `on_behalf_of`: 403 for an auditor, and
+    /// for a tenant token acting for someone.
+    pub(crate) fn new(
+        caller: Caller,
+        token: TokenRef,
+        on_behalf_of: Option<String>,
+    ) -> Result<Writer, ApiError> {
         let tenant = match &caller {
             Caller::Auditor { .. } => {
                 return Err(ApiError::forbidden(
@@ -323,7 +335,6 @@ impl FromRequestParts<AppState> for Writer {
             Caller::Admin { .. } => None,
             Caller::Tenant(id) => Some(*id),
         };
-        let on_behalf_of = on_behalf_of(&parts.headers)?;
         if tenant.is_some() && on_behalf_of.is_some() {
             return Err(ApiError::forbidden(
                 "a tenant token acts for its tenant only: X-On-Behalf-Of needs the admin token",

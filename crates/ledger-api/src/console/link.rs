@@ -133,14 +133,6 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::console::secret::random_key;
-
-    fn keys() -> Keys {
-        Keys {
-            session: random_key(),
-            link: random_key(),
-        }
-    }
 
     fn query_of(text: &str) -> LinkQuery {
         serde_urlencoded_like(text)
@@ -163,7 +155,7 @@ mod tests {
 
     #[test]
     fn links_verify_until_they_expire() {
-        let keys = keys();
+        let keys = Keys::random();
         let now = Utc::now();
         let tenant = Uuid::now_v7();
         let link = make(&keys, tenant, Some("tab-a"), now + TimeDelta::hours(2));
@@ -182,7 +174,7 @@ mod tests {
 
     #[test]
     fn changed_links_are_refused() {
-        let keys = keys();
+        let keys = Keys::random();
         let now = Utc::now();
         let tenant = Uuid::now_v7();
         let link = make(&keys, tenant, Some("tab-a"), now + TimeDelta::hours(2));
@@ -218,7 +210,7 @@ mod tests {
             Code::LinkInvalid
         );
         assert_eq!(
-            verify(&self::keys(), tenant, &good, now)
+            verify(&Keys::random(), tenant, &good, now)
                 .unwrap_err()
                 .code(),
             Code::LinkInvalid

@@ -24,6 +24,17 @@ pub(crate) struct Keys {
     pub(crate) link: [u8; 32],
 }
 
+#[cfg(test)]
+impl Keys {
+    /// Keys of a fresh random secret.
+    pub(crate) fn random() -> Keys {
+        Keys {
+            session: random_key(),
+            link: random_key(),
+        }
+    }
+}
+
 /// The console's secret, read or made on first use.
 pub(crate) struct Secret {
     store: Option<Arc<dyn KeyStore>>,

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::ConsoleError;
 use super::secret::{Keys, random_key};
-use crate::auth::{Actor, Caller, TokenRef, Writer, authenticate, hex};
+use crate::auth::{Caller, TokenRef, Writer, authenticate, hex};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -149,26 +149,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// The writer for actions of this session: 403 for an auditor.
+    /// The writer for actions of this session, as the API's `Writer` extractor makes it: 403
+    /// for an auditor.
     pub(crate) fn writer(&self) -> Result<Writer, ApiError> {
-        let tenant = match &self.caller {
-            Caller::Auditor { .. } => {
-                return Err(ApiError::forbidden(
-                    "an auditor only reads: this action needs an admin",
-                ));
-            }
-            Caller::Admin { .. } => None,
-            Caller::Tenant(id) => Some(*id),
-        };
-        Ok(Writer {
-            actor: Actor {
-                role: self.caller.role(),
-                token: self.token.clone(),
-                tenant,
-                on_behalf_of: None,
-            },
-            caller: self.caller.clone(),
-        })
+        Writer::new(self.caller.clone(), self.token.clone(), None)
     }
 
     /// Refuses a form whose CSRF token is not this session's.
@@ -226,13 +210,6 @@ pub(crate) fn clear(headers: &mut HeaderMap, secure: bool) {
 mod tests {
     use super::*;
 
-    fn keys() -> Keys {
-        Keys {
-            session: random_key(),
-            link: random_key(),
-        }
-    }
-
     fn sealed() -> Sealed {
         Sealed {
             token: "la_secret".into(),
@@ -243,7 +220,7 @@ mod tests {
 
     #[test]
     fn sealed_sessions_open_until_they_expire() {
-        let keys = keys();
+        let keys = Keys::random();
         let session = sealed();
         let value = seal(&keys, &session);
         assert!(!value.contains("la_secret"));
@@ -258,9 +235,9 @@ mod tests {
 
     #[test]
     fn tampered_or_foreign_cookies_do_not_open() {
-        let keys = keys();
+        let keys = Keys::random();
         let value = seal(&keys, &sealed());
-        assert_eq!(open(&self::keys(), &value, 0), None);
+        assert_eq!(open(&Keys::random(), &value, 0), None);
         let mut bytes = URL_SAFE_NO_PAD.decode(&value).unwrap();
         for i in [0, NONCE_LEN, bytes.len() - 1] {
             bytes[i] ^= 1;
