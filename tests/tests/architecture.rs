@@ -140,7 +140,10 @@ fn core_and_domain_do_no_io() {
 
 #[test]
 fn backends_mirror_each_other_file_for_file() {
-    let [pg, sqlite] = BACKENDS.map(|b| file_names(&root().join("crates").join(b).join("src")));
+    let [pg, mut sqlite] = BACKENDS.map(|b| file_names(&root().join("crates").join(b).join("src")));
+    // SQLite's only file of its own: the WAL checkpoints a server database makes itself.
+    let own = sqlite.iter().position(|f| f == "checkpoint.rs");
+    sqlite.remove(own.expect("ledger-sqlite checkpoints its WAL"));
     assert_eq!(
         pg, sqlite,
         "ledger-postgres and ledger-sqlite must have the same src files"

@@ -14,6 +14,7 @@
 mod append;
 mod baseline;
 mod chain;
+mod checkpoint;
 pub mod ddl;
 mod error;
 mod events;

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 
 use crate::append::Batch;
+use crate::checkpoint::Checkpointer;
 use crate::error::{fault_of, store_err};
 use crate::group::{Prepared, SqliteGroups};
 use crate::health::{Fault, WriteHealth, outside_transaction};
@@ -27,10 +28,11 @@ use crate::{append, chain, read};
 /// How long a statement waits for another process's write lock before it reports `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// WAL pages after which a commit checkpoints the WAL into the database file. Each checkpoint
-/// costs two fsyncs on the committing writer's path, and an append writes three pages (the
-/// row and two indexes), so SQLite's default of 1000 pages makes checkpoints a large share
-/// of small appends.
+/// WAL pages after which a commit checkpoints the WAL into the database file: the backstop of
+/// `crate::checkpoint`, whose task keeps the WAL shorter than this while it runs. Each such
+/// checkpoint holds the committing writer, and an append writes three pages (the row and two
+/// indexes), so SQLite's default of 1000 pages would make checkpoints a large share of small
+/// appends.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Size the WAL file is truncated back to after a checkpoint resets it.
@@ -74,6 +76,8 @@ pub(crate) struct Inner {
     groups: Arc<SqliteGroups>,
     /// Combines concurrent appends into one transaction; started by the first append.
     committer: OnceLock<Committer<Prepared>>,
+    /// Checkpoints the WAL off the writers' path while the store lives (see `crate::checkpoint`).
+    _checkpointer: Checkpointer,
 }
 
 impl Inner {
@@ -144,6 +148,7 @@ impl SqliteStore {
                 writer,
                 reader,
                 health,
+                _checkpointer: Checkpointer::start(connect.clone()),
                 wakeups: Watcher::new(connect),
                 heads,
                 groups,

@@ -623,3 +623,40 @@ fn opening_and_migrating_can_be_spawned() {
     assert_send(&open);
     assert_send(&migrate);
 }
+
+#[tokio::test]
+async fn the_store_checkpoints_its_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, StoreOptions::default()).await;
+    for n in 1..=20 {
+        store
+            .append(s("t-1"), ExpectedSeq::Any, vec![ev("A", n)])
+            .await
+            .unwrap();
+    }
+    // Far fewer pages than the writers' own checkpoint waits for: only the store's task copies
+    // them into the database file. A copy of that file alone (no WAL) then holds the events.
+    let copy = dir.path().join("copy.db");
+    let mut found = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        std::fs::copy(dir.path().join("ledger.db"), &copy).unwrap();
+        let url = format!("sqlite://{}?mode=ro", copy.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        // Before any checkpoint the file may not even hold the table.
+        found = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM events")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(0);
+        conn.close().await.unwrap();
+        std::fs::remove_file(&copy).unwrap();
+        if found == 20 {
+            break;
+        }
+    }
+    assert_eq!(
+        found, 20,
+        "the database file holds every event without its WAL"
+    );
+    drop(store);
+}

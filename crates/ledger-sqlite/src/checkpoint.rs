@@ -1,0 +1,77 @@
+//! Checkpoints of the write-ahead log, off the writers' path.
+//!
+//! In WAL mode, a commit that leaves the WAL past `wal_autocheckpoint` pages copies the WAL
+//! into the database file and syncs both before it returns, holding the one writer
+//! connection meanwhile: under a steady load, one append in many waited for a whole
+//! checkpoint (the tail of every command behind it). So each store runs a task that makes a
+//! `PASSIVE` checkpoint every [`EVERY`] (20 ms) on a connection of its own: it copies what no reader
+//! still needs without taking the write lock, so appends carry on during it, and the WAL stays
+//! short enough that the writers' own checkpoint seldom has anything to do. That one stays as
+//! the backstop (the task cannot keep up, or its runtime is gone). Durability is unchanged: a
+//! commit is in the WAL either way.
+//!
+//! The task ends when the store is dropped (with its last clone); it holds no reference to the
+//! store, so it never keeps one alive.
+
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::watch;
+
+/// How often the task checkpoints.
+pub(crate) const EVERY: Duration = Duration::from_millis(20);
+
+/// Copies the WAL's frames that no reader needs into the database file, without waiting.
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// Runs the checkpoint task of one store; dropping it stops the task.
+pub(crate) struct Checkpointer {
+    /// Dropped with the store: the task sees its receiver close and ends.
+    _running: watch::Sender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the task on the current Tokio runtime (none: the writers' checkpoints do all).
+    pub(crate) fn start(connect: SqliteConnectOptions) -> Self {
+        let (running, stopped) = watch::channel(());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(run(connect, stopped));
+            }
+            Err(_) => tracing::debug!("no runtime to checkpoint the WAL from"),
+        }
+        Self { _running: running }
+    }
+}
+
+/// Checkpoints every [`EVERY`] until `stopped` closes. A failure (the file cannot be opened
+/// or written just now) is logged and the connection opened again at the next turn.
+async fn run(connect: SqliteConnectOptions, mut stopped: watch::Receiver<()>) {
+    let mut conn: Option<SqliteConnection> = None;
+    loop {
+        tokio::select! {
+            closed = stopped.changed() => if closed.is_err() {
+                break;
+            },
+            () = tokio::time::sleep(EVERY) => {}
+        }
+        if conn.is_none() {
+            match SqliteConnection::connect_with(&connect).await {
+                Ok(opened) => conn = Some(opened),
+                Err(error) => {
+                    tracing::debug!(%error, "the WAL checkpointer could not open its connection");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(error) = sqlx::query(CHECKPOINT).execute(&mut *c).await {
+            tracing::debug!(%error, "a WAL checkpoint failed; the next one opens a new connection");
+            conn = None;
+        }
+    }
+    if let Some(conn) = conn {
+        let _ = conn.close().await;
+    }
+}
