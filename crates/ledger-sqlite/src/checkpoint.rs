@@ -4,7 +4,7 @@
 //! into the database file and syncs both before it returns, holding the one writer
 //! connection meanwhile: under a steady load, one append in many waited for a whole
 //! checkpoint (the tail of every command behind it). So each store runs a task that makes a
-//! `PASSIVE` checkpoint every [`EVERY`] (20 ms) on a connection of its own: it copies what no reader
+//! `PASSIVE` checkpoint every [`EVERY`] (10 ms) on a connection of its own: it copies what no reader
 //! still needs without taking the write lock, so appends carry on during it, and the WAL stays
 //! short enough that the writers' own checkpoint seldom has anything to do. That one stays as
 //! the backstop (the task cannot keep up, or its runtime is gone). Durability is unchanged: a
@@ -20,7 +20,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::watch;
 
 /// How often the task checkpoints.
-pub(crate) const EVERY: Duration = Duration::from_millis(20);
+pub(crate) const EVERY: Duration = Duration::from_millis(10);
 
 /// Copies the WAL's frames that no reader needs into the database file, without waiting.
 const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
