@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ledger_api::{ApiConfig, ConnectionLimits};
+use ledger_core::GroupLimits;
 
 /// The default database: a SQLite file in the working directory, created by `serve`, `migrate`
 /// or `append`.
@@ -256,6 +257,9 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub state_cache: usize,
+    /// How concurrent appends are committed together.
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// How long a console session (`/ui`) lasts after signing in, e.g. `8h`.
     #[arg(long, env = "LEDGER_SESSION_TTL", value_name = "DURATION", value_parser = crate::units::positive_duration,
           default_value_t = ApiConfig::default().session_ttl.into())]
@@ -269,6 +273,35 @@ pub struct ServeArgs {
     /// cookie Secure.
     #[arg(long, env = "LEDGER_PUBLIC_URL", value_name = "URL", value_parser = crate::units::public_url)]
     pub public_url: Option<String>,
+}
+
+/// Group commit: how many concurrent appends of this process one transaction may carry, and how
+/// many such transactions run at once.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct GroupArgs {
+    /// Most appends one transaction of the group commit carries (1: every append is written
+    /// alone, as it arrives).
+    #[arg(long, env = "LEDGER_GROUP_MAX_APPENDS", value_name = "N",
+          default_value_t = GroupLimits::default().max_appends as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub group_max_appends: u64,
+    /// Groups written at once, each on its own connection (SQLite, with its one writer
+    /// connection, writes one at a time whatever this says).
+    #[arg(long, env = "LEDGER_GROUP_IN_FLIGHT", value_name = "N",
+          default_value_t = GroupLimits::default().in_flight as u64,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub group_in_flight: u64,
+}
+
+impl GroupArgs {
+    /// The store's group limits with these values.
+    pub fn limits(&self) -> GroupLimits {
+        GroupLimits {
+            max_appends: self.group_max_appends as usize,
+            in_flight: self.group_in_flight as usize,
+            ..GroupLimits::default()
+        }
+    }
 }
 
 /// Arguments of `ledger append`.
@@ -388,6 +421,9 @@ pub struct BenchHttpArgs {
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,
+    /// How concurrent appends are committed together (the server's and `bench append`'s).
+    #[command(flatten)]
+    pub group: GroupArgs,
 }
 
 /// Arguments of `ledger bench verify`.
@@ -537,6 +573,9 @@ pub struct BenchAppendArgs {
     /// shared machine's swings weigh less.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub rounds: u64,
+    /// How concurrent appends are committed together.
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// Print one JSON object instead of a human summary.
     #[arg(long)]
     pub json: bool,
@@ -647,6 +686,39 @@ mod tests {
         assert!(Cli::try_parse_from(["ledger", "bench", "append", "--writers", "0"]).is_err());
         let both = ["ledger", "bench", "read", "--scratch", "--allow-existing"];
         assert!(Cli::try_parse_from(both).is_err());
+    }
+
+    #[test]
+    fn group_commit_limits() {
+        let group = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Serve(s) => s.group.limits(),
+                Command::Bench(BenchCommand::Append(b)) => b.group.limits(),
+                Command::Bench(BenchCommand::Http(b)) => b.group.limits(),
+                _ => panic!("no group limits"),
+            })
+        };
+        assert_eq!(group(&["ledger", "serve"]).unwrap(), GroupLimits::default());
+        let alone = group(&["ledger", "serve", "--group-max-appends", "1"]).unwrap();
+        assert_eq!(
+            (alone.max_appends, alone.in_flight, alone.queue),
+            (1, 2, GroupLimits::default().queue)
+        );
+        let wide = ["ledger", "bench", "append", "--group-in-flight", "4"];
+        assert_eq!(group(&wide).unwrap().in_flight, 4);
+        let http = ["ledger", "bench", "http", "--group-max-appends", "64"];
+        assert_eq!(group(&http).unwrap().max_appends, 64);
+        for bad in [
+            ["--group-max-appends", "0"],
+            ["--group-max-appends", "10001"],
+            ["--group-in-flight", "0"],
+            ["--group-in-flight", "65"],
+        ] {
+            assert!(
+                group(&[&["ledger", "serve"][..], &bad].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -76,6 +76,7 @@ struct WriterStats {
 pub async fn run(target: &Target, args: BenchAppendArgs) -> Result<Report, CliError> {
     let options = StoreOptions {
         max_connections: args.writers.clamp(16, 64) as u32,
+        group: args.group.limits(),
         ..StoreOptions::default()
     };
     let db = database::open(target, options).await?;

@@ -67,6 +67,7 @@ pub async fn run(target: &Target, args: ServeArgs) -> Result<(), CliError> {
     }
     let options = StoreOptions {
         acquire_timeout: args.db_acquire_timeout.into(),
+        group: args.group.limits(),
         ..StoreOptions::default()
     };
     let db = database::open(target, options).await?;

@@ -77,7 +77,7 @@ async fn measure(target: &Target, args: &BenchHttpArgs) -> Result<HttpReport, Cl
             (None, endpoint)
         }
         None => {
-            let server = Server::start(target).await?;
+            let server = Server::start(target, args.group).await?;
             let endpoint = Endpoint {
                 addr: server.addr,
                 token: server.token.clone(),
@@ -107,6 +107,7 @@ async fn measure(target: &Target, args: &BenchHttpArgs) -> Result<HttpReport, Cl
             streams_per_writer: 1000,
             rounds: 1,
             json: false,
+            group: args.group,
         },
     )
     .await?;

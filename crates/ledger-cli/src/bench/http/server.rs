@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use uuid::Uuid;
 
+use crate::args::GroupArgs;
 use crate::database::Target;
 use crate::output::CliError;
 
@@ -40,8 +41,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ledger serve` (this same binary) on `target` on a free local port.
-    pub async fn start(target: &Target) -> Result<Self, CliError> {
+    /// Starts `ledger serve` (this same binary) on `target` on a free local port, grouping
+    /// appends as `group` says.
+    pub async fn start(target: &Target, group: GroupArgs) -> Result<Self, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| anyhow::Error::new(e).context("finding the ledger binary"))?;
         let token = format!(
@@ -52,6 +54,8 @@ impl Server {
         // The URL and the token go through the environment: they stay out of the process list.
         let mut child = tokio::process::Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--migrate"])
+            .arg(format!("--group-max-appends={}", group.group_max_appends))
+            .arg(format!("--group-in-flight={}", group.group_in_flight))
             .env("LEDGER_DATABASE_URL", &target.url)
             .env(ADMIN_TOKEN_VAR, &token)
             .env_remove("LEDGER_METRICS_TOKEN")
