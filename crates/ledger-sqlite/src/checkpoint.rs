@@ -22,6 +22,9 @@ use tokio::sync::watch;
 /// How often the task checkpoints.
 pub(crate) const EVERY: Duration = Duration::from_millis(10);
 
+/// The pause after a failure (the file cannot be opened or written just now).
+const RETRY: Duration = Duration::from_secs(1);
+
 /// Copies the WAL's frames that no reader needs into the database file, without waiting.
 const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
@@ -45,30 +48,37 @@ impl Checkpointer {
     }
 }
 
-/// Checkpoints every [`EVERY`] until `stopped` closes. A failure (the file cannot be opened
-/// or written just now) is logged and the connection opened again at the next turn.
+/// Checkpoints every [`EVERY`] until `stopped` closes. A failure is logged, and the task
+/// pauses [`RETRY`] before it opens a new connection. It never creates the file: one removed
+/// under it stays removed.
 async fn run(connect: SqliteConnectOptions, mut stopped: watch::Receiver<()>) {
+    let connect = connect.create_if_missing(false);
     let mut conn: Option<SqliteConnection> = None;
+    let mut pause = EVERY;
     loop {
         tokio::select! {
             closed = stopped.changed() => if closed.is_err() {
                 break;
             },
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(pause) => {}
         }
-        if conn.is_none() {
-            match SqliteConnection::connect_with(&connect).await {
-                Ok(opened) => conn = Some(opened),
+        pause = RETRY;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match SqliteConnection::connect_with(&connect).await {
+                Ok(opened) => conn.insert(opened),
                 Err(error) => {
                     tracing::debug!(%error, "the WAL checkpointer could not open its connection");
                     continue;
                 }
+            },
+        };
+        match sqlx::query(CHECKPOINT).execute(&mut *c).await {
+            Ok(_) => pause = EVERY,
+            Err(error) => {
+                tracing::debug!(%error, "a WAL checkpoint failed; the checkpointer reconnects");
+                conn = None;
             }
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        if let Err(error) = sqlx::query(CHECKPOINT).execute(&mut *c).await {
-            tracing::debug!(%error, "a WAL checkpoint failed; the next one opens a new connection");
-            conn = None;
         }
     }
     if let Some(conn) = conn {
