@@ -4,11 +4,12 @@
 //! into the database file and syncs both before it returns, holding the one writer
 //! connection meanwhile: under a steady load, one append in many waited for a whole
 //! checkpoint (the tail of every command behind it). So each store runs a task that makes a
-//! `PASSIVE` checkpoint every [`EVERY`] (10 ms) on a connection of its own: it copies what no reader
-//! still needs without taking the write lock, so appends carry on during it, and the WAL stays
-//! short enough that the writers' own checkpoint seldom has anything to do. That one stays as
-//! the backstop (the task cannot keep up, or its runtime is gone). Durability is unchanged: a
-//! commit is in the WAL either way.
+//! `PASSIVE` checkpoint every [`EVERY`] (10 ms) on a connection of its own: it copies what no
+//! reader still needs without taking the write lock, so appends carry on during it. While writes
+//! go on it cannot restart the WAL; the writers' own checkpoint still does, every
+//! `wal_autocheckpoint` pages, but finds almost nothing left to copy. It is also the backstop
+//! when the task cannot keep up or its runtime is gone. Durability is unchanged: a commit is in
+//! the WAL either way.
 //!
 //! The task ends when the store is dropped (with its last clone); it holds no reference to the
 //! store, so it never keeps one alive.

@@ -28,11 +28,11 @@ use crate::{append, chain, read};
 /// How long a statement waits for another process's write lock before it reports `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// WAL pages after which a commit checkpoints the WAL into the database file: the backstop of
-/// `crate::checkpoint`, whose task keeps the WAL shorter than this while it runs. Each such
-/// checkpoint holds the committing writer, and an append writes three pages (the row and two
-/// indexes), so SQLite's default of 1000 pages would make checkpoints a large share of small
-/// appends.
+/// WAL pages after which a commit checkpoints the WAL into the database file and restarts it.
+/// The task of `crate::checkpoint` has copied nearly all of it by then, so the commit holding
+/// the writer has little left to do; without the task, each such checkpoint copies it all. An
+/// append writes three pages (the row and two indexes), so SQLite's default of 1000 pages would
+/// make checkpoints a large share of small appends.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Size the WAL file is truncated back to after a checkpoint resets it.
